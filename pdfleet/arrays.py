@@ -1,0 +1,171 @@
+"""The spec as one struct-of-arrays pytree, padded to bucketed shapes so kernels jit once per bucket.
+
+Host-side NumPy only (no JAX): this is the edge between validated config and pure array code.
+Shapes: W workloads, P profiles, C candidate profiles per workload, Q quarters, K table points,
+T decode tables per profile. Padding never changes a result: padded workloads have zero demand and
+no valid candidate; padded table points repeat the last value past the last measured x.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from pdfleet import spec as S
+from pdfleet.perf.memory import GIB, kv_bytes_per_token, weight_bytes
+
+F = np.float32
+
+
+class Workloads(NamedTuple):
+    input_tokens: np.ndarray  # [W]
+    output_tokens: np.ndarray  # [W]
+    overhead_s: np.ndarray  # [W] TTFT spent outside prefill queue + compute
+    budget_s: np.ndarray  # [W] TTFT SLO - overhead
+    ttft_quantile: np.ndarray  # [W] 0 encodes the mean
+    tpot_slo_ms: np.ndarray  # [W]
+    demand_rps: np.ndarray  # [Q, W]
+
+
+class Profiles(NamedTuple):
+    has_prefill: np.ndarray  # [P] bool
+    prefill_len: np.ndarray  # [P, Kp] input tokens, strictly increasing (padded)
+    prefill_tps: np.ndarray  # [P, Kp] max prefill tokens/s
+    prefill_lo: np.ndarray  # [P] smallest measured input length (0 for a single number)
+    prefill_hi: np.ndarray  # [P] largest measured input length (inf for a single number)
+    has_decode: np.ndarray  # [P] bool
+    decode_batch: np.ndarray  # [P, T, K] strictly increasing (padded)
+    decode_tpot: np.ndarray  # [P, T, K] ms
+    decode_hi: np.ndarray  # [P, T] largest measured batch
+    decode_ctx: np.ndarray  # [P, T] mean context of the table: input + output / 2
+    decode_valid: np.ndarray  # [P, T] bool
+    memory_bytes: np.ndarray  # [P] usable memory of one instance (gpus x memory x utilization)
+    weight_bytes: np.ndarray  # [P] model weights
+    kv_bytes_per_token: np.ndarray  # [P]
+    price_per_hour: np.ndarray  # [P] USD per instance-hour (gpus x price per GPU-hour)
+
+
+class Problem(NamedTuple):
+    workloads: Workloads
+    profiles: Profiles
+    candidates: np.ndarray  # [W, C] int32 profile index
+    candidate_valid: np.ndarray  # [W, C] bool
+
+
+def bucket(n: int, minimum: int = 1) -> int:
+    """Smallest power of two >= max(n, minimum): padded shapes repeat, so jit compiles rarely."""
+    n = max(int(n), minimum)
+    return 1 << (n - 1).bit_length()
+
+
+def pad_table(xs, ys, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a table to k points: x continues past the end (+1, +2, ...), y repeats its last value."""
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    extra = k - len(xs)
+    x = np.concatenate([xs, xs[-1] + np.arange(1, extra + 1)])
+    y = np.concatenate([ys, np.full(extra, ys[-1])])
+    return x.astype(F), y.astype(F)
+
+
+def workload_arrays(fleet: S.Fleet, names: list[str], w_pad: int) -> Workloads:
+    quarters = fleet.planning.quarters
+    ws = [fleet.workloads[n] for n in names]
+    pad = w_pad - len(ws)
+
+    def col(values, fill):
+        return np.concatenate([np.asarray(values, F), np.full(pad, fill, F)])
+
+    quantiles = [S.ttft_quantile(fleet, w) or 0.0 for w in ws]
+    demand = np.zeros((len(quarters), w_pad), F)
+    for i, (n, w) in enumerate(zip(names, ws)):
+        demand[:, i] = S.demand_rps(w, quarters, n)
+    return Workloads(
+        input_tokens=col([w.input_tokens for w in ws], 1),
+        output_tokens=col([w.output_tokens for w in ws], 1),
+        overhead_s=col([w.overhead_s for w in ws], 0),
+        budget_s=col([w.slo.ttft_s - w.overhead_s for w in ws], 1),
+        ttft_quantile=col(quantiles, 0),
+        tpot_slo_ms=col([w.slo.tpot_ms for w in ws], 1),
+        demand_rps=demand,
+    )
+
+
+def profile_arrays(fleet: S.Fleet) -> Profiles:
+    ps = fleet.profiles
+    n = bucket(len(ps))
+    kp = bucket(max((len(p.prefill.points()[0]) for p in ps if p.prefill), default=1))
+    t = bucket(max((len(p.decode) for p in ps if p.decode), default=1))
+    k = bucket(max((len(d.batch) for p in ps if p.decode for d in p.decode), default=1), 2)
+    out = {
+        "has_prefill": np.zeros(n, bool),
+        "prefill_len": np.tile(np.arange(1, kp + 1, dtype=F), (n, 1)),
+        "prefill_tps": np.ones((n, kp), F),
+        "prefill_lo": np.zeros(n, F),
+        "prefill_hi": np.full(n, np.inf, F),
+        "has_decode": np.zeros(n, bool),
+        "decode_batch": np.tile(np.arange(1, k + 1, dtype=F), (n, t, 1)),
+        "decode_tpot": np.full((n, t, k), np.inf, F),
+        "decode_hi": np.zeros((n, t), F),
+        "decode_ctx": np.ones((n, t), F),
+        "decode_valid": np.zeros((n, t), bool),
+        "memory_bytes": np.zeros(n, F),
+        "weight_bytes": np.zeros(n, F),
+        "kv_bytes_per_token": np.ones(n, F),
+        "price_per_hour": np.full(n, np.inf, F),
+    }
+    util = fleet.planning.memory_utilization
+    for i, p in enumerate(ps):
+        sku, model = fleet.skus[p.sku], fleet.models[p.model]
+        out["memory_bytes"][i] = p.gpus_per_instance * sku.memory_gib * GIB * util
+        out["weight_bytes"][i] = weight_bytes(model.params_b, model.weight_dtype_bytes)
+        out["kv_bytes_per_token"][i] = kv_bytes_per_token(
+            model.layers, model.kv_heads or 0, model.head_dim or 0, model.kv_dtype_bytes,
+            model.kv_lora_rank or 0, model.qk_rope_head_dim,
+        )
+        out["price_per_hour"][i] = p.gpus_per_instance * sku.price_usd_per_gpu_hour
+        if p.prefill is not None:
+            xs, ys = p.prefill.points()
+            out["has_prefill"][i] = True
+            out["prefill_len"][i], out["prefill_tps"][i] = pad_table(xs, ys, kp)
+            if len(xs) > 1:
+                out["prefill_lo"][i], out["prefill_hi"][i] = xs[0], xs[-1]
+        for j, d in enumerate(p.decode or []):
+            out["has_decode"][i] = True
+            out["decode_batch"][i, j], out["decode_tpot"][i, j] = pad_table(d.batch, d.tpot_ms, k)
+            out["decode_hi"][i, j] = d.batch[-1]
+            out["decode_ctx"][i, j] = d.input_tokens + d.output_tokens / 2
+            out["decode_valid"][i, j] = True
+    return Profiles(**out)
+
+
+def candidate_arrays(fleet: S.Fleet, names: list[str], w_pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every profile of a workload's model is a candidate for both roles (a role it lacks is masked)."""
+    by_model: dict[str, list[int]] = {}
+    for i, p in enumerate(fleet.profiles):
+        by_model.setdefault(p.model, []).append(i)
+    c = bucket(max((len(by_model.get(fleet.workloads[n].model, [])) for n in names), default=1))
+    cand = np.zeros((w_pad, c), np.int32)
+    valid = np.zeros((w_pad, c), bool)
+    for i, n in enumerate(names):
+        idx = by_model.get(fleet.workloads[n].model, [])
+        cand[i, : len(idx)] = idx
+        valid[i, : len(idx)] = True
+    return cand, valid
+
+
+CHUNK = 4096  # workloads per compiled block; larger fleets are padded to a multiple of it
+
+
+def padded_workloads(n: int) -> int:
+    """Power-of-two bucket up to CHUNK, then a multiple of CHUNK."""
+    return bucket(n, 8) if n <= CHUNK else -(-n // CHUNK) * CHUNK
+
+
+def build(fleet: S.Fleet) -> tuple[Problem, list[str]]:
+    """The padded arrays of a fleet and the workload names in row order."""
+    names = list(fleet.workloads)
+    w_pad = padded_workloads(len(names))
+    cand, valid = candidate_arrays(fleet, names, w_pad)
+    problem = Problem(workload_arrays(fleet, names, w_pad), profile_arrays(fleet), cand, valid)
+    return problem, names

@@ -1,0 +1,94 @@
+"""Capacity of every candidate: the one-candidate kernel, vmapped over workloads x candidates here.
+
+A candidate is (workload, profile); the profile fixes model, sku and gpus_per_instance, and serves as
+a prefill candidate, a decode candidate, or both. This is the only place kernels are vmapped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pdfleet.perf import decode, prefill, queueing
+
+# Candidate-level reasons a role is infeasible (0 = feasible); plan.py turns them into words.
+OK, NO_PROFILE, TTFT_UNREACHABLE, TPOT_UNREACHABLE, KV_MEMORY = 0, 2, 3, 4, 5
+
+
+class WorkloadRow(NamedTuple):
+    input_tokens: jax.Array  # []
+    output_tokens: jax.Array
+    budget_s: jax.Array
+    ttft_quantile: jax.Array
+    tpot_slo_ms: jax.Array
+
+
+class Capacity(NamedTuple):
+    prefill_rps: jax.Array  # [] max request rate under the TTFT SLO (0 if infeasible)
+    prefill_mu: jax.Array  # [] service rate 1 / E[S]
+    prefill_extrapolated: jax.Array  # [] bool: input length outside the measured table
+    prefill_reason: jax.Array  # [] int
+    decode_tps: jax.Array  # [] output tokens/s at B* (0 if infeasible)
+    decode_bstar: jax.Array  # [] B*
+    decode_batch_max: jax.Array  # [] min(largest measured batch, KV-memory batch)
+    decode_table: jax.Array  # [] int index of the table used
+    decode_reason: jax.Array  # [] int
+
+
+def nearest_table(context, table_ctx, table_valid):
+    """Decode table whose mean context (input + output/2) is nearest to the workload's, in log scale.
+
+    One table per profile is the common case; with several, the nearest length is the documented rule.
+    """
+    dist = jnp.abs(jnp.log(table_ctx) - jnp.log(context))
+    return jnp.argmin(jnp.where(table_valid, dist, jnp.inf))
+
+
+def candidate(w: WorkloadRow, p) -> Capacity:
+    """Prefill and decode capacity of one workload on one profile (p: one row of arrays.Profiles)."""
+    k = queueing.sojourn_factor(w.ttft_quantile)
+    mu = prefill.service_rate_rps(w.input_tokens, p.prefill_len, p.prefill_tps)
+    rate = queueing.mm1_max_rate(mu, w.budget_s, k)
+    pre_ok = p.has_prefill & (rate > 0)
+    pre_reason = jnp.where(~p.has_prefill, NO_PROFILE, jnp.where(rate > 0, OK, TTFT_UNREACHABLE))
+
+    context = w.input_tokens + w.output_tokens / 2
+    t = nearest_table(context, p.decode_ctx, p.decode_valid)
+    tb, tt = p.decode_batch[t], p.decode_tpot[t]
+    b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
+                                    w.input_tokens + w.output_tokens)
+    bstar = decode.best_batch(w.tpot_slo_ms, tb, tt, p.decode_hi[t], b_mem)
+    tps = decode.capacity_tokens_per_s(bstar, tb, tt)
+    dec_reason = jnp.where(
+        ~p.has_decode, NO_PROFILE,
+        jnp.where(bstar >= 1, OK, jnp.where(b_mem < 1, KV_MEMORY, TPOT_UNREACHABLE)),
+    )
+    return Capacity(
+        prefill_rps=jnp.where(pre_ok, rate, 0.0),
+        prefill_mu=mu,
+        prefill_extrapolated=prefill.outside_range(w.input_tokens, p.prefill_lo, p.prefill_hi),
+        prefill_reason=pre_reason,
+        decode_tps=jnp.where(dec_reason == OK, tps, 0.0),
+        decode_bstar=bstar,
+        decode_batch_max=jnp.minimum(p.decode_hi[t], b_mem),
+        decode_table=t,
+        decode_reason=dec_reason,
+    )
+
+
+def workload_rows(workloads) -> WorkloadRow:
+    return WorkloadRow(workloads.input_tokens, workloads.output_tokens, workloads.budget_s,
+                       workloads.ttft_quantile, workloads.tpot_slo_ms)
+
+
+def gather_profiles(profiles, index):
+    """Profile fields for an index array: leaves [P, ...] -> [*index.shape, ...]."""
+    return jax.tree_util.tree_map(lambda a: a[index], profiles)
+
+
+def evaluate(workloads, profiles, candidates) -> Capacity:
+    """Capacity of all candidates: fields [W, C]. workloads: arrays.Workloads, candidates [W, C]."""
+    per_candidate = jax.vmap(jax.vmap(candidate, in_axes=(None, 0)), in_axes=(0, 0))
+    return per_candidate(workload_rows(workloads), gather_profiles(profiles, candidates))

@@ -1,0 +1,1 @@
+"""Performance model: queueing, prefill, decode, memory and roofline formulas."""

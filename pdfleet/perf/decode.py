@@ -1,0 +1,79 @@
+"""Decode capacity from a measured TPOT-vs-batch table (the paper's empirical method).
+
+TPOT(B) is interpolated piecewise-linearly in the batch B between measured points. Why linear: it
+passes through every measurement (a least-squares polynomial, like the paper's quadratic script, does
+not), it never overshoots between points, and a decode step is memory-bound, so its time grows close to
+linearly in B (weights once + B KV caches). Outside the table nothing is extrapolated: batches above
+the largest measured one are not used, and below the smallest the smallest's TPOT is assumed (a smaller
+batch is never slower, so this is conservative).
+
+B* = the largest whole batch <= the KV-memory limit with TPOT(B) <= SLO; capacity = B* / TPOT(B*)
+output tokens/s per instance (PAPER.md, "Decode under a TPOT SLO").
+"""
+
+import jax
+import jax.numpy as jnp
+
+_EPS = 1e-5  # relative slack so a batch that meets the SLO exactly is not lost to rounding
+
+
+def tpot_ms(batch, table_batch, table_tpot):
+    """TPOT [ms] at `batch` by linear interpolation, held at the ends. Tables [K], padded past the end."""
+    return jnp.interp(batch, table_batch, table_tpot)
+
+
+def largest_batch_within(slo_ms, table_batch, table_tpot, batch_hi):
+    """Largest real batch B in [b_0, batch_hi] with interpolated TPOT(B) <= slo_ms; 0 if none.
+
+    Looks at every segment [b_k, b_k+1]: if its right end meets the SLO the whole segment does,
+    else if its left end does the crossing point is b_k + (slo - t_k)/(t_k+1 - t_k) (b_k+1 - b_k).
+    Taking the max over segments handles noisy, non-monotone tables. Shapes: tables [K] -> scalar.
+    """
+    b0, b1 = table_batch[:-1], table_batch[1:]
+    t0, t1 = table_tpot[:-1], table_tpot[1:]
+    rising = t1 > t0
+    frac = (slo_ms - t0) / jnp.where(rising, t1 - t0, 1.0)
+    crossing = b0 + jnp.clip(frac, 0.0, 1.0) * (b1 - b0)
+    seg_best = jnp.where(t1 <= slo_ms, b1, jnp.where(t0 <= slo_ms, crossing, 0.0))
+    first = jnp.where(table_tpot[0] <= slo_ms, table_batch[0], 0.0)
+    best = jnp.maximum(first, jnp.max(seg_best, initial=0.0))
+    return jnp.minimum(best, batch_hi)
+
+
+def max_batch_memory(memory_bytes, weight_bytes, kv_bytes_per_token, context_tokens):
+    """B_mem = floor((usable memory - weights) / (KV bytes per token x tokens per request)) (DESIGN.md)."""
+    free = memory_bytes - weight_bytes
+    return jnp.floor(jnp.maximum(free, 0.0) / (kv_bytes_per_token * context_tokens))
+
+
+def best_batch(slo_ms, table_batch, table_tpot, batch_hi, batch_mem):
+    """B*: whole batch meeting the TPOT SLO and the KV limit; 0 when no batch does."""
+    b = largest_batch_within(slo_ms, table_batch, table_tpot, batch_hi)
+    return jnp.floor(jnp.minimum(b * (1.0 + _EPS), batch_mem))
+
+
+def capacity_tokens_per_s(bstar, table_batch, table_tpot):
+    """B* / TPOT(B*) output tokens/s of one instance; 0 when B* = 0."""
+    t = tpot_ms(jnp.maximum(bstar, 1.0), table_batch, table_tpot)
+    return jnp.where(bstar >= 1.0, bstar / (t * 1e-3), 0.0)
+
+
+def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max, iters=48):
+    """Mean decode batch B at a load of r output tokens/s per instance, by Little's law B = r TPOT(B).
+
+    Solved by bisection on [0, batch_max]; inf when even batch_max cannot carry the load (the
+    allocation is short of capacity). Scalar in, scalar out.
+    """
+    r = out_tokens_per_s * 1e-3  # tokens per ms
+
+    def gap(b):
+        return b - r * tpot_ms(b, table_batch, table_tpot)
+
+    def step(_, lo_hi):
+        lo, hi = lo_hi
+        mid = 0.5 * (lo + hi)
+        below = gap(mid) < 0
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iters, step, (jnp.zeros_like(r), jnp.asarray(batch_max, r.dtype)))
+    return jnp.where(gap(batch_max) >= 0, hi, jnp.inf)

@@ -1,0 +1,149 @@
+"""The exact solver: with no coupling limit, each (quarter, workload, role) is its own problem.
+
+For every row pick the feasible candidate of least cost = instances x price per instance-hour, as one
+vectorized argmin over the candidate axis; ties go to the smaller fractional cost, then the earlier
+profile in fleet.yaml (deterministic). Then predict the TTFT and TPOT the chosen allocation reaches.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pdfleet import evaluate as E
+from pdfleet.perf import decode, queueing, sizing
+
+
+class RoleChoice(NamedTuple):
+    """Arrays [Q, W] for one role."""
+
+    candidate: jax.Array  # int: column in the candidate table (-1 when none is feasible)
+    profile: jax.Array  # int: profile index (-1 when none)
+    fractional: jax.Array
+    instances: jax.Array
+    cost_per_hour: jax.Array
+    capacity_rps: jax.Array
+    capacity_tokens_per_s: jax.Array
+    reason: jax.Array  # int, E.OK when a candidate was chosen
+
+
+class Solution(NamedTuple):
+    prefill: RoleChoice
+    decode: RoleChoice
+    predicted_ttft_s: jax.Array  # [Q, W]
+    predicted_tpot_ms: jax.Array  # [Q, W]
+    decode_batch: jax.Array  # [Q, W] mean operating batch per decode instance
+    decode_batch_max: jax.Array  # [Q, W] B*
+    decode_table: jax.Array  # [Q, W]
+    prefill_extrapolated: jax.Array  # [Q, W]
+    demand_rps: jax.Array  # [Q, W]
+
+
+def choose(demand, capacity, reason, price, valid, nearest: bool) -> RoleChoice:
+    """Cheapest feasible candidate per (quarter, workload). demand [Q, W] in capacity's unit, rest [W, C]."""
+    feasible = valid & (reason == E.OK)
+    frac = sizing.fractional_instances(demand[:, :, None], capacity[None])  # [Q, W, C]
+    whole = sizing.round_instances(frac, nearest)
+    cost = jnp.where(feasible[None], whole * price[None], jnp.inf)
+    frac_cost = jnp.where(feasible[None], frac * price[None], jnp.inf)
+    best = jnp.min(cost, axis=-1, keepdims=True)
+    tied = cost == best
+    pick = jnp.argmin(jnp.where(tied, frac_cost, jnp.inf), axis=-1)  # first index among equal costs
+    any_ok = jnp.any(feasible, axis=-1)[None] & jnp.isfinite(best[..., 0])
+
+    def take(a):  # a [Q, W, C] -> [Q, W]
+        return jnp.take_along_axis(a, pick[..., None], axis=-1)[..., 0]
+
+    worst_reason = jnp.min(jnp.where(valid, reason, E.NO_PROFILE), axis=-1)  # most specific failure
+    none = jnp.where(any_ok, 1.0, 0.0)
+    return RoleChoice(
+        candidate=jnp.where(any_ok, pick, -1),
+        profile=jnp.zeros_like(pick),  # filled by the caller, which knows the candidate table
+        fractional=take(frac) * none,
+        instances=take(whole) * none,
+        cost_per_hour=take(cost) * none,
+        capacity_rps=take(jnp.broadcast_to(capacity[None], cost.shape)) * none,
+        capacity_tokens_per_s=jnp.zeros_like(best[..., 0]),
+        reason=jnp.where(any_ok, E.OK, jnp.broadcast_to(worst_reason[None], pick.shape)),
+    )
+
+
+def _take_wc(a, pick):
+    """a [W, C, ...] at pick [Q, W] -> [Q, W, ...]."""
+    w = jnp.arange(a.shape[0])[None, :]
+    return a[w, jnp.maximum(pick, 0)]
+
+
+@partial(jax.jit, static_argnames="nearest")
+def solve(problem, nearest: bool = False) -> Solution:
+    """Exact plan of a padded problem (arrays.Problem). Pure; compiled once per shape and rounding."""
+    w, p = problem.workloads, problem.profiles
+    cap = E.evaluate(w, p, problem.candidates)
+    price = p.price_per_hour[problem.candidates]  # [W, C]
+    demand = w.demand_rps  # [Q, W]
+
+    pre = choose(demand, cap.prefill_rps, cap.prefill_reason, price, problem.candidate_valid, nearest)
+    pre = pre._replace(capacity_tokens_per_s=pre.capacity_rps * w.input_tokens[None])
+    dec_rps = cap.decode_tps / w.output_tokens[:, None]
+    dec = choose(demand, dec_rps, cap.decode_reason, price, problem.candidate_valid, nearest)
+    dec = dec._replace(capacity_tokens_per_s=dec.capacity_rps * w.output_tokens[None])
+    pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(problem.candidates, pre.candidate), -1))
+    dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(problem.candidates, dec.candidate), -1))
+
+    # Predicted TTFT: M/M/1 sojourn at the per-instance arrival rate, plus the overhead.
+    k = queueing.sojourn_factor(w.ttft_quantile)[None]
+    per_instance = demand / jnp.maximum(pre.instances, 1.0)
+    mu = _take_wc(cap.prefill_mu, pre.candidate)
+    ttft = w.overhead_s[None] + queueing.mm1_sojourn_s(mu, per_instance, k)
+
+    # Predicted TPOT: the mean batch B = r TPOT(B) at the per-instance output-token rate r.
+    table = _take_wc(cap.decode_table, dec.candidate)
+    prof = jnp.maximum(dec.profile, 0)
+    tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
+    bmax = _take_wc(cap.decode_batch_max, dec.candidate)
+    rate = demand * w.output_tokens[None] / jnp.maximum(dec.instances, 1.0)
+    op = jax.vmap(jax.vmap(decode.operating_batch))(rate, tb, tt, bmax)
+    tpot = jnp.where(jnp.isfinite(op), jax.vmap(jax.vmap(decode.tpot_ms))(op, tb, tt), jnp.inf)
+
+    chosen_pre, chosen_dec = pre.reason == E.OK, dec.reason == E.OK
+    return Solution(
+        prefill=pre,
+        decode=dec,
+        predicted_ttft_s=jnp.where(chosen_pre, ttft, jnp.nan),
+        predicted_tpot_ms=jnp.where(chosen_dec, tpot, jnp.nan),
+        decode_batch=jnp.where(chosen_dec, op, jnp.nan),
+        decode_batch_max=jnp.where(chosen_dec, _take_wc(cap.decode_bstar, dec.candidate), jnp.nan),
+        decode_table=jnp.where(chosen_dec, table, -1),
+        prefill_extrapolated=chosen_pre & _take_wc(cap.prefill_extrapolated, pre.candidate),
+        demand_rps=demand,
+    )
+
+
+def _slice_workloads(problem, lo: int, hi: int):
+    w = problem.workloads
+    ws = w._replace(**{k: (v[:, lo:hi] if k == "demand_rps" else v[lo:hi]) for k, v in w._asdict().items()})
+    return problem._replace(workloads=ws, candidates=problem.candidates[lo:hi],
+                            candidate_valid=problem.candidate_valid[lo:hi])
+
+
+def solve_chunked(problem, nearest: bool = False, chunk: int = 4096, progress=None) -> Solution:
+    """solve() over blocks of `chunk` workloads (one compiled shape), so big fleets fit in memory.
+
+    problem's workload axis must be a multiple of chunk or smaller than it (arrays.build pads so).
+    progress(done, total) is called after each block.
+    """
+    n = problem.candidates.shape[0]
+    if n <= chunk:
+        sol = solve(problem, nearest=nearest)
+        if progress:
+            progress(n, n)
+        return sol
+    parts = []
+    for lo in range(0, n, chunk):
+        parts.append(jax.device_get(solve(_slice_workloads(problem, lo, lo + chunk), nearest=nearest)))
+        if progress:
+            progress(min(lo + chunk, n), n)
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *parts)

@@ -1,0 +1,320 @@
+"""fleet.yaml: the validated, frozen description of a planning problem.
+
+Pydantic models with unknown keys rejected and every number range-checked. This module imports
+neither JAX nor pandas, so `pdfleet validate` answers fast. Loading errors become `SpecError`,
+whose message is one line naming the YAML path and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pdfleet.perf.memory import DTYPE_BYTES
+
+Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1)]
+Quarter = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class SpecError(Exception):
+    """A fleet.yaml problem: `path` is the dotted YAML path, the message says what to change."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Planning(Strict):
+    quarters: list[Quarter] = Field(default_factory=lambda: ["now"], min_length=1, max_length=200)
+    rounding: Literal["ceil", "nearest"] = "ceil"
+    ttft_quantile: Annotated[float, Field(gt=0, lt=1)] | Literal["mean"] = "mean"
+    memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("quarters")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("quarter labels must be unique")
+        return v
+
+
+PerQuarter = Union[NonNegative, dict[Quarter, NonNegative]]
+
+
+class Sku(Strict):
+    memory_gib: Positive
+    price_usd_per_gpu_hour: Positive
+    gpus_per_node: Count = 8
+    tflops_bf16: Positive | None = None
+    tflops_fp8: Positive | None = None
+    tflops_fp4: Positive | None = None
+    hbm_tbps: Positive | None = None
+    link_gbps: Positive | None = None
+    inventory: PerQuarter | None = None
+    source: str | None = None
+    price_source: str | None = None
+    source_date: str | None = None
+
+
+class Model(Strict):
+    params_b: Positive
+    active_params_b: Positive | None = None
+    layers: Count
+    hidden_size: Count | None = None
+    heads: Count | None = None
+    kv_heads: Count | None = None
+    head_dim: Count | None = None
+    kv_lora_rank: Count | None = None
+    qk_rope_head_dim: Annotated[int, Field(ge=0)] = 0
+    vocab_size: Count | None = None
+    experts: Count | None = None
+    experts_per_token: Count | None = None
+    weight_dtype: Dtype = "bf16"
+    kv_dtype: Dtype = "bf16"
+    source: str | None = None
+    source_date: str | None = None
+
+    @model_validator(mode="after")
+    def _kv_shape(self) -> "Model":
+        if self.kv_lora_rank is None and (self.kv_heads is None or self.head_dim is None):
+            raise ValueError("give kv_heads and head_dim (or kv_lora_rank for MLA) to size the KV cache")
+        if self.active_params_b is not None and self.active_params_b > self.params_b:
+            raise ValueError("active_params_b cannot exceed params_b")
+        return self
+
+    @property
+    def weight_dtype_bytes(self) -> float:
+        return DTYPE_BYTES[self.weight_dtype]
+
+    @property
+    def kv_dtype_bytes(self) -> float:
+        return DTYPE_BYTES[self.kv_dtype]
+
+
+class PrefillTable(Strict):
+    """Max prefill tokens/s of one instance: one number, or a table over input length."""
+
+    max_tokens_per_s: Positive | list[Positive]
+    input_tokens: list[Count] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "PrefillTable":
+        if isinstance(self.max_tokens_per_s, list):
+            if self.input_tokens is None or len(self.input_tokens) != len(self.max_tokens_per_s):
+                raise ValueError("a max_tokens_per_s list needs an input_tokens list of the same length")
+            if len(self.max_tokens_per_s) < 1:
+                raise ValueError("max_tokens_per_s list is empty")
+            if any(b <= a for a, b in zip(self.input_tokens, self.input_tokens[1:])):
+                raise ValueError("input_tokens must be strictly increasing")
+        elif self.input_tokens is not None:
+            raise ValueError("input_tokens goes with a list of max_tokens_per_s; drop it for a single number")
+        return self
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """(input_tokens, tokens_per_s); a single number is one point at input length 0."""
+        if isinstance(self.max_tokens_per_s, list):
+            return [float(x) for x in self.input_tokens], [float(x) for x in self.max_tokens_per_s]
+        return [0.0], [float(self.max_tokens_per_s)]
+
+
+class DecodeTable(Strict):
+    """TPOT against decode batch, measured at one input/output length (the paper's benchmark)."""
+
+    input_tokens: Count
+    output_tokens: Count
+    batch: list[Positive] = Field(min_length=1, max_length=64)
+    tpot_ms: list[Positive] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DecodeTable":
+        if len(self.batch) != len(self.tpot_ms):
+            raise ValueError("batch and tpot_ms must have the same length")
+        if any(b <= a for a, b in zip(self.batch, self.batch[1:])):
+            raise ValueError("batch must be strictly increasing")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"in{self.input_tokens}/out{self.output_tokens}"
+
+
+class Profile(Strict):
+    model: str
+    sku: str
+    gpus_per_instance: Count
+    engine: str | None = None
+    source: str | None = None
+    prefill: PrefillTable | None = None
+    decode: list[DecodeTable] | None = Field(default=None, min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _some_role(self) -> "Profile":
+        if self.prefill is None and self.decode is None:
+            raise ValueError("a profile needs prefill, decode or both")
+        return self
+
+
+class Slo(Strict):
+    ttft_s: Positive
+    tpot_ms: Positive
+    ttft_quantile: Annotated[float, Field(gt=0, lt=1)] | Literal["mean"] | None = None
+
+
+class Workload(Strict):
+    model: str
+    rate_rps: PerQuarter | None = None
+    tokens_per_minute: PerQuarter | None = None
+    input_tokens: Count
+    output_tokens: Count
+    slo: Slo
+    overhead_s: NonNegative = 0.0
+
+    @model_validator(mode="after")
+    def _one_demand(self) -> "Workload":
+        if (self.rate_rps is None) == (self.tokens_per_minute is None):
+            raise ValueError("give exactly one of rate_rps or tokens_per_minute")
+        if self.overhead_s >= self.slo.ttft_s:
+            raise ValueError("overhead_s must be below slo.ttft_s (it is spent outside prefill)")
+        return self
+
+
+class Fleet(Strict):
+    planning: Planning = Field(default_factory=Planning)
+    skus: dict[str, Sku] = Field(min_length=1)
+    models: dict[str, Model] = Field(min_length=1)
+    profiles: list[Profile] = Field(min_length=1)
+    workloads: dict[str, Workload] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- cross-references and per-quarter values
+
+
+def per_quarter(value, quarters: list[str], path: str) -> list[float]:
+    """Expand one value or a {quarter: value} map to one value per planning quarter."""
+    if not isinstance(value, dict):
+        return [float(value)] * len(quarters)
+    unknown = sorted(set(value) - set(quarters))
+    if unknown:
+        raise SpecError(f"{path}.{unknown[0]}", f"not a planning quarter; use one of {quarters}")
+    missing = [q for q in quarters if q not in value]
+    if missing:
+        raise SpecError(path, f"no value for quarter {missing[0]}; give every quarter in planning.quarters")
+    return [float(value[q]) for q in quarters]
+
+
+def _check_references(fleet: Fleet) -> None:
+    def known(kind: str, names) -> str:
+        return f"define it under {kind}: (known: {', '.join(sorted(names))})"
+
+    for i, p in enumerate(fleet.profiles):
+        if p.model not in fleet.models:
+            raise SpecError(f"profiles[{i}].model", f"unknown model '{p.model}'; {known('models', fleet.models)}")
+        if p.sku not in fleet.skus:
+            raise SpecError(f"profiles[{i}].sku", f"unknown sku '{p.sku}'; {known('skus', fleet.skus)}")
+    for name, w in fleet.workloads.items():
+        if w.model not in fleet.models:
+            raise SpecError(f"workloads.{name}.model", f"unknown model '{w.model}'; {known('models', fleet.models)}")
+        field = "rate_rps" if w.rate_rps is not None else "tokens_per_minute"
+        per_quarter(getattr(w, field), fleet.planning.quarters, f"workloads.{name}.{field}")
+    for name, s in fleet.skus.items():
+        if s.inventory is not None:
+            per_quarter(s.inventory, fleet.planning.quarters, f"skus.{name}.inventory")
+
+
+# ---------------------------------------------------------------- loading with one-line errors
+
+
+def _path(loc) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("float", "int", "str", "list[...]", "dict[...]") or "[" in str(item) or item.startswith(
+            ("function-", "constrained-", "literal[", "list[", "dict[")
+        ):
+            continue  # union-branch names pydantic puts in loc
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _hint(err: dict) -> str:
+    kind, msg = err["type"], err["msg"]
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    if kind == "missing":
+        return "required field is missing; add it"
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling (pdfleet schema lists every key)"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{msg}{shown}"
+
+
+def from_dict(data) -> Fleet:
+    """Validate a parsed fleet.yaml document; raise SpecError on the first problem."""
+    if not isinstance(data, dict):
+        raise SpecError("", "fleet.yaml must be a mapping with planning, skus, models, profiles, workloads")
+    try:
+        fleet = Fleet.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A union (number | per-quarter map) reports one error per branch; show the most specific.
+        first = max(errors[: max(1, len(errors))], key=lambda e: len(e["loc"])) if _same_field(errors) else errors[0]
+        more = "" if len(errors) == 1 or _same_field(errors) else f" [and {len(errors) - 1} more problem(s)]"
+        raise SpecError(_path(first["loc"]), _hint(first) + more) from None
+    _check_references(fleet)
+    return fleet
+
+
+def _same_field(errors: list[dict]) -> bool:
+    paths = {_path(e["loc"]) for e in errors}
+    return len(paths) == 1 or all(p.startswith(min(paths, key=len)) for p in paths)
+
+
+def load(path: str | Path) -> Fleet:
+    """Read and validate a fleet.yaml file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError("", f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p.name}:{mark.line + 1}:{mark.column + 1}" if mark else p.name
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"{where}: YAML syntax error: {problem}; fix the indentation or quoting there") from None
+    return from_dict(data)
+
+
+def json_schema() -> dict:
+    return Fleet.model_json_schema()
+
+
+def demand_rps(workload: Workload, quarters: list[str], name: str) -> list[float]:
+    """Request rate per quarter. tokens_per_minute counts input + output tokens (the paper's eq. 1)."""
+    if workload.rate_rps is not None:
+        return per_quarter(workload.rate_rps, quarters, f"workloads.{name}.rate_rps")
+    tpm = per_quarter(workload.tokens_per_minute, quarters, f"workloads.{name}.tokens_per_minute")
+    per_request = workload.input_tokens + workload.output_tokens
+    return [t / 60.0 / per_request for t in tpm]
+
+
+def ttft_quantile(fleet: Fleet, workload: Workload) -> float | None:
+    """The TTFT quantile a workload's SLO bounds; None means the mean (the paper's choice)."""
+    q = workload.slo.ttft_quantile if workload.slo.ttft_quantile is not None else fleet.planning.ttft_quantile
+    return None if q == "mean" else float(q)
