@@ -64,7 +64,8 @@ def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max, iters=
     Solved by bisection on [0, batch_max]; inf when even batch_max cannot carry the load (the
     allocation is short of capacity). Scalar in, scalar out.
     """
-    r = out_tokens_per_s * 1e-3  # tokens per ms
+    r = jnp.asarray(out_tokens_per_s) * 1e-3  # tokens per ms
+    batch_max = jnp.asarray(batch_max, r.dtype)
 
     def gap(b):
         return b - r * tpot_ms(b, table_batch, table_tpot)
@@ -75,5 +76,5 @@ def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max, iters=
         below = gap(mid) < 0
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, iters, step, (jnp.zeros_like(r), jnp.asarray(batch_max, r.dtype)))
+    lo, hi = jax.lax.fori_loop(0, iters, step, (jnp.zeros_like(r), batch_max))
     return jnp.where(gap(batch_max) >= 0, hi, jnp.inf)

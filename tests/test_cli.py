@@ -1,0 +1,140 @@
+"""The CLI as a user meets it: errors, validate, schema, determinism, warnings."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pdfleet.cli import main
+
+from conftest import CONFIGS, tiny_fleet
+
+
+def write(tmp_path, doc, name="fleet.yaml"):
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+BAD = {
+    "missing field": (tiny_fleet(**{"workloads.chat.input_tokens": None}), "workloads.chat.input_tokens"),
+    "wrong type": (tiny_fleet(**{"workloads.chat.output_tokens": "many"}), "workloads.chat.output_tokens"),
+    "negative rate": (tiny_fleet(**{"workloads.chat.rate_rps": -3}), "workloads.chat.rate_rps"),
+    "unknown model": (tiny_fleet(**{"workloads.chat.model": "gpt-9"}), "workloads.chat.model"),
+    "unknown sku": (tiny_fleet(**{"profiles.1.sku": "tpu"}), "profiles[1].sku"),
+    "unknown key": (tiny_fleet(**{"skus.fast.colour": "red"}), "skus.fast.colour"),
+    "missing quarter": (tiny_fleet(**{"workloads.chat.rate_rps": {"q1": 3}}), "workloads.chat.rate_rps"),
+    "bad quantile": (tiny_fleet(**{"workloads.chat.slo": {"ttft_s": 1, "tpot_ms": 50, "ttft_quantile": 2}}),
+                     "workloads.chat.slo.ttft_quantile"),
+}
+
+
+def _drop_nones(doc):
+    if isinstance(doc, dict):
+        return {k: _drop_nones(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [_drop_nones(v) for v in doc]
+    return doc
+
+
+@pytest.mark.parametrize("verb", ["validate", "optimize"])
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line_naming_the_path(tmp_path, verb, case):
+    doc, path = BAD[case]
+    fleet = write(tmp_path, _drop_nones(doc))
+    out = tmp_path / "out"
+    args = [verb, str(fleet)] + (["-o", str(out)] if verb == "optimize" else [])
+    proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    fleet = write(tmp_path, "skus:\n  a: {memory_gib: 80\nmodels: [\n")
+    result = CliRunner().invoke(main, ["validate", str(fleet)])
+    assert result.exit_code == 2
+    assert "fleet.yaml:" in result.output and "YAML syntax error" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_file_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_validate_does_not_import_jax():
+    code = ("import sys; from pdfleet.cli import main; "
+            f"sys.argv=['pdfleet','validate',{str(CONFIGS / 'paper.yaml')!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'jax' not in sys.modules, 'validate imported jax'\nprint('no-jax')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 1 workloads" in proc.stdout and "no-jax" in proc.stdout
+
+
+def test_schema_is_json_schema_with_every_section():
+    result = CliRunner().invoke(main, ["schema"])
+    schema = json.loads(result.output)
+    assert set(schema["properties"]) == {"planning", "skus", "models", "profiles", "workloads"}
+    assert schema["additionalProperties"] is False
+
+
+def test_help_on_every_verb():
+    for verb in ([], ["optimize"], ["validate"], ["schema"]):
+        result = CliRunner().invoke(main, [*verb, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_same_input_same_bytes(tmp_path):
+    fleet = write(tmp_path, tiny_fleet())
+    for out in ("a", "b"):
+        assert CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / out), "-q"]).exit_code == 0
+    for name in ("plan.parquet", "fleet.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_inventory_overflow_is_loud(tmp_path):
+    doc = tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}})
+    fleet = write(tmp_path, doc)
+    result = CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    fl = pd.read_parquet(tmp_path / "o" / "fleet.parquet").set_index(["quarter", "sku"])
+    assert not fl.loc[("q1", "fast"), "over_inventory"]
+    assert fl.loc[("q2", "fast"), "over_inventory"]
+    assert fl.loc[("q2", "fast"), "gpus_short"] == fl.loc[("q2", "fast"), "gpus"] - 8
+    assert "WARNING q2: plan needs" in result.output
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["over_inventory"]
+
+
+def test_infeasible_workload_gets_a_status_not_a_crash(tmp_path):
+    doc = tiny_fleet(**{"workloads.chat.slo": {"ttft_s": 0.05, "tpot_ms": 5}})
+    fleet = write(tmp_path, doc)
+    result = CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
+    assert set(plan.loc["prefill", "status"]) == {"ttft_unreachable"}
+    assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
+    assert (plan["instances"] == 0).all() and plan["sku"].isna().all()
+    assert "ttft_unreachable" in result.output
+
+
+def test_plan_has_the_promised_columns(tmp_path):
+    fleet = write(tmp_path, tiny_fleet())
+    assert CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / "o"), "-q"]).exit_code == 0
+    plan = pd.read_parquet(tmp_path / "o" / "plan.parquet")
+    promised = ("quarter workload model role sku gpus_per_instance instances instances_fractional gpus "
+                "cost_usd_per_hour demand_rps capacity_rps capacity_tokens_per_s utilization decode_batch "
+                "predicted_ttft_s predicted_tpot_ms slo_ttft_s slo_tpot_ms status").split()
+    assert set(promised) <= set(plan.columns)
+    assert len(plan) == 2 * 2  # quarters x workloads x roles
+    fl = pd.read_parquet(tmp_path / "o" / "fleet.parquet")
+    assert {"quarter", "sku", "gpus", "cost_usd_per_hour", "inventory_gpus"} <= set(fl.columns)
+    assert fl["cost_usd_per_hour"].sum() == pytest.approx(plan["cost_usd_per_hour"].sum())

@@ -1,0 +1,62 @@
+"""The vmapped kernels equal a plain loop over candidates; the exact search equals a NumPy brute force."""
+
+import jax
+import numpy as np
+import pytest
+
+from pdfleet import arrays, evaluate, reference
+from pdfleet.search import exact
+
+from fleets import random_fleet
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vmap_equals_python_loop(seed):
+    problem, names = arrays.build(random_fleet(seed))
+    cap = jax.device_get(evaluate.evaluate(problem.workloads, problem.profiles, problem.candidates))
+    kernel = jax.jit(evaluate.candidate)
+    rows = evaluate.workload_rows(problem.workloads)
+    for wi in range(len(names)):
+        w = jax.tree_util.tree_map(lambda a: a[wi], rows)
+        for ci in range(problem.candidates.shape[1]):
+            p = evaluate.gather_profiles(problem.profiles, problem.candidates[wi, ci])
+            one = jax.device_get(kernel(w, p))
+            for field in evaluate.Capacity._fields:
+                # equal up to a few float32 ulps (XLA fuses the batched and single programs differently)
+                np.testing.assert_allclose(getattr(one, field), getattr(cap, field)[wi, ci], rtol=1e-6, err_msg=field)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("nearest", [False, True])
+def test_exact_search_matches_numpy_brute_force(seed, nearest):
+    problem, names = arrays.build(random_fleet(seed, n_workloads=20))
+    sol = jax.device_get(exact.solve(problem, nearest=nearest))
+    pre_cap, dec_cap = reference.capacities(problem)
+    price = np.asarray(problem.profiles.price_per_hour, np.float64)[problem.candidates]
+    demand = np.asarray(problem.workloads.demand_rps, np.float64)
+    out_tokens = np.asarray(problem.workloads.output_tokens, np.float64)
+    for role, cap in (("prefill", pre_cap), ("decode", dec_cap / out_tokens[:, None])):
+        ref = reference.cheapest(demand, cap, price, nearest)[:, : len(names)]
+        got = getattr(sol, role).cost_per_hour[:, : len(names)]
+        feasible = getattr(sol, role).reason[:, : len(names)] == evaluate.OK
+        assert np.array_equal(feasible, np.isfinite(ref)), role
+        np.testing.assert_allclose(got[feasible], ref[feasible], rtol=1e-5, err_msg=role)
+
+
+def test_reference_capacity_agrees_with_kernels():
+    problem, _ = arrays.build(random_fleet(7, n_workloads=30))
+    cap = jax.device_get(evaluate.evaluate(problem.workloads, problem.profiles, problem.candidates))
+    pre, dec = reference.capacities(problem)
+    valid = problem.candidate_valid
+    np.testing.assert_allclose(np.where(valid, cap.prefill_rps, 0), pre, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(np.where(valid, cap.decode_tps, 0), dec, rtol=2e-5, atol=1e-4)
+
+
+def test_second_call_does_not_recompile():
+    problem, _ = arrays.build(random_fleet(3))
+    exact.solve(problem)
+    before = exact.solve._cache_size()
+    other, _ = arrays.build(random_fleet(4))  # same buckets -> same shapes
+    if jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, problem):
+        exact.solve(other)
+        assert exact.solve._cache_size() == before
