@@ -191,10 +191,14 @@ class Workload(Strict):
 
 
 class Fleet(Strict):
+    """The whole file. `skus`/`models` may name catalog entries (a list of names, or name -> overrides);
+    `profile_files` lists YAML files of further profiles, relative to the fleet.yaml."""
+
     planning: Planning = Field(default_factory=Planning)
     skus: dict[str, Sku] = Field(min_length=1)
-    models: dict[str, Model] = Field(min_length=1)
-    profiles: list[Profile] = Field(min_length=1)
+    models: dict[str, Model] = Field(default_factory=dict)
+    profile_files: list[str] = Field(default_factory=list)
+    profiles: list[Profile] = Field(default_factory=list)
     workloads: dict[str, Workload] = Field(min_length=1)
 
 
@@ -263,10 +267,14 @@ def _hint(err: dict) -> str:
     return f"{msg}{shown}"
 
 
-def from_dict(data) -> Fleet:
-    """Validate a parsed fleet.yaml document; raise SpecError on the first problem."""
+def from_dict(data, base_dir: str | Path = ".") -> Fleet:
+    """Validate a parsed fleet.yaml document; raise SpecError on the first problem.
+
+    base_dir resolves relative `profile_files`.
+    """
     if not isinstance(data, dict):
         raise SpecError("", "fleet.yaml must be a mapping with planning, skus, models, profiles, workloads")
+    data, origins = _expand(data, Path(base_dir))
     try:
         fleet = Fleet.model_validate(data)
     except ValidationError as exc:
@@ -274,9 +282,82 @@ def from_dict(data) -> Fleet:
         # A union (number | per-quarter map) reports one error per branch; show the most specific.
         first = max(errors[: max(1, len(errors))], key=lambda e: len(e["loc"])) if _same_field(errors) else errors[0]
         more = "" if len(errors) == 1 or _same_field(errors) else f" [and {len(errors) - 1} more problem(s)]"
-        raise SpecError(_path(first["loc"]), _hint(first) + more) from None
-    _check_references(fleet)
+        raise SpecError(_origin(_path(first["loc"]), origins), _hint(first) + more) from None
+    try:
+        _check_references(fleet)
+    except SpecError as exc:
+        raise SpecError(_origin(exc.path, origins), exc.message) from None
     return fleet
+
+
+def _origin(path: str, origins: list[str]) -> str:
+    """Rename profiles[k] to where profile k was written (inline, or profile_files[i]: FILE[j])."""
+    if path.startswith("profiles[") and origins:
+        k = int(path[len("profiles[") : path.index("]")])
+        if k < len(origins):
+            return origins[k] + path[path.index("]") + 1 :]
+    return path
+
+
+def _expand(data: dict, base_dir: Path) -> tuple[dict, list[str]]:
+    """Resolve catalog names and overrides in skus/models, and append profiles from profile_files."""
+    from pdfleet import catalog
+
+    data = dict(data)
+    for section, entries in (("skus", catalog.load_skus()), ("models", catalog.load_models())):
+        data[section] = _with_catalog(data.get(section), entries, section)
+    profiles = data.get("profiles") or []
+    if not isinstance(profiles, list):
+        raise SpecError("profiles", "must be a list of profiles (each starts with '- model:')")
+    origins = [f"profiles[{k}]" for k in range(len(profiles))]
+    profiles = list(profiles)
+    files = data.get("profile_files") or []
+    if not isinstance(files, list):
+        raise SpecError("profile_files", "must be a list of YAML file paths")
+    for i, name in enumerate(files):
+        items = _read_profile_file(base_dir / str(name), f"profile_files[{i}]")
+        origins += [f"profile_files[{i}]:{name}[{j}]" for j in range(len(items))]
+        profiles += items
+    data["profiles"] = profiles
+    models = data["models"]
+    for ref in [w.get("model") for w in (data.get("workloads") or {}).values() if isinstance(w, dict)] + [
+        p.get("model") for p in profiles if isinstance(p, dict)
+    ]:
+        if isinstance(ref, str) and ref not in models and ref in catalog.load_models():
+            models[ref] = catalog.load_models()[ref]  # a workload may name a catalog model directly
+    return data, origins
+
+
+def _with_catalog(section, entries: dict, name: str) -> dict:
+    """A list of catalog names, or a mapping whose entries override catalog fields of the same name."""
+    if section is None:
+        return {}
+    if isinstance(section, list):
+        unknown = [n for n in section if n not in entries]
+        if unknown:
+            raise SpecError(f"{name}.{unknown[0]}", f"not in the catalog ({', '.join(sorted(entries))}); "
+                            f"give its fields as a mapping instead")
+        return {n: entries[n] for n in section}
+    if not isinstance(section, dict):
+        raise SpecError(name, "must be a mapping of name -> fields, or a list of catalog names")
+    merged = {}
+    for key, fields in section.items():
+        if fields is not None and not isinstance(fields, dict):
+            raise SpecError(f"{name}.{key}", "must be a mapping of fields (or empty to take the catalog entry)")
+        merged[key] = {**entries.get(key, {}), **(fields or {})}
+    return merged
+
+
+def _read_profile_file(path: Path, where: str) -> list:
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(where, f"cannot read {path}: {exc.strerror or exc}; paths are relative to the fleet.yaml") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(where, f"{path}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(items, list):
+        raise SpecError(where, f"{path} must hold a YAML list of profiles")
+    return items
 
 
 def _same_field(errors: list[dict]) -> bool:
@@ -298,11 +379,17 @@ def load(path: str | Path) -> Fleet:
         where = f"{p.name}:{mark.line + 1}:{mark.column + 1}" if mark else p.name
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError("", f"{where}: YAML syntax error: {problem}; fix the indentation or quoting there") from None
-    return from_dict(data)
+    return from_dict(data, base_dir=p.parent)
 
 
 def json_schema() -> dict:
-    return Fleet.model_json_schema()
+    """JSON Schema of fleet.yaml, including the catalog-name list form of skus and models."""
+    schema = Fleet.model_json_schema()
+    for section in ("skus", "models"):
+        mapping = schema["properties"][section]
+        names = {"type": "array", "items": {"type": "string"}, "description": "names of catalog entries"}
+        schema["properties"][section] = {"anyOf": [mapping, names], "title": mapping.get("title", section)}
+    return schema
 
 
 def demand_rps(workload: Workload, quarters: list[str], name: str) -> list[float]:

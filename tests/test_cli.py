@@ -83,7 +83,7 @@ def test_validate_does_not_import_jax():
 def test_schema_is_json_schema_with_every_section():
     result = CliRunner().invoke(main, ["schema"])
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"planning", "skus", "models", "profiles", "workloads"}
+    assert set(schema["properties"]) == {"planning", "skus", "models", "profiles", "profile_files", "workloads"}
     assert schema["additionalProperties"] is False
 
 
@@ -138,3 +138,35 @@ def test_plan_has_the_promised_columns(tmp_path):
     fl = pd.read_parquet(tmp_path / "o" / "fleet.parquet")
     assert {"quarter", "sku", "gpus", "cost_usd_per_hour", "inventory_gpus"} <= set(fl.columns)
     assert fl["cost_usd_per_hour"].sum() == pytest.approx(plan["cost_usd_per_hour"].sum())
+
+
+def test_catalog_names_and_overrides(tmp_path):
+    doc = tiny_fleet()
+    doc["skus"] = {"H100-SXM": {"price_usd_per_gpu_hour": 2.0}, "A100-SXM-80GB": None}
+    doc["models"] = {}
+    for p, sku in zip(doc["profiles"], ["H100-SXM", "A100-SXM-80GB"]):
+        p["model"], p["sku"] = "llama-3.1-70b", sku
+    doc["workloads"]["chat"]["model"] = "llama-3.1-70b"  # taken from the catalog without listing it
+    from pdfleet import catalog, spec
+
+    f = spec.from_dict(_drop_nones(doc) | {"skus": doc["skus"]})
+    assert f.skus["H100-SXM"].price_usd_per_gpu_hour == 2.0  # override wins
+    assert f.skus["H100-SXM"].memory_gib == catalog.load_skus()["H100-SXM"]["memory_gib"]
+    assert f.models["llama-3.1-70b"].layers == 80
+    listed = spec.from_dict(_drop_nones(doc) | {"skus": ["H100-SXM", "A100-SXM-80GB"]})
+    assert listed.skus["A100-SXM-80GB"].price_usd_per_gpu_hour == catalog.load_skus()["A100-SXM-80GB"][
+        "price_usd_per_gpu_hour"]
+
+
+def test_profile_file_errors_name_the_file(tmp_path):
+    (tmp_path / "profs.yaml").write_text("- model: m\n  sku: nowhere\n  gpus_per_instance: 1\n"
+                                         "  prefill: {max_tokens_per_s: 100}\n")
+    doc = tiny_fleet()
+    doc["profile_files"] = ["profs.yaml", "missing.yaml"]
+    fleet = write(tmp_path, doc)
+    result = CliRunner().invoke(main, ["validate", str(fleet)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: profile_files[1]") and "cannot read" in result.output
+    doc["profile_files"] = ["profs.yaml"]
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, doc))])
+    assert result.exit_code == 2 and result.output.startswith("error: profile_files[0]:profs.yaml[0].sku")
