@@ -16,6 +16,7 @@ from pdfleet import spec as S
 from pdfleet.perf.memory import GIB, kv_bytes_per_token, weight_bytes
 
 F = np.float32
+UNMEASURED_TPOT_MS = 1e9  # fills decode tables a profile lacks (finite, so padded arithmetic stays NaN-free)
 
 
 class Workloads(NamedTuple):
@@ -47,10 +48,26 @@ class Profiles(NamedTuple):
 
 
 class Problem(NamedTuple):
-    workloads: Workloads
+    """Workload rows come in blocks of B rows of one model, so a block shares its candidate profiles:
+    profile tables are gathered once per block ([NB, C, ...]), not once per workload."""
+
+    workloads: Workloads  # leaves [W] (demand [Q, W]) with W = NB x B, rows grouped by model
     profiles: Profiles
-    candidates: np.ndarray  # [W, C] int32 profile index
-    candidate_valid: np.ndarray  # [W, C] bool
+    block_candidates: np.ndarray  # [NB, C] int32 profile index
+    block_valid: np.ndarray  # [NB, C] bool
+
+    @property
+    def block_size(self) -> int:
+        return self.workloads.input_tokens.shape[0] // self.block_candidates.shape[0]
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """[W, C] profile index of each row's candidates (host-side view for tests and references)."""
+        return np.repeat(np.asarray(self.block_candidates), self.block_size, axis=0)
+
+    @property
+    def candidate_valid(self) -> np.ndarray:
+        return np.repeat(np.asarray(self.block_valid), self.block_size, axis=0)
 
 
 def bucket(n: int, minimum: int = 1) -> int:
@@ -68,25 +85,25 @@ def pad_table(xs, ys, k: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(F), y.astype(F)
 
 
-def workload_arrays(fleet: S.Fleet, names: list[str], w_pad: int) -> Workloads:
+def workload_arrays(fleet: S.Fleet, rows: list[str | None]) -> Workloads:
+    """Workload fields in row order; None rows are padding (zero demand, harmless values)."""
     quarters = fleet.planning.quarters
-    ws = [fleet.workloads[n] for n in names]
-    pad = w_pad - len(ws)
+    ws = [fleet.workloads[n] if n is not None else None for n in rows]
 
-    def col(values, fill):
-        return np.concatenate([np.asarray(values, F), np.full(pad, fill, F)])
+    def col(get, fill):
+        return np.asarray([get(w) if w is not None else fill for w in ws], F)
 
-    quantiles = [S.ttft_quantile(fleet, w) or 0.0 for w in ws]
-    demand = np.zeros((len(quarters), w_pad), F)
-    for i, (n, w) in enumerate(zip(names, ws)):
-        demand[:, i] = S.demand_rps(w, quarters, n)
+    demand = np.zeros((len(quarters), len(rows)), F)
+    for i, (n, w) in enumerate(zip(rows, ws)):
+        if w is not None:
+            demand[:, i] = S.demand_rps(w, quarters, n)
     return Workloads(
-        input_tokens=col([w.input_tokens for w in ws], 1),
-        output_tokens=col([w.output_tokens for w in ws], 1),
-        overhead_s=col([w.overhead_s for w in ws], 0),
-        budget_s=col([w.slo.ttft_s - w.overhead_s for w in ws], 1),
-        ttft_quantile=col(quantiles, 0),
-        tpot_slo_ms=col([w.slo.tpot_ms for w in ws], 1),
+        input_tokens=col(lambda w: w.input_tokens, 1),
+        output_tokens=col(lambda w: w.output_tokens, 1),
+        overhead_s=col(lambda w: w.overhead_s, 0),
+        budget_s=col(lambda w: w.slo.ttft_s - w.overhead_s, 1),
+        ttft_quantile=col(lambda w: S.ttft_quantile(fleet, w) or 0.0, 0),
+        tpot_slo_ms=col(lambda w: w.slo.tpot_ms, 1),
         demand_rps=demand,
     )
 
@@ -105,7 +122,7 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
         "prefill_hi": np.full(n, np.inf, F),
         "has_decode": np.zeros(n, bool),
         "decode_batch": np.tile(np.arange(1, k + 1, dtype=F), (n, t, 1)),
-        "decode_tpot": np.full((n, t, k), np.inf, F),
+        "decode_tpot": np.full((n, t, k), UNMEASURED_TPOT_MS, F),
         "decode_hi": np.zeros((n, t), F),
         "decode_ctx": np.ones((n, t), F),
         "decode_valid": np.zeros((n, t), bool),
@@ -139,33 +156,50 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
     return Profiles(**out)
 
 
-def candidate_arrays(fleet: S.Fleet, names: list[str], w_pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every profile of a workload's model is a candidate for both roles (a role it lacks is masked)."""
+CHUNK = 4096  # workload rows per compiled block of work; larger fleets are solved in chunks of it
+MAX_BLOCK = 256
+
+
+def block_rows(fleet: S.Fleet) -> tuple[list[str | None], list[str | None], int]:
+    """Group workloads by model into blocks of B rows, padded with None.
+
+    Returns (rows, block_models, B): rows in solver order (workload name or None), the model of each
+    block, and the block size. Block and row counts are bucketed so that shapes repeat.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, w in fleet.workloads.items():
+        groups.setdefault(w.model, []).append(name)
+    size = min(MAX_BLOCK, bucket(max(len(g) for g in groups.values())))
+    rows: list[str | None] = []
+    block_models: list[str | None] = []
+    for model, names in groups.items():
+        n_blocks = -(-len(names) // size)
+        rows += names + [None] * (n_blocks * size - len(names))
+        block_models += [model] * n_blocks
+    n_blocks = len(block_models)
+    total = bucket(n_blocks) if n_blocks * size <= CHUNK else -(-n_blocks * size // CHUNK) * CHUNK // size
+    rows += [None] * ((total - n_blocks) * size)
+    block_models += [None] * (total - n_blocks)
+    return rows, block_models, size
+
+
+def candidate_arrays(fleet: S.Fleet, block_models: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Every profile of a block's model is a candidate for both roles (a role it lacks is masked)."""
     by_model: dict[str, list[int]] = {}
     for i, p in enumerate(fleet.profiles):
         by_model.setdefault(p.model, []).append(i)
-    c = bucket(max((len(by_model.get(fleet.workloads[n].model, [])) for n in names), default=1))
-    cand = np.zeros((w_pad, c), np.int32)
-    valid = np.zeros((w_pad, c), bool)
-    for i, n in enumerate(names):
-        idx = by_model.get(fleet.workloads[n].model, [])
-        cand[i, : len(idx)] = idx
-        valid[i, : len(idx)] = True
+    c = bucket(max((len(v) for v in by_model.values()), default=1))
+    cand = np.zeros((len(block_models), c), np.int32)
+    valid = np.zeros((len(block_models), c), bool)
+    for b, model in enumerate(block_models):
+        idx = by_model.get(model, []) if model is not None else []
+        cand[b, : len(idx)] = idx
+        valid[b, : len(idx)] = True
     return cand, valid
 
 
-CHUNK = 4096  # workloads per compiled block; larger fleets are padded to a multiple of it
-
-
-def padded_workloads(n: int) -> int:
-    """Power-of-two bucket up to CHUNK, then a multiple of CHUNK."""
-    return bucket(n, 8) if n <= CHUNK else -(-n // CHUNK) * CHUNK
-
-
-def build(fleet: S.Fleet) -> tuple[Problem, list[str]]:
-    """The padded arrays of a fleet and the workload names in row order."""
-    names = list(fleet.workloads)
-    w_pad = padded_workloads(len(names))
-    cand, valid = candidate_arrays(fleet, names, w_pad)
-    problem = Problem(workload_arrays(fleet, names, w_pad), profile_arrays(fleet), cand, valid)
-    return problem, names
+def build(fleet: S.Fleet) -> tuple[Problem, list[str | None]]:
+    """The padded arrays of a fleet and, for each solver row, its workload name (None for padding)."""
+    rows, block_models, _ = block_rows(fleet)
+    cand, valid = candidate_arrays(fleet, block_models)
+    return Problem(workload_arrays(fleet, rows), profile_arrays(fleet), cand, valid), rows

@@ -38,12 +38,22 @@ class Capacity(NamedTuple):
 
 
 def nearest_table(context, table_ctx, table_valid):
-    """Decode table whose mean context (input + output/2) is nearest to the workload's, in log scale.
-
-    One table per profile is the common case; with several, the nearest length is the documented rule.
+    """Decode table whose mean context (input + output/2) is nearest to the workload's, in log scale;
+    ties go to the first. One table per profile is the common case; with several, the nearest
+    length is the documented rule. Unrolled over the (small, static) table axis so it fuses under vmap.
     """
-    dist = jnp.abs(jnp.log(table_ctx) - jnp.log(context))
-    return jnp.argmin(jnp.where(table_valid, dist, jnp.inf))
+    dist = jnp.where(table_valid, jnp.abs(jnp.log(table_ctx / context)), jnp.inf)
+    best, best_dist = jnp.int32(0), dist[0]
+    for i in range(1, dist.shape[0]):
+        closer = dist[i] < best_dist
+        best, best_dist = jnp.where(closer, i, best), jnp.where(closer, dist[i], best_dist)
+    return best
+
+
+def select_table(tables, t):
+    """Row t of tables [T, ...] by an elementwise select among the T rows (T is small; under vmap this
+    fuses, where a gather or a masked sum would materialize every table for every candidate)."""
+    return jax.lax.select_n(t, *[tables[i] for i in range(tables.shape[0])])
 
 
 def candidate(w: WorkloadRow, p) -> Capacity:
@@ -56,10 +66,10 @@ def candidate(w: WorkloadRow, p) -> Capacity:
 
     context = w.input_tokens + w.output_tokens / 2
     t = nearest_table(context, p.decode_ctx, p.decode_valid)
-    tb, tt = p.decode_batch[t], p.decode_tpot[t]
+    tb, tt, hi = select_table(p.decode_batch, t), select_table(p.decode_tpot, t), select_table(p.decode_hi, t)
     b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
                                     w.input_tokens + w.output_tokens)
-    bstar = decode.best_batch(w.tpot_slo_ms, tb, tt, p.decode_hi[t], b_mem)
+    bstar = decode.best_batch(w.tpot_slo_ms, tb, tt, hi, b_mem)
     tps = decode.capacity_tokens_per_s(bstar, tb, tt)
     dec_reason = jnp.where(
         ~p.has_decode, NO_PROFILE,
@@ -72,7 +82,7 @@ def candidate(w: WorkloadRow, p) -> Capacity:
         prefill_reason=pre_reason,
         decode_tps=jnp.where(dec_reason == OK, tps, 0.0),
         decode_bstar=bstar,
-        decode_batch_max=jnp.minimum(p.decode_hi[t], b_mem),
+        decode_batch_max=jnp.minimum(hi, b_mem),
         decode_table=t,
         decode_reason=dec_reason,
     )
@@ -83,12 +93,21 @@ def workload_rows(workloads) -> WorkloadRow:
                        workloads.ttft_quantile, workloads.tpot_slo_ms)
 
 
-def gather_profiles(profiles, index):
-    """Profile fields for an index array: leaves [P, ...] -> [*index.shape, ...]."""
-    return jax.tree_util.tree_map(lambda a: a[index], profiles)
+def profile_rows(profiles, index):
+    """Profile fields at an index array: leaves [P, ...] -> [*index.shape, ...]."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[index], profiles)
 
 
-def evaluate(workloads, profiles, candidates) -> Capacity:
-    """Capacity of all candidates: fields [W, C]. workloads: arrays.Workloads, candidates [W, C]."""
-    per_candidate = jax.vmap(jax.vmap(candidate, in_axes=(None, 0)), in_axes=(0, 0))
-    return per_candidate(workload_rows(workloads), gather_profiles(profiles, candidates))
+def evaluate(workloads, profiles, block_candidates) -> Capacity:
+    """Capacity of all candidates: fields [W, C].
+
+    workloads: arrays.Workloads with W = NB x B rows; block_candidates [NB, C]. Profile rows are gathered
+    once per block and broadcast over the block's B workloads (vmap with in_axes None).
+    """
+    nb = block_candidates.shape[0]
+    rows = jax.tree_util.tree_map(lambda a: a.reshape(nb, -1), workload_rows(workloads))
+    over_candidates = jax.vmap(candidate, in_axes=(None, 0))
+    over_block = jax.vmap(over_candidates, in_axes=(0, None))
+    over_blocks = jax.vmap(over_block, in_axes=(0, 0))
+    cap = over_blocks(rows, profile_rows(profiles, block_candidates))  # leaves [NB, B, C]
+    return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), cap)

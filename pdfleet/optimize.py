@@ -28,12 +28,12 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
 
     t0 = time.perf_counter()
     rounding = rounding or fleet.planning.rounding
-    problem, names = arrays.build(fleet)
+    problem, rows = arrays.build(fleet)
     t1 = time.perf_counter()
     sol = jax.device_get(exact.solve_chunked(problem, nearest=rounding == "nearest", chunk=arrays.CHUNK,
                                              progress=progress))
     t2 = time.perf_counter()
-    plan_df = plan.plan_frame(fleet, names, sol)
+    plan_df = plan.plan_frame(fleet, rows, sol)
     fleet_df = plan.fleet_frame(fleet, plan_df)
     t3 = time.perf_counter()
     timings = {"build_s": t1 - t0, "solve_s": t2 - t1, "tables_s": t3 - t2}
@@ -48,7 +48,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "quarters": fleet.planning.quarters,
         "seed": fleet.planning.seed,
         "backend": jax.default_backend(),
-        "workloads": len(names),
+        "workloads": len(fleet.workloads),
         "profiles": len(fleet.profiles),
         "total_cost_usd_per_hour": {q: float(fleet_df.loc[fleet_df["quarter"] == q, "cost_usd_per_hour"].sum())
                                     for q in fleet.planning.quarters},

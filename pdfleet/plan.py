@@ -47,13 +47,18 @@ def _status(reason: int, demand: float, predicted: float, slo: float) -> str:
     return "ok"
 
 
-def plan_frame(fleet: S.Fleet, names: list[str], sol) -> pd.DataFrame:
-    """One row per quarter x workload x role, in that order (columns carry units)."""
+def plan_frame(fleet: S.Fleet, solver_rows: list[str | None], sol) -> pd.DataFrame:
+    """One row per quarter x workload x role, in fleet.yaml order (columns carry units).
+
+    solver_rows names the workload of each solver row (None for padding), as arrays.build returns it.
+    """
     sol = _to_numpy(sol)
     quarters = fleet.planning.quarters
+    where = {name: i for i, name in enumerate(solver_rows) if name is not None}
     rows = []
     for qi, quarter in enumerate(quarters):
-        for wi, name in enumerate(names):
+        for name in fleet.workloads:
+            wi = where[name]
             w = fleet.workloads[name]
             q = S.ttft_quantile(fleet, w)
             pd_ratio = _ratio(sol["prefill"]["fractional"][qi, wi], sol["decode"]["fractional"][qi, wi])

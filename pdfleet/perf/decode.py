@@ -11,15 +11,16 @@ B* = the largest whole batch <= the KV-memory limit with TPOT(B) <= SLO; capacit
 output tokens/s per instance (PAPER.md, "Decode under a TPOT SLO").
 """
 
-import jax
 import jax.numpy as jnp
+
+from pdfleet.perf.table import interp
 
 _EPS = 1e-5  # relative slack so a batch that meets the SLO exactly is not lost to rounding
 
 
 def tpot_ms(batch, table_batch, table_tpot):
     """TPOT [ms] at `batch` by linear interpolation, held at the ends. Tables [K], padded past the end."""
-    return jnp.interp(batch, table_batch, table_tpot)
+    return interp(batch, table_batch, table_tpot)
 
 
 def largest_batch_within(slo_ms, table_batch, table_tpot, batch_hi):
@@ -58,23 +59,24 @@ def capacity_tokens_per_s(bstar, table_batch, table_tpot):
     return jnp.where(bstar >= 1.0, bstar / (t * 1e-3), 0.0)
 
 
-def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max, iters=48):
-    """Mean decode batch B at a load of r output tokens/s per instance, by Little's law B = r TPOT(B).
+def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max):
+    """Mean decode batch B at a load of r output tokens/s per instance: the smallest B = r TPOT(B).
 
-    Solved by bisection on [0, batch_max]; inf when even batch_max cannot carry the load (the
-    allocation is short of capacity). Scalar in, scalar out.
+    Little's law: requests in decode = arrival rate of tokens x time per token. g(B) = B - r TPOT(B)
+    starts negative at B = 0, so the smallest root is where the batch settles. Solved exactly on each
+    linear piece: below b_0, B = r t_0; on [b_k, b_k+1] with slope s_k, B = r (t_k - s_k b_k) / (1 - r s_k).
+    inf when no root lies within batch_max (the allocation cannot carry the load).
+    Shapes: r and batch_max [...], tables [..., K] -> [...].
     """
-    r = jnp.asarray(out_tokens_per_s) * 1e-3  # tokens per ms
-    batch_max = jnp.asarray(batch_max, r.dtype)
-
-    def gap(b):
-        return b - r * tpot_ms(b, table_batch, table_tpot)
-
-    def step(_, lo_hi):
-        lo, hi = lo_hi
-        mid = 0.5 * (lo + hi)
-        below = gap(mid) < 0
-        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, iters, step, (jnp.zeros_like(r), batch_max))
-    return jnp.where(gap(batch_max) >= 0, hi, jnp.inf)
+    r = jnp.asarray(out_tokens_per_s)[..., None] * 1e-3  # tokens per ms
+    b0, b1 = table_batch[..., :-1], table_batch[..., 1:]
+    t0, t1 = table_tpot[..., :-1], table_tpot[..., 1:]
+    slope = (t1 - t0) / (b1 - b0)
+    denom = 1.0 - r * slope
+    ok = denom > 0
+    root = r * (t0 - slope * b0) / jnp.where(ok, denom, 1.0)
+    in_piece = ok & (root >= b0) & (root <= b1)
+    seg = jnp.min(jnp.where(in_piece, root, jnp.inf), axis=-1)
+    below = r[..., 0] * table_tpot[..., 0]
+    best = jnp.where(below <= table_batch[..., 0], below, seg)
+    return jnp.where(best <= batch_max, best, jnp.inf)

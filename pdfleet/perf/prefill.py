@@ -7,12 +7,12 @@ measured range it is held at the nearest end (and the plan marks the row `extrap
 throughput measured at the nearest length is the only number we have — never an invented trend.
 """
 
-import jax.numpy as jnp
+from pdfleet.perf.table import interp
 
 
 def max_tokens_per_s(length, table_len, table_tps):
     """TPmax at `length`. table_len [K] strictly increasing (padded past the end), table_tps [K]."""
-    return jnp.interp(length, table_len, table_tps)
+    return interp(length, table_len, table_tps)
 
 
 def service_rate_rps(length, table_len, table_tps):

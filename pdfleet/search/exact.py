@@ -46,29 +46,34 @@ def choose(demand, capacity, reason, price, valid, nearest: bool) -> RoleChoice:
     """Cheapest feasible candidate per (quarter, workload). demand [Q, W] in capacity's unit, rest [W, C]."""
     feasible = valid & (reason == E.OK)
     frac = sizing.fractional_instances(demand[:, :, None], capacity[None])  # [Q, W, C]
-    whole = sizing.round_instances(frac, nearest)
-    cost = jnp.where(feasible[None], whole * price[None], jnp.inf)
-    frac_cost = jnp.where(feasible[None], frac * price[None], jnp.inf)
+    cost = jnp.where(feasible[None], sizing.round_instances(frac, nearest) * price[None], jnp.inf)
     best = jnp.min(cost, axis=-1, keepdims=True)
-    tied = cost == best
-    pick = jnp.argmin(jnp.where(tied, frac_cost, jnp.inf), axis=-1)  # first index among equal costs
-    any_ok = jnp.any(feasible, axis=-1)[None] & jnp.isfinite(best[..., 0])
-
-    def take(a):  # a [Q, W, C] -> [Q, W]
-        return jnp.take_along_axis(a, pick[..., None], axis=-1)[..., 0]
-
+    tie_cost = jnp.where(cost == best, frac * price[None], jnp.inf)
+    pick = first_argmin(tie_cost)  # least fractional cost among equal costs, then first index
+    any_ok = jnp.isfinite(best[..., 0])
+    cap = _take_wc(capacity, pick)
+    chosen_frac = sizing.fractional_instances(demand, cap)
+    whole = sizing.round_instances(chosen_frac, nearest)
     worst_reason = jnp.min(jnp.where(valid, reason, E.NO_PROFILE), axis=-1)  # most specific failure
     none = jnp.where(any_ok, 1.0, 0.0)
     return RoleChoice(
         candidate=jnp.where(any_ok, pick, -1),
         profile=jnp.zeros_like(pick),  # filled by the caller, which knows the candidate table
-        fractional=take(frac) * none,
-        instances=take(whole) * none,
-        cost_per_hour=take(cost) * none,
-        capacity_rps=take(jnp.broadcast_to(capacity[None], cost.shape)) * none,
-        capacity_tokens_per_s=jnp.zeros_like(best[..., 0]),
+        fractional=jnp.where(any_ok, chosen_frac, 0.0),
+        instances=whole * none,
+        cost_per_hour=jnp.where(any_ok, whole * _take_wc(price, pick), 0.0),
+        capacity_rps=cap * none,
+        capacity_tokens_per_s=jnp.zeros_like(cap),
         reason=jnp.where(any_ok, E.OK, jnp.broadcast_to(worst_reason[None], pick.shape)),
     )
+
+
+def first_argmin(x):
+    """Index of the first minimum along the last axis, as two plain min-reductions (they vectorize on
+    CPU, where jnp.argmin's paired value/index reduction runs as a scalar loop)."""
+    low = jnp.min(x, axis=-1, keepdims=True)
+    iota = jnp.arange(x.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(x == low, iota, x.shape[-1]), axis=-1)
 
 
 def _take_wc(a, pick):
@@ -81,17 +86,20 @@ def _take_wc(a, pick):
 def solve(problem, nearest: bool = False) -> Solution:
     """Exact plan of a padded problem (arrays.Problem). Pure; compiled once per shape and rounding."""
     w, p = problem.workloads, problem.profiles
-    cap = E.evaluate(w, p, problem.candidates)
-    price = p.price_per_hour[problem.candidates]  # [W, C]
+    cap = E.evaluate(w, p, problem.block_candidates)  # [W, C]
+    rows_per_block = w.input_tokens.shape[0] // problem.block_candidates.shape[0]
+    candidates = jnp.repeat(problem.block_candidates, rows_per_block, axis=0)  # [W, C]
+    valid = jnp.repeat(problem.block_valid, rows_per_block, axis=0)
+    price = p.price_per_hour[candidates]
     demand = w.demand_rps  # [Q, W]
 
-    pre = choose(demand, cap.prefill_rps, cap.prefill_reason, price, problem.candidate_valid, nearest)
+    pre = choose(demand, cap.prefill_rps, cap.prefill_reason, price, valid, nearest)
     pre = pre._replace(capacity_tokens_per_s=pre.capacity_rps * w.input_tokens[None])
     dec_rps = cap.decode_tps / w.output_tokens[:, None]
-    dec = choose(demand, dec_rps, cap.decode_reason, price, problem.candidate_valid, nearest)
+    dec = choose(demand, dec_rps, cap.decode_reason, price, valid, nearest)
     dec = dec._replace(capacity_tokens_per_s=dec.capacity_rps * w.output_tokens[None])
-    pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(problem.candidates, pre.candidate), -1))
-    dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(problem.candidates, dec.candidate), -1))
+    pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(candidates, pre.candidate), -1))
+    dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(candidates, dec.candidate), -1))
 
     # Predicted TTFT: M/M/1 sojourn at the per-instance arrival rate, plus the overhead.
     k = queueing.sojourn_factor(w.ttft_quantile)[None]
@@ -105,8 +113,8 @@ def solve(problem, nearest: bool = False) -> Solution:
     tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
     bmax = _take_wc(cap.decode_batch_max, dec.candidate)
     rate = demand * w.output_tokens[None] / jnp.maximum(dec.instances, 1.0)
-    op = jax.vmap(jax.vmap(decode.operating_batch))(rate, tb, tt, bmax)
-    tpot = jnp.where(jnp.isfinite(op), jax.vmap(jax.vmap(decode.tpot_ms))(op, tb, tt), jnp.inf)
+    op = decode.operating_batch(rate, tb, tt, bmax)
+    tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
 
     chosen_pre, chosen_dec = pre.reason == E.OK, dec.reason == E.OK
     return Solution(
@@ -122,20 +130,23 @@ def solve(problem, nearest: bool = False) -> Solution:
     )
 
 
-def _slice_workloads(problem, lo: int, hi: int):
+def _slice_rows(problem, rows_lo: int, rows_hi: int):
+    """The sub-problem of workload rows [rows_lo, rows_hi), which must start and end on block edges."""
+    b = problem.block_size
     w = problem.workloads
-    ws = w._replace(**{k: (v[:, lo:hi] if k == "demand_rps" else v[lo:hi]) for k, v in w._asdict().items()})
-    return problem._replace(workloads=ws, candidates=problem.candidates[lo:hi],
-                            candidate_valid=problem.candidate_valid[lo:hi])
+    ws = w._replace(**{k: (v[:, rows_lo:rows_hi] if k == "demand_rps" else v[rows_lo:rows_hi])
+                       for k, v in w._asdict().items()})
+    return problem._replace(workloads=ws, block_candidates=problem.block_candidates[rows_lo // b: rows_hi // b],
+                            block_valid=problem.block_valid[rows_lo // b: rows_hi // b])
 
 
 def solve_chunked(problem, nearest: bool = False, chunk: int = 4096, progress=None) -> Solution:
-    """solve() over blocks of `chunk` workloads (one compiled shape), so big fleets fit in memory.
+    """solve() over `chunk` workload rows at a time (one compiled shape), so big fleets fit in memory.
 
-    problem's workload axis must be a multiple of chunk or smaller than it (arrays.build pads so).
-    progress(done, total) is called after each block.
+    The row count must be a multiple of chunk or at most chunk (arrays.build pads so), and chunk a
+    multiple of the block size. progress(done, total) is called after each chunk.
     """
-    n = problem.candidates.shape[0]
+    n = problem.workloads.input_tokens.shape[0]
     if n <= chunk:
         sol = solve(problem, nearest=nearest)
         if progress:
@@ -143,7 +154,7 @@ def solve_chunked(problem, nearest: bool = False, chunk: int = 4096, progress=No
         return sol
     parts = []
     for lo in range(0, n, chunk):
-        parts.append(jax.device_get(solve(_slice_workloads(problem, lo, lo + chunk), nearest=nearest)))
+        parts.append(jax.device_get(solve(_slice_rows(problem, lo, lo + chunk), nearest=nearest)))
         if progress:
             progress(min(lo + chunk, n), n)
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *parts)
