@@ -1,0 +1,472 @@
+"""Fit roofline efficiencies to measured tables (DESIGN.md data flow: measured → calibrate).
+
+What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
+    η_c, η_m, η_link ∈ (0, 1)        through a sigmoid of an unconstrained number
+    c0, c1, α, c_seq (s) ≥ 0          through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs)
+(see `pdfleet.perf.roofline.Efficiency`). Loss: mean over rows of (predicted/measured − 1)²,
+minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
+start, inside one jit-compiled `lax.scan`: the same table always gives the same numbers.
+
+How a row is predicted (`kind`):
+    prefill  roofline.prefill_time_s(input_tokens, batch=batch)
+    decode   roofline.decode_step_s(batch, context_tokens)
+    e2e      roofline.e2e_latency_s: prefill of the batch (b·L FLOPs, weights read once)
+             + output_tokens decode steps at the mean context input + output/2.
+Rows whose context is unknown (ML.ENERGY: the prompt lengths are not published) get
+context = I_s + output/2, with one unknown mean input length I_s per `source` fitted jointly
+(softplus × 1000 tokens, start 1000).
+
+Files: `write_calibration` writes JSON (parameters per sku and engine, fit MAPE, row counts,
+sources, date); `load_calibration(sku, engine)` reads it back as an `Efficiency` of floats,
+falling back from (sku, engine) to (sku, '*') to ('*', '*'). The shipped file
+data/calibration/default.json is `python -m pdfleet.calibrate` on all shipped measured data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from pdfleet.perf import roofline
+from pdfleet.perf.roofline import Efficiency, Hardware, ModelShape
+
+DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration" / "default.json"
+FORMAT = "pdfleet-calibration/1"
+ALL = "*"  # wildcard key: every sku or every engine
+KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2}
+
+# Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs,
+# learned input lengths in 1k tokens.
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4])
+_IS_ETA = np.array([True, True, True, False, False, False, False])
+_N_PARAMS = len(Efficiency._fields)
+_INPUT_SCALE = 1000.0
+# Start of every fit (a typical tuned engine); the fit is deterministic from here.
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5)
+
+
+class Rows(NamedTuple):
+    """The measured table as arrays; every leaf has shape [R]."""
+
+    kind: jnp.ndarray  # 0 prefill, 1 decode, 2 e2e
+    batch: jnp.ndarray
+    input_tokens: jnp.ndarray  # 1.0 where unknown (only decode rows may lack it)
+    output_tokens: jnp.ndarray
+    context: jnp.ndarray  # 0.0 where unknown (see ctx_group)
+    ctx_group: jnp.ndarray  # −1: context known; k ≥ 0: context = learned input k + output/2
+    group: jnp.ndarray  # index of the parameter set this row uses
+    model: ModelShape
+    hw: Hardware
+    time_s: jnp.ndarray
+
+
+class Fit(NamedTuple):
+    """Result of `fit`: parameters per group, per-row predictions and accuracy."""
+
+    group_by: tuple  # e.g. ('sku',), ('sku', 'engine') or () for one pooled set
+    efficiencies: dict  # group key (tuple of strings) -> Efficiency of floats
+    inputs: dict  # source -> fitted mean input tokens (rows with unknown context)
+    table: pd.DataFrame  # rows used, with pred_s and rel_err = pred/meas − 1
+    dropped: dict  # reason -> number of rows not used
+    mape_pct: float  # mean |rel_err| × 100 over all rows used
+    steps: int
+    lr: float
+
+
+# --- parameter transforms -------------------------------------------------------------------
+
+
+def to_efficiency(u) -> Efficiency:
+    """Unconstrained u [..., 6] → Efficiency with leaves [...] (sigmoid for η, softplus·scale)."""
+    vals = jnp.where(_IS_ETA, jax.nn.sigmoid(u), jax.nn.softplus(u) * _SCALE)
+    return Efficiency(*[vals[..., i] for i in range(_N_PARAMS)])
+
+
+def from_efficiency(eff: Efficiency) -> np.ndarray:
+    """Inverse of `to_efficiency` for floats: Efficiency → u [6]."""
+    v = np.asarray([float(x) for x in eff], dtype=np.float64)
+    eta = np.clip(v, 1e-6, 1 - 1e-6)
+    pos = np.maximum(v / _SCALE, 1e-9)
+    u = np.where(_IS_ETA, np.log(eta / (1 - eta)), pos + np.log(-np.expm1(-pos)))
+    return u.astype(np.float32)
+
+
+# --- building the arrays (edge: pandas + catalog → arrays) -----------------------------------
+
+
+def _catalogs(skus, models):
+    if skus is None or models is None:
+        from pdfleet import catalog
+
+        skus = catalog.load_skus() if skus is None else skus
+        models = catalog.load_models() if models is None else models
+    return skus, models
+
+
+def _group_key(row, group_by) -> tuple:
+    return tuple(str(row[c]) for c in group_by)
+
+
+def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, models=None, screen: bool = True):
+    """Tidy table → (Rows, used table, group keys, ctx sources, dropped counts).
+
+    Dropped (and counted in `dropped`): rows with a non-positive time, rows naming a model or sku
+    the catalogs lack, and (screen=True) rows measured FASTER than the datasheet roofline allows
+    (η = 1, no overheads, shortest possible context): either a broken measurement (e.g.
+    LLM-Inference-Bench Qwen2-7B on H100 TensorRT-LLM at L = 2048: 0.05–3 s where L = 1024 takes
+    4–16 s) or a case the roofline cannot represent (MoE batches touching fewer experts than
+    uniform routing predicts); either way the fit cannot use it.
+    """
+    skus, models = _catalogs(skus, models)
+    group_by = tuple(group_by)
+    dropped: dict = {}
+    df = df.assign(_pos=np.arange(len(df)))
+    ok = df["time_s"].gt(0) & np.isfinite(df["time_s"])
+    if (~ok).any():
+        dropped["time_s not positive"] = int((~ok).sum())
+    df = df[ok]
+    known_m = df["model"].isin(models)
+    known_s = df["sku"].isin(skus)
+    for name, mask in (("model not in catalog", ~known_m), ("sku not in catalog", known_m & ~known_s)):
+        if mask.any():
+            dropped[name] = int(mask.sum())
+    df = df[known_m & known_s].reset_index(drop=True)
+    if df.empty:
+        raise ValueError("no measured rows left after matching the catalogs")
+
+    shapes, hws = [], []
+    shape_cache: dict = {}
+    for _, r in df.iterrows():
+        wd = r.get("weight_dtype") or None
+        key = (r["model"], wd)
+        if key not in shape_cache:
+            shape_cache[key] = roofline.model_shape_from_catalog(models[r["model"]], weight_dtype=wd)
+        wd_eff = wd or models[r["model"]].get("weight_dtype", "bf16")
+        shapes.append(shape_cache[key])
+        hws.append(roofline.hardware_from_sku(skus[r["sku"]], int(r["tp"]), roofline.compute_precision(wd_eff)))
+    f = lambda c, fill: jnp.asarray(df[c].fillna(fill).to_numpy(), jnp.float32)
+    unknown = df["context_tokens"].isna().to_numpy()
+    rows = Rows(
+        kind=jnp.asarray(df["kind"].map(KIND_CODE).to_numpy(), jnp.int32),
+        batch=f("batch", 1.0),
+        input_tokens=f("input_tokens", 1.0),
+        output_tokens=f("output_tokens", 0.0),
+        # unknown context: the bound below uses output/2 (input ≥ 0); the fit replaces it
+        context=jnp.asarray(np.where(unknown, 0.5 * df["output_tokens"].fillna(0.0), df["context_tokens"]), jnp.float32),
+        ctx_group=jnp.zeros(len(df), jnp.int32) - 1,
+        group=jnp.zeros(len(df), jnp.int32),
+        model=roofline.stack(shapes),
+        hw=roofline.stack(hws),
+        time_s=f("time_s", 1.0),
+    )
+    if screen:
+        ideal = Efficiency(*([1.0] * 3 + [0.0] * (_N_PARAMS - 3)))
+        eff = jax.tree.map(lambda x: jnp.full(len(df), x, jnp.float32), ideal)
+        bound = np.asarray(
+            _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, rows.context, rows.model, rows.hw, eff)
+        )
+        fast = np.asarray(rows.time_s) < bound
+        if fast.any():
+            dropped["faster than the datasheet roofline"] = int(fast.sum())
+            keep = np.flatnonzero(~fast)
+            rows = jax.tree.map(lambda a: a[keep], rows)
+            df = df.iloc[keep].reset_index(drop=True)
+            unknown = unknown[keep]
+            if df.empty:
+                raise ValueError("no measured rows left after screening")
+
+    group_keys = sorted({_group_key(r, group_by) for _, r in df.iterrows()})
+    gidx = {k: i for i, k in enumerate(group_keys)}
+    ctx_sources = sorted(df.loc[unknown, "source"].unique())
+    cidx = {s: i for i, s in enumerate(ctx_sources)}
+    groups = [gidx[_group_key(r, group_by)] for _, r in df.iterrows()]
+    ctx_groups = [cidx[s] if u else -1 for s, u in zip(df["source"], unknown)]
+    rows = rows._replace(group=jnp.asarray(groups, jnp.int32), ctx_group=jnp.asarray(ctx_groups, jnp.int32))
+    return rows, df, group_keys, ctx_sources, dropped
+
+
+# --- the model of one row, and the loss -------------------------------------------------------
+
+
+def _predict_row(kind, batch, inp, out, ctx, model, hw, eff):
+    """Predicted time (s) of one measured row; see the module docstring. Shapes: [] → []."""
+    pre = roofline.prefill_time_s(inp, model, hw, eff, batch)
+    dec = roofline.decode_step_s(batch, ctx, model, hw, eff)
+    e2e = roofline.e2e_latency_s(batch, inp, out, model, hw, eff)
+    return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, e2e))
+
+
+_predict_rows = roofline.over_candidates(_predict_row)
+
+
+def _contexts(rows: Rows, v_inputs):
+    """Context per row: measured, or learned input of its source + output/2. [R]."""
+    learned = jax.nn.softplus(v_inputs) * _INPUT_SCALE  # [K]
+    k = jnp.maximum(rows.ctx_group, 0)
+    return jnp.where(rows.ctx_group >= 0, learned[k] + 0.5 * rows.output_tokens, rows.context)
+
+
+def predict_rows(u, v_inputs, rows: Rows):
+    """Predicted times [R] from unconstrained parameters u [G, 6] and inputs v [K]."""
+    eff = to_efficiency(u[rows.group])  # leaves [R]
+    ctx = _contexts(rows, v_inputs)
+    return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff)
+
+
+def loss_fn(params, rows: Rows):
+    """Mean squared relative error: mean((pred/meas − 1)²)."""
+    u, v = params
+    rel = predict_rows(u, v, rows) / rows.time_s - 1.0
+    return jnp.mean(rel * rel)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _run_adam(params, rows: Rows, lr, steps: int):
+    """`steps` Adam steps (cosine-decayed from lr to lr/100) in one scan; returns params, losses."""
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
+
+    def step(carry, _):
+        p, state = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, rows)
+        updates, state = opt.update(g, state, p)
+        return (optax.apply_updates(p, updates), state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params, losses
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def fit(
+    df: pd.DataFrame,
+    group_by: Sequence[str] = ("sku",),
+    steps: int = 3000,
+    lr: float = 0.05,
+    skus=None,
+    models=None,
+    start: Efficiency = START,
+) -> Fit:
+    """Fit one Efficiency per group of `group_by` columns of a tidy measured table.
+
+    df: the tidy table of pdfleet.measured. group_by: () pools all rows into one set,
+    ('sku',) one set per sku, ('sku', 'engine') per pair. skus/models: catalog mappings
+    (default: pdfleet.catalog). Deterministic: fixed start, fixed steps, no randomness.
+    """
+    rows, used, keys, ctx_sources, dropped = prepare(df, group_by, skus, models)
+    u0 = jnp.tile(jnp.asarray(from_efficiency(start)), (len(keys), 1))
+    v0 = jnp.full((max(len(ctx_sources), 1),), float(np.log(np.expm1(1.0))), jnp.float32)
+    (u, v), _ = _run_adam((u0, v0), rows, jnp.float32(lr), int(steps))
+    pred = np.asarray(predict_rows(u, v, rows), dtype=np.float64)
+    table = used.drop(columns="_pos")
+    table["pred_s"] = pred
+    table["rel_err"] = pred / table["time_s"].to_numpy() - 1.0
+    effs = {k: Efficiency(*[float(x) for x in to_efficiency(u[i])]) for i, k in enumerate(keys)}
+    learned = np.asarray(jax.nn.softplus(v) * _INPUT_SCALE)
+    inputs = {s: float(learned[i]) for i, s in enumerate(ctx_sources)}
+    mape = float(np.mean(np.abs(table["rel_err"])) * 100.0)
+    return Fit(tuple(group_by), effs, inputs, table, dropped, mape, int(steps), float(lr))
+
+
+def predict(df: pd.DataFrame, efficiency, skus=None, models=None, inputs: Mapping | None = None) -> np.ndarray:
+    """Predicted time_s for every row of a tidy table (rows the catalogs lack are dropped first).
+
+    efficiency: one Efficiency for all rows, or a callable row -> Efficiency (e.g. to apply the
+    parameters fitted on another sku). inputs: mean input tokens per source for rows with unknown
+    context (Fit.inputs); such rows without an entry use 1000.
+    Returns an array aligned with df's rows; NaN for rows whose model or sku the catalogs lack.
+    """
+    rows, used, _, ctx_sources, _ = prepare(df.assign(time_s=1.0), (), skus, models, screen=False)
+    if isinstance(efficiency, Efficiency):
+        effs = [efficiency] * len(used)
+    else:
+        effs = [efficiency(r) for _, r in used.iterrows()]
+    u = jnp.asarray(np.stack([from_efficiency(e) for e in effs]))
+    rows = rows._replace(group=jnp.arange(len(used), dtype=jnp.int32))
+    inputs = inputs or {}
+    v = np.array([inputs.get(s, 1000.0) for s in ctx_sources] or [1000.0]) / _INPUT_SCALE
+    v = jnp.asarray(np.log(np.expm1(v)), jnp.float32)
+    out = np.full(len(df), np.nan)
+    out[used["_pos"].to_numpy()] = np.asarray(predict_rows(u, v, rows), dtype=np.float64)
+    return out
+
+
+def mape_pct(pred, meas) -> float:
+    """Mean absolute percentage error, %."""
+    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
+    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
+
+
+def _entry(fit_: Fit, key: tuple) -> dict:
+    t = fit_.table
+    if fit_.group_by:
+        mask = np.ones(len(t), bool)
+        for c, v in zip(fit_.group_by, key):
+            mask &= t[c].astype(str).to_numpy() == v
+        t = t[mask]
+    eff = fit_.efficiencies[key]
+    by_kind = {k: round(float(np.mean(np.abs(g["rel_err"])) * 100), 2) for k, g in t.groupby("kind")}
+    kinds = set(t["kind"])
+    blind = []  # parameters these rows cannot inform: they stay at START
+    if not kinds & {"prefill", "e2e"}:
+        blind.append("c_prefill_s")
+    if not kinds & {"decode", "e2e"}:
+        blind += ["c_decode_s", "c_decode_seq_s"]
+    if (t["tp"] <= 1).all():
+        blind += ["eta_link", "alpha_link_s"]
+    return {
+        "params": {f: float(f"{getattr(eff, f):.6g}") for f in Efficiency._fields},
+        "not_identified": blind,
+        "fit_mape_pct": round(float(np.mean(np.abs(t["rel_err"])) * 100), 2),
+        "fit_mape_pct_by_kind": by_kind,
+        "rows": int(len(t)),
+        "rows_by_kind": {k: int(n) for k, n in t.groupby("kind").size().items()},
+        "rows_by_source": {k: int(n) for k, n in t.groupby("source").size().items()},
+        "models": sorted(t["model"].unique().tolist()),
+    }
+
+
+def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "") -> dict:
+    """Write fitted parameters as JSON (atomically: temp file, then rename); returns the dict.
+
+    Layout: {"format", "created", "fit": {...}, "sources", "skus": {sku: {engine: entry}},
+    "learned_input_tokens", "dropped_rows", "note"}. A fit grouped by () is stored as ('*', '*'),
+    by ('sku',) as (sku, '*'), by ('sku', 'engine') as (sku, engine). Each entry holds "params"
+    (Efficiency fields), "not_identified" (parameters the rows cannot inform, left at START),
+    "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models".
+    """
+    out: dict = {
+        "format": FORMAT,
+        "created": _dt.date.today().isoformat(),
+        "roofline": "pdfleet/perf/roofline.py (prefill_time_s, decode_step_s, e2e_latency_s)",
+        "fit": {
+            "loss": "mean((pred/meas - 1)^2)",
+            "optimizer": "optax.adam, cosine decay lr -> lr/100",
+            "steps": sorted({f.steps for f in fits}),
+            "lr": sorted({f.lr for f in fits}),
+            "start": START._asdict(),
+        },
+        "sources": dict(sources or {}),
+        "skus": {},
+        "learned_input_tokens": {},
+        "dropped_rows": {},
+        "note": note,
+    }
+    for f in fits:
+        for key in f.efficiencies:
+            k = dict(zip(f.group_by, key))
+            sku, engine = k.get("sku", ALL), k.get("engine", ALL)
+            out["skus"].setdefault(sku, {})[engine] = _entry(f, key)
+        out["learned_input_tokens"].update({s: round(v, 1) for s, v in f.inputs.items()})
+        label = ",".join(f.group_by) or "pooled"
+        out["dropped_rows"][label] = f.dropped
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(out, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return out
+
+
+def transfer(eff: Efficiency, from_sku: Mapping, to_sku: Mapping) -> Efficiency:
+    """Efficiencies fitted on sku `from_sku` applied to an unmeasured sku `to_sku` (catalog records).
+
+    η_c, η_m, η_link, c0, α and the per-sequence decode cost carry over unchanged; the fixed
+    decode-step cost c1 is scaled by hbm_bw(from) / hbm_bw(to). Rationale and evidence: c1 is
+    launch gaps and small memory-bound kernels (norms, rotary, sampling over the vocabulary), which
+    get faster with the GPU generation; on Splitwise the fitted c1 of H100-SXM / A100-SXM-80GB is
+    0.61, the bandwidth ratio is 0.61. This rule was chosen after looking at that pair (it cuts
+    the held-out decode MAPE of A100 → H100 from ~24 % to ~3 %), so it is checked on only one
+    pair of skus; scripts/validate_roofline.py prints both the plain and the scaled transfer.
+    """
+    ratio = float(from_sku["hbm_tbps"]) / float(to_sku["hbm_tbps"])
+    return eff._replace(c_decode_s=float(eff.c_decode_s) * ratio)
+
+
+REFERENCE_SKU = "H100-SXM"  # the sku with the most measured rows; source of transfers
+
+
+@functools.lru_cache(maxsize=8)
+def _read_calibration(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
+    """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one).
+
+    Lookup: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
+    the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
+    pooled over every sku and engine. So an uncalibrated sku still gets measured efficiencies.
+    """
+    data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
+    table = data["skus"]
+    for s, e in ((sku, engine), (sku, ALL)):
+        if e is not None and s in table and e in table[s]:
+            return Efficiency(**table[s][e]["params"])
+    if skus is None:
+        from pdfleet import catalog
+
+        skus = catalog.load_skus()
+    if sku in skus and REFERENCE_SKU in skus and REFERENCE_SKU in table:
+        ref = table[REFERENCE_SKU]
+        entry = ref.get(engine) if engine is not None and engine in ref else ref.get(ALL)
+        if entry is not None:
+            return transfer(Efficiency(**entry["params"]), skus[REFERENCE_SKU], skus[sku])
+    if ALL in table and ALL in table[ALL]:
+        return Efficiency(**table[ALL][ALL]["params"])
+    raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
+
+
+SHIPPED_SOURCES = {
+    "splitwise": "Mutinifni/splitwise-sim data/perf_model.csv @ 8f99e7dc (MIT); Patel et al., ISCA 2024",
+    "llm-inference-bench": "argonne-lcf/LLM-Inference-Bench Plots/All_results.csv @ 4211f5d4 (BSD-3-Clause)",
+    "mlenergy-v3": "ml-energy/leaderboard public/data/models/*.json @ 0cd52dab (Apache-2.0), flattened",
+}
+
+
+def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05) -> dict:
+    """Fit pooled, per-sku and per-(sku, engine) parameters on all shipped data; write `path`."""
+    from pdfleet import measured
+
+    df = measured.read_all(perf_dir)
+    fits = [fit(df, g, steps=steps, lr=lr) for g in ((), ("sku",), ("sku", "engine"))]
+    note = (
+        "Roofline efficiencies fitted by pdfleet.calibrate on every shipped measured table "
+        "(pdfleet.measured.read_all). Engine 'unspecified' = Splitwise (engine not named in the "
+        "file). LLM-Inference-Bench A100 rows are mapped to A100-SXM-80GB although the source "
+        "does not say 40 or 80 GB (see pdfleet.measured). Held-out accuracy: scripts/validate_roofline.py."
+    )
+    return write_calibration(path, fits, SHIPPED_SOURCES, note)
+
+
+def main(argv=None) -> int:
+    """`python -m pdfleet.calibrate [OUT.json]`: refit the shipped calibration and print a summary."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0]) if argv else DEFAULT_CALIBRATION
+    data = calibrate_shipped(out)
+    for sku, engines in data["skus"].items():
+        for engine, e in engines.items():
+            p = e["params"]
+            print(
+                f"{sku:14s} {engine:14s} rows={e['rows']:5d} mape={e['fit_mape_pct']:6.2f}%  "
+                f"eta_c={p['eta_compute']:.3f} eta_m={p['eta_memory']:.3f} eta_link={p['eta_link']:.3f} "
+                f"c0={p['c_prefill_s'] * 1e3:.2f}ms c1={p['c_decode_s'] * 1e3:.2f}ms "
+                f"alpha={p['alpha_link_s'] * 1e6:.2f}us"
+            )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,273 @@
+"""Roofline service times of one prefill or decode instance: the one place these formulas live.
+
+Every kernel here is written for ONE candidate (scalars in, scalar out), is pure `jax.numpy`
+and jit-friendly (no Python branching on values, no exceptions). `over_candidates` at the bottom
+is the single place where they are vmapped over a leading candidate axis.
+
+Units: seconds, bytes, FLOP, FLOP/s, bytes/s. Byte sizes of weights and KV cache are computed
+by `pdfleet.perf.memory` (the builders at the end call it); the kernels only receive them.
+
+Formulas (DESIGN.md, "Roofline"):
+  prefill(L, b)   = max(F_p / (tp·peak·η_c), Q_p / (tp·bw·η_m)) + comm(b·L) + c0
+      F_p = 2·N_active·b·L + 2·layers·b·L²·d_attn      (causal attention, QK and AV halved)
+      Q_p = W(b·L) + b·L·kv                            (weights read once + KV written)
+  decode(B, ctx)  = max(2·N_active·B / (tp·peak·η_c), (W(B) + B·ctx·kv) / (tp·bw·η_m))
+                    + comm(B) + c1 + c_seq·B
+  comm(T)         = 2·layers all-reduces of T·hidden·act_bytes, each a ring all-reduce
+                    (α–β model: Thakur, Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009):
+                    2(tp−1)·α + 2(tp−1)/tp · size / (link_bw·η_link);  0 at tp = 1.
+  W(T)            = bytes of weights one forward pass over T tokens reads (MoE: the experts
+                    touched, `weight_bytes_touched`).
+Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurements
+(Splitwise, llama-2-70b; see scripts/validate_roofline.py):
+  - α, the latency of one ring step: the decode step does not shrink from TP4 to TP8 although the
+    weight bytes per GPU halve (H100: 29.6 → 29.7 ms); a per-hop latency growing with tp explains it.
+  - c_seq·B, a decode cost per sequence in the batch (engine bookkeeping: sampling, scheduling,
+    block tables): the step grows ~0.2–0.35 ms per added sequence where the roofline terms grow
+    ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
+Both are 0 by default, which gives back the design's formulas exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pdfleet.perf import memory
+
+Array = Any  # jax or numpy array, or a Python scalar
+
+
+class Hardware(NamedTuple):
+    """One instance's hardware; every field is a scalar per candidate ([] or [C] when batched)."""
+
+    peak_flops: Array  # FLOP/s of ONE GPU at the precision the model computes in (dense)
+    hbm_bw: Array  # B/s of ONE GPU's HBM
+    link_bw: Array  # B/s of ONE GPU's scale-up link (NVLink/xGMI), one direction
+    tp: Array  # GPUs in the instance (tensor-parallel degree)
+
+
+class ModelShape(NamedTuple):
+    """The architecture numbers the roofline needs ([] or [C] per field)."""
+
+    active_params: Array  # parameters touched per token (MoE: shared + k routed experts)
+    weight_bytes: Array  # bytes of ALL weights (every expert), memory.weight_bytes
+    kv_bytes_per_token: Array  # memory.kv_bytes_per_token
+    layers: Array
+    hidden_size: Array
+    attn_dim: Array  # heads × head_dim (query width of attention)
+    expert_bytes: Array = 0.0  # bytes of all routed experts (0 for a dense model)
+    experts: Array = 1.0  # routed experts per layer E (1 for dense)
+    experts_per_token: Array = 1.0  # routed experts each token picks k (1 for dense)
+    act_bytes: Array = 2.0  # bytes per activation element in the all-reduce (bf16)
+
+
+class Efficiency(NamedTuple):
+    """Fitted efficiencies of one sku (and engine); see pdfleet.calibrate."""
+
+    eta_compute: Array  # achieved / peak FLOP/s, in (0, 1]
+    eta_memory: Array  # achieved / peak HBM bandwidth, in (0, 1]
+    eta_link: Array  # achieved / peak link bandwidth, in (0, 1]
+    c_prefill_s: Array  # fixed overhead of one prefill batch, c0 (s)
+    c_decode_s: Array  # fixed overhead of one decode step, c1 (s)
+    alpha_link_s: Array = 0.0  # latency of one ring all-reduce step (s)
+    c_decode_seq_s: Array = 0.0  # decode overhead per sequence in the batch, per step (s)
+
+
+# Used only where no calibration applies (tests, `pdfleet estimate` without data).
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0)
+
+
+def weight_bytes_touched(tokens, model: ModelShape):
+    """Bytes of weights one forward pass over `tokens` tokens reads from HBM.
+
+    Dense: all weights. MoE (approximation, stated): routing is uniform and independent, so a
+    given expert is untouched by all T tokens with probability (1 − k/E)^T and the expected
+    fraction of routed-expert bytes read is 1 − (1 − k/E)^T:
+        W(T) = (weight_bytes − expert_bytes) + expert_bytes · (1 − (1 − k/E)^T).
+    T = 1 reads the k active experts; T ≳ 5·E/k reads essentially all. Real routing is skewed,
+    which touches fewer experts, so this errs on the slow (SLO-safe) side.
+    Shapes: tokens [], model fields [] → [].
+    """
+    tokens = jnp.asarray(tokens, jnp.result_type(float))
+    e = jnp.maximum(jnp.asarray(model.experts, tokens.dtype), 1.0)
+    k = jnp.clip(jnp.asarray(model.experts_per_token, tokens.dtype), 0.0, e)
+    untouched = jnp.power(1.0 - k / e, jnp.maximum(tokens, 1.0))
+    return model.weight_bytes - model.expert_bytes * untouched
+
+
+def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
+    """Tensor-parallel communication of one forward pass over `tokens` tokens (s).
+
+    2 all-reduces per layer (after attention and after the MLP, Megatron-LM), each of
+    size = tokens·hidden·act_bytes, ring algorithm:
+        t = 2·layers · 2(tp−1) · (α + size / (tp · link_bw · η_link))
+    i.e. the β part is the usual 2(tp−1)/tp · size / (link_bw·η_link). Exactly 0 at tp = 1.
+    Shapes: [] → [].
+    """
+    tp = jnp.asarray(hw.tp, jnp.result_type(float))
+    size = tokens * model.hidden_size * model.act_bytes
+    steps = 2.0 * (tp - 1.0)
+    per_allreduce = steps * (eff.alpha_link_s + size / (tp * hw.link_bw * eff.eta_link))
+    return 2.0 * model.layers * per_allreduce
+
+
+def prefill_flops(L, model: ModelShape, batch=1):
+    """FLOPs of prefilling `batch` requests of L tokens: 2·N_active·b·L + 2·layers·b·L²·d_attn."""
+    return 2.0 * model.active_params * batch * L + 2.0 * model.layers * batch * L * L * model.attn_dim
+
+
+def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1):
+    """Service time (s) of prefilling `batch` requests of L input tokens each, on one instance.
+
+        max(F / (tp·peak·η_c), Q / (tp·bw·η_m)) + comm(b·L) + c0
+        F = 2·N_active·b·L + 2·layers·b·L²·d_attn,   Q = W(b·L) + b·L·kv_bytes_per_token
+    (DESIGN.md "Roofline"; the L² term is causal self-attention, QKᵀ and AV each 2·L²·d / 2.)
+    Shapes: L [], batch [] and every field of model/hw/eff [] → [].
+    """
+    L = jnp.asarray(L, jnp.result_type(float))
+    tokens = batch * L
+    flops = prefill_flops(L, model, batch)
+    bytes_ = weight_bytes_touched(tokens, model) + tokens * model.kv_bytes_per_token
+    t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
+    t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
+    return jnp.maximum(t_compute, t_memory) + allreduce_time_s(tokens, model, hw, eff) + eff.c_prefill_s
+
+
+def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
+    """Time (s) of one decode step of a batch of B sequences at mean context ctx tokens.
+
+        max(2·N_active·B / (tp·peak·η_c), (W(B) + B·ctx·kv_bytes_per_token) / (tp·bw·η_m))
+        + comm(B) + c1 + c_seq·B
+    W(B) is `weight_bytes_touched(B)` (all weights for dense models). Attention FLOPs of decode
+    (4·layers·B·ctx·d_attn) are left out as in the design: the step is memory-bound wherever they
+    would matter. Shapes: B [], ctx [], fields [] → [].
+    """
+    B = jnp.asarray(B, jnp.result_type(float))
+    flops = 2.0 * model.active_params * B
+    bytes_ = weight_bytes_touched(B, model) + B * ctx * model.kv_bytes_per_token
+    t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
+    t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
+    return jnp.maximum(t_compute, t_memory) + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s + eff.c_decode_seq_s * B
+
+
+def max_batch_memory(ctx_tokens, model: ModelShape, memory_bytes_total, usable_fraction):
+    """Largest decode batch whose KV cache fits (DESIGN.md "Decode", B_mem).
+
+        floor((usable_fraction · memory_bytes_total − weight_bytes) / (kv_bytes_per_token · ctx))
+    memory_bytes_total is the whole instance (gpus × memory). A result ≤ 0 means the model
+    (plus one sequence) does not fit: callers treat it as infeasible. Shapes: [] → [].
+    """
+    free = usable_fraction * memory_bytes_total - model.weight_bytes
+    return jnp.floor(free / (model.kv_bytes_per_token * jnp.maximum(ctx_tokens, 1.0)))
+
+
+def e2e_latency_s(batch, input_tokens, output_tokens, model, hw, eff):
+    """Offline batch latency (s): prefill of b·L_in tokens + L_out decode steps at mean context.
+
+        prefill_time_s(L_in, batch=b) + L_out · decode_step_s(b, L_in + L_out/2)
+    (how LLM-Inference-Bench's end-to-end latency is modelled by pdfleet.calibrate).
+    """
+    ctx = input_tokens + 0.5 * output_tokens
+    return prefill_time_s(input_tokens, model, hw, eff, batch) + output_tokens * decode_step_s(
+        batch, ctx, model, hw, eff
+    )
+
+
+# --- the one vmap over candidates ------------------------------------------------------------
+
+
+def over_candidates(kernel):
+    """vmap a one-candidate kernel over a leading axis [C] of every argument (pytrees included)."""
+    return jax.vmap(kernel)
+
+
+prefill_time_s_batched = jax.jit(over_candidates(prefill_time_s))  # ([C], ModelShape[C], ...) -> [C]
+decode_step_s_batched = jax.jit(over_candidates(decode_step_s))  # ([C], [C], ...) -> [C]
+max_batch_memory_batched = jax.jit(over_candidates(max_batch_memory))  # -> [C]
+e2e_latency_s_batched = jax.jit(over_candidates(e2e_latency_s))  # -> [C]
+
+
+# --- builders from catalog records (plain Python, run once at the edge) ----------------------
+
+_PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
+
+
+def compute_precision(weight_dtype: str) -> str:
+    """Tensor-core precision a model computes in: fp8/int8 weights → fp8, fp4/int4 → fp4, else bf16."""
+    return {"fp8": "fp8", "int8": "fp8", "fp4": "fp4", "int4": "fp4"}.get(weight_dtype, "bf16")
+
+
+def peak_flops_of(sku: Mapping, precision: str = "bf16") -> float:
+    """Dense peak FLOP/s of one GPU at `precision`, falling back fp4 → fp8 → bf16 when unlisted."""
+    order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"]}.get(precision, ["bf16"])
+    for p in order:
+        v = sku.get(_PEAK_FIELD[p])
+        if v:
+            return float(v) * 1e12
+    raise ValueError(f"sku has no tflops for {precision} (fields {list(_PEAK_FIELD.values())})")
+
+
+def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardware:
+    """Hardware of an instance of `tp` GPUs from a catalog sku record.
+
+    tflops_* are TFLOP/s (dense), hbm_tbps TB/s (1e12 B/s), link_gbps GB/s per GPU one direction
+    (1e9 B/s; data/catalog/skus.yaml). A missing link (single-GPU parts) gets 1e9 B/s, which only
+    matters if such a part is used with tp > 1.
+    """
+    link = sku.get("link_gbps") or 1.0
+    return Hardware(
+        peak_flops=peak_flops_of(sku, precision),
+        hbm_bw=float(sku["hbm_tbps"]) * 1e12,
+        link_bw=float(link) * 1e9,
+        tp=float(tp),
+    )
+
+
+def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv_dtype: str | None = None) -> ModelShape:
+    """ModelShape from a catalog model record; byte sizes through pdfleet.perf.memory.
+
+    MoE split (from the catalog's params_b, active_params_b, experts E, experts_per_token k):
+    one routed expert has e = (total − active)/(E − k) parameters, all routed experts E·e.
+    """
+    wd = weight_dtype or model.get("weight_dtype") or "bf16"
+    kd = kv_dtype or model.get("kv_dtype") or "bf16"
+    wbytes, kbytes = memory.DTYPE_BYTES[wd], memory.DTYPE_BYTES[kd]
+    params_b = float(model["params_b"])
+    active_b = float(model.get("active_params_b") or params_b)
+    experts = float(model.get("experts") or 0)
+    k = float(model.get("experts_per_token") or 0)
+    if experts > 1 and 0 < k < experts and active_b < params_b:
+        per_expert_b = (params_b - active_b) / (experts - k)
+        expert_bytes = memory.weight_bytes(experts * per_expert_b, wbytes)
+    else:
+        experts, k, expert_bytes = 1.0, 1.0, 0.0
+    heads = model.get("heads")
+    head_dim = model.get("head_dim") or (model["hidden_size"] // heads if heads else None)
+    kv = memory.kv_bytes_per_token(
+        model["layers"],
+        model.get("kv_heads") or heads,
+        head_dim,
+        kbytes,
+        kv_lora_rank=model.get("kv_lora_rank") or 0,
+        qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
+    )
+    return ModelShape(
+        active_params=active_b * 1e9,
+        weight_bytes=memory.weight_bytes(params_b, wbytes),
+        kv_bytes_per_token=float(kv),
+        layers=float(model["layers"]),
+        hidden_size=float(model["hidden_size"]),
+        attn_dim=float(heads * head_dim),
+        expert_bytes=float(expert_bytes),
+        experts=float(experts),
+        experts_per_token=float(k),
+        act_bytes=2.0,
+    )
+
+
+def stack(items):
+    """Stack a list of same-type NamedTuples of scalars into one NamedTuple of [C] arrays."""
+    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.result_type(float)), *items)

@@ -1,0 +1,147 @@
+"""Calibration: recovery of known efficiencies, determinism, file round trip, transfer, screening."""
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pdfleet import calibrate
+from pdfleet.measured import TIDY_COLUMNS
+from pdfleet.perf.roofline import Efficiency
+
+# Synthetic catalogs: a 70B-like and an 8B-like dense model, one GPU with a slow (PCIe-like)
+# link so the link efficiency shows in the data.
+SKUS = {
+    "GPU-X": {"memory_gib": 80, "tflops_bf16": 400.0, "hbm_tbps": 2.0, "link_gbps": 64.0},
+    "GPU-Y": {"memory_gib": 80, "tflops_bf16": 800.0, "hbm_tbps": 4.0, "link_gbps": 64.0},
+}
+MODELS = {
+    "m70": dict(params_b=70.0, active_params_b=70.0, layers=80, hidden_size=8192, heads=64, kv_heads=8,
+                head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
+    "m8": dict(params_b=8.0, active_params_b=8.0, layers=32, hidden_size=4096, heads=32, kv_heads=8,
+               head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
+}
+TRUE = Efficiency(
+    eta_compute=0.45, eta_memory=0.8, eta_link=0.6, c_prefill_s=0.02, c_decode_s=0.008,
+    alpha_link_s=8e-6, c_decode_seq_s=1.5e-4,
+)
+
+
+def synthetic_table(eff=TRUE, sku="GPU-X"):
+    rows = []
+    for model, tp in itertools.product(MODELS, (1, 2, 4, 8)):
+        base = dict(model=model, sku=sku, tp=tp, engine="synthetic", source="synthetic")
+        for L, b in itertools.product((128, 512, 2048, 8192), (1, 4)):
+            rows.append(dict(base, kind="prefill", batch=b, input_tokens=L, output_tokens=0, context_tokens=L))
+        for B, ctx in itertools.product((1, 8, 64, 256, 1024), (512, 4096)):
+            rows.append(dict(base, kind="decode", batch=B, input_tokens=ctx, output_tokens=0, context_tokens=ctx))
+        for B, L in itertools.product((1, 32), (256, 1024)):
+            rows.append(dict(base, kind="e2e", batch=B, input_tokens=L, output_tokens=L, context_tokens=1.5 * L))
+    df = pd.DataFrame(rows)
+    df["time_s"] = 1.0
+    df["time_s"] = calibrate.predict(df, eff, skus=SKUS, models=MODELS)
+    return df[TIDY_COLUMNS]
+
+
+@pytest.fixture(scope="module")
+def recovered():
+    df = synthetic_table()
+    return df, calibrate.fit(df, ("sku",), steps=4000, lr=0.05, skus=SKUS, models=MODELS)
+
+
+def test_recovers_known_efficiencies_within_2_percent(recovered):
+    df, fit = recovered
+    got = fit.efficiencies[("GPU-X",)]
+    for name in Efficiency._fields:
+        assert getattr(got, name) == pytest.approx(getattr(TRUE, name), rel=0.02), name
+    assert fit.mape_pct < 0.5
+    assert len(fit.table) == len(df) and fit.dropped == {}
+
+
+def test_fit_is_deterministic(recovered):
+    df, fit = recovered
+    again = calibrate.fit(df, ("sku",), steps=4000, lr=0.05, skus=SKUS, models=MODELS)
+    assert again.efficiencies == fit.efficiencies
+    np.testing.assert_array_equal(again.table["pred_s"].to_numpy(), fit.table["pred_s"].to_numpy())
+
+
+def test_groups_fit_separately():
+    slow = TRUE._replace(eta_compute=0.3, c_decode_s=0.015)
+    df = pd.concat([synthetic_table(TRUE, "GPU-X"), synthetic_table(slow, "GPU-Y")], ignore_index=True)
+    fit = calibrate.fit(df, ("sku",), steps=3000, skus=SKUS, models=MODELS)
+    assert fit.efficiencies[("GPU-X",)].eta_compute == pytest.approx(0.45, rel=0.03)
+    assert fit.efficiencies[("GPU-Y",)].eta_compute == pytest.approx(0.3, rel=0.03)
+    assert fit.efficiencies[("GPU-Y",)].c_decode_s == pytest.approx(0.015, rel=0.03)
+
+
+def test_unknown_context_is_learned_per_source():
+    # decode rows whose context is not published: true mean input 800 tokens, output 400
+    df = synthetic_table()
+    dec = df[(df["kind"] == "decode") & (df["model"] == "m70")].copy()
+    dec = dec.assign(input_tokens=800.0, output_tokens=400.0, context_tokens=1000.0)
+    dec["time_s"] = calibrate.predict(dec, TRUE, skus=SKUS, models=MODELS)
+    dec = dec.assign(input_tokens=np.nan, context_tokens=np.nan, source="hidden-prompts")
+    fit = calibrate.fit(pd.concat([df, dec], ignore_index=True), ("sku",), steps=4000, skus=SKUS, models=MODELS)
+    assert fit.inputs["hidden-prompts"] == pytest.approx(800.0, rel=0.05)
+
+
+def test_screening_drops_rows_faster_than_datasheet():
+    df = synthetic_table()
+    bad = df.iloc[:3].copy()
+    bad["time_s"] = 1e-6
+    fit = calibrate.fit(pd.concat([df, bad], ignore_index=True), ("sku",), steps=200, skus=SKUS, models=MODELS)
+    assert fit.dropped == {"faster than the datasheet roofline": 3}
+    # rows naming unknown models are dropped and counted, and predict gives NaN for them
+    other = df.iloc[:2].assign(model="nope")
+    pred = calibrate.predict(pd.concat([df.iloc[:2], other], ignore_index=True), TRUE, skus=SKUS, models=MODELS)
+    assert np.isfinite(pred[:2]).all() and np.isnan(pred[2:]).all()
+
+
+def test_transfer_scales_only_c1():
+    eff = TRUE
+    moved = calibrate.transfer(eff, SKUS["GPU-X"], SKUS["GPU-Y"])
+    assert moved.c_decode_s == pytest.approx(eff.c_decode_s * 2.0 / 4.0)
+    for name in Efficiency._fields:
+        if name != "c_decode_s":
+            assert getattr(moved, name) == getattr(eff, name)
+
+
+def test_write_and_load_round_trip(tmp_path, recovered):
+    df, fit_sku = recovered
+    pooled = calibrate.fit(df, (), steps=300, skus=SKUS, models=MODELS)
+    by_engine = calibrate.fit(df, ("sku", "engine"), steps=300, skus=SKUS, models=MODELS)
+    path = tmp_path / "cal.json"
+    data = calibrate.write_calibration(path, [pooled, fit_sku, by_engine], {"synthetic": "test table"})
+    on_disk = json.loads(path.read_text())
+    assert on_disk == json.loads(json.dumps(data))
+    assert on_disk["format"] == calibrate.FORMAT and on_disk["created"]
+    entry = on_disk["skus"]["GPU-X"]["*"]
+    assert entry["rows"] == len(df) and set(entry["rows_by_kind"]) == {"prefill", "decode", "e2e"}
+    assert entry["fit_mape_pct"] < 0.5 and entry["not_identified"] == []
+    got = calibrate.load_calibration("GPU-X", path=path, skus=SKUS)
+    for name in Efficiency._fields:
+        assert getattr(got, name) == pytest.approx(getattr(fit_sku.efficiencies[("GPU-X",)], name), rel=1e-5)
+    eng = calibrate.load_calibration("GPU-X", "synthetic", path=path, skus=SKUS)
+    assert eng.eta_compute == pytest.approx(by_engine.efficiencies[("GPU-X", "synthetic")].eta_compute, rel=1e-5)
+    # unknown engine → the sku entry; unknown sku → pooled entry
+    assert calibrate.load_calibration("GPU-X", "other", path=path, skus=SKUS) == got
+    pooled_eff = calibrate.load_calibration("GPU-Z", path=path, skus=SKUS)
+    assert pooled_eff.eta_compute == pytest.approx(pooled.efficiencies[()].eta_compute, rel=1e-5)
+
+
+def test_shipped_default_calibration():
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    assert data["format"] == calibrate.FORMAT
+    assert {"splitwise", "llm-inference-bench", "mlenergy-v3"} <= set(data["sources"])
+    for sku in ("A100-SXM-80GB", "H100-SXM"):
+        entry = data["skus"][sku]["*"]
+        assert entry["rows"] > 100 and 0 < entry["fit_mape_pct"] < 50
+        eff = calibrate.load_calibration(sku)
+        assert 0 < eff.eta_compute <= 1 and 0 < eff.eta_memory <= 1 and eff.c_decode_s >= 0
+    # a catalog sku with no measurements: H100-SXM's efficiencies moved by `transfer`
+    h200 = calibrate.load_calibration("H200-SXM")
+    h100 = calibrate.load_calibration("H100-SXM")
+    assert h200.eta_memory == h100.eta_memory
+    assert h200.c_decode_s == pytest.approx(h100.c_decode_s * 3.35 / 4.8, rel=1e-6)

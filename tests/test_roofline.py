@@ -1,0 +1,205 @@
+"""Roofline kernels against hand calculations, invariants, and loop-vs-vmap equality."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import enable_x64  # context manager (jax.experimental.enable_x64 before JAX 0.8)
+
+from pdfleet import catalog
+from pdfleet.perf import memory, roofline
+from pdfleet.perf.roofline import Efficiency, Hardware, ModelShape
+
+# llama-3.1-70b, bf16, numbers written out (catalog: 70.6 B params, 80 layers, hidden 8192,
+# 64 heads × 128, 8 KV heads).
+LLAMA70 = dict(
+    active_params=70.6e9,
+    weight_bytes=70.6e9 * 2,  # 141.2 GB
+    kv_bytes_per_token=2 * 80 * 8 * 128 * 2,  # 327,680
+    layers=80.0,
+    hidden_size=8192.0,
+    attn_dim=64 * 128.0,
+)
+# One H100-SXM: 989.4 dense BF16 TFLOP/s, 3.35 TB/s HBM, NVLink4 450 GB/s per direction.
+H100_TP4 = dict(peak_flops=989.4e12, hbm_bw=3.35e12, link_bw=450e9, tp=4.0)
+EFF = dict(
+    eta_compute=0.5,
+    eta_memory=0.8,
+    eta_link=0.7,
+    c_prefill_s=0.010,
+    c_decode_s=0.005,
+    alpha_link_s=5e-6,
+    c_decode_seq_s=1e-4,
+)
+
+
+def test_decode_step_hand_calculation():
+    # B = 32, ctx = 2048.
+    t_compute = (2 * 70.6e9 * 32) / (4 * 989.4e12 * 0.5)  # 4.5184e12 FLOP → 2.283 ms
+    t_memory = (141.2e9 + 32 * 2048 * 327680) / (4 * 3.35e12 * 0.8)  # 162.67 GB → 15.175 ms
+    # 2·80 all-reduces, ring of 4: 2·3 steps of (α + 32·8192·2 B / (4 · 450e9 · 0.7))
+    comm = 2 * 80 * (2 * 3) * (5e-6 + 32 * 8192 * 2 / (4 * 450e9 * 0.7))  # 5.199 ms
+    expected = max(t_compute, t_memory) + comm + 0.005 + 1e-4 * 32  # 28.574 ms
+    assert expected == pytest.approx(0.0285744, rel=1e-5)
+    with enable_x64():
+        got = roofline.decode_step_s(
+            32.0, 2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF)
+        )
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+    # float32 default agrees to float32 precision
+    got32 = roofline.decode_step_s(32.0, 2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF))
+    assert got32.dtype == jnp.float32
+    assert float(got32) == pytest.approx(expected, rel=1e-5)
+
+
+def test_prefill_hand_calculation():
+    # One request of L = 2048 tokens.
+    flops = 2 * 70.6e9 * 2048 + 2 * 80 * 2048**2 * 8192  # 2.8918e14 + 5.4976e12
+    t_compute = flops / (4 * 989.4e12 * 0.5)  # 148.9 ms
+    t_memory = (141.2e9 + 2048 * 327680) / (4 * 3.35e12 * 0.8)  # weights + KV written: 13.2 ms
+    comm = 2 * 80 * (2 * 3) * (5e-6 + 2048 * 8192 * 2 / (4 * 450e9 * 0.7))  # 30.37 ms
+    expected = max(t_compute, t_memory) + comm + 0.010
+    assert expected == pytest.approx(0.18928, rel=1e-4)
+    with enable_x64():
+        got = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF))
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+        # a batch of 4 requests: 4× the linear and attention FLOPs, weights read once
+        flops4 = 4 * flops
+        bytes4 = 141.2e9 + 4 * 2048 * 327680
+        comm4 = 2 * 80 * 6 * (5e-6 + 4 * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))
+        exp4 = max(flops4 / (4 * 989.4e12 * 0.5), bytes4 / (4 * 3.35e12 * 0.8)) + comm4 + 0.010
+        got4 = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF), 4.0)
+        assert float(got4) == pytest.approx(exp4, rel=1e-12)
+
+
+def test_catalog_builders_match_hand_numbers():
+    m = roofline.model_shape_from_catalog(catalog.load_models()["llama-3.1-70b"])
+    for k, v in LLAMA70.items():
+        assert float(getattr(m, k)) == pytest.approx(v, rel=1e-12), k
+    assert m.expert_bytes == 0.0
+    hw = roofline.hardware_from_sku(catalog.load_skus()["H100-SXM"], 4, "bf16")
+    for k, v in H100_TP4.items():
+        assert float(getattr(hw, k)) == pytest.approx(v, rel=1e-12), k
+    hw8 = roofline.hardware_from_sku(catalog.load_skus()["H100-SXM"], 4, "fp8")
+    assert hw8.peak_flops == pytest.approx(1978.9e12)
+    # A100 has no FP8: falls back to BF16
+    assert roofline.hardware_from_sku(catalog.load_skus()["A100-SXM-80GB"], 1, "fp8").peak_flops == 312e12
+
+
+def test_moe_split_and_touched_bytes():
+    mix = roofline.model_shape_from_catalog(catalog.load_models()["mixtral-8x7b"])
+    # one expert e = (46.7 − 12.9)/(8 − 2) B params; 8 experts in bf16
+    assert mix.expert_bytes == pytest.approx(memory.weight_bytes(8 * (46.7 - 12.9) / 6, 2.0))
+    with enable_x64():
+        w1 = float(roofline.weight_bytes_touched(1.0, mix))
+        dense = mix.weight_bytes - mix.expert_bytes
+        # one token touches k/E = 2/8 of the routed experts
+        assert w1 == pytest.approx(dense + mix.expert_bytes * 2 / 8, rel=1e-12)
+        w = np.asarray(jax.vmap(lambda t: roofline.weight_bytes_touched(t, mix))(jnp.arange(1.0, 200.0)))
+        assert np.all(np.diff(w) >= 0)
+        assert w[-1] == pytest.approx(mix.weight_bytes, rel=1e-9)
+    # dense models read all weights whatever the batch
+    dense_m = ModelShape(**LLAMA70)
+    assert float(roofline.weight_bytes_touched(3.0, dense_m)) == pytest.approx(141.2e9, rel=1e-6)
+
+
+def test_tp1_has_zero_comm():
+    hw1 = Hardware(**dict(H100_TP4, tp=1.0))
+    m, e = ModelShape(**LLAMA70), Efficiency(**EFF)
+    assert float(roofline.allreduce_time_s(4096.0, m, hw1, e)) == 0.0
+    with enable_x64():
+        got = roofline.decode_step_s(8.0, 1000.0, m, hw1, e)
+        mem = (141.2e9 + 8 * 1000 * 327680) / (3.35e12 * 0.8)
+        assert float(got) == pytest.approx(mem + 0.005 + 8e-4, rel=1e-12)
+    assert float(roofline.allreduce_time_s(4096.0, m, Hardware(**H100_TP4), e)) > 0.0
+
+
+def test_monotone_in_batch_context_and_length():
+    m, hw, e = ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF)
+    B = jnp.arange(1.0, 513.0)
+    ctx = jnp.linspace(1.0, 131072.0, 300)
+    L = jnp.linspace(1.0, 32768.0, 300)
+    dec_b = jax.vmap(lambda b: roofline.decode_step_s(b, 2048.0, m, hw, e))(B)
+    dec_c = jax.vmap(lambda c: roofline.decode_step_s(16.0, c, m, hw, e))(ctx)
+    pre_l = jax.vmap(lambda l: roofline.prefill_time_s(l, m, hw, e))(L)
+    pre_b = jax.vmap(lambda b: roofline.prefill_time_s(512.0, m, hw, e, b))(B)
+    for arr in (dec_b, dec_c, pre_l, pre_b):
+        assert np.all(np.diff(np.asarray(arr)) >= 0)
+    # and fewer GPUs are never faster on the memory-bound decode
+    tps = jnp.array([1.0, 2.0, 4.0, 8.0])
+    dec_tp = jax.vmap(lambda t: roofline.decode_step_s(1.0, 2048.0, m, hw._replace(tp=t), e._replace(alpha_link_s=0.0)))(tps)
+    assert np.all(np.diff(np.asarray(dec_tp)) <= 0)
+
+
+def test_max_batch_memory():
+    with enable_x64():
+        m = ModelShape(**LLAMA70)
+        got = roofline.max_batch_memory(4096.0, m, 4 * 80 * memory.GIB, 0.9)
+        # (0.9 · 320 GiB − 141.2 GB) / (327,680 B · 4096) = 125.198 → 125
+        assert float(got) == 125.0
+        assert (0.9 * 4 * 80 * 1024**3 - 141.2e9) / (327680 * 4096) == pytest.approx(125.198, abs=1e-3)
+        # one H100 cannot hold the weights: ≤ 0 means infeasible
+        assert float(roofline.max_batch_memory(4096.0, m, 80 * memory.GIB, 0.9)) <= 0
+
+
+def _random_candidates(n, seed=0):
+    rng = np.random.default_rng(seed)
+    u = lambda lo, hi: rng.uniform(lo, hi, n).astype(np.float32)
+    model = ModelShape(
+        active_params=u(1e9, 1e11),
+        weight_bytes=u(2e9, 4e11),
+        kv_bytes_per_token=u(3e4, 1e6),
+        layers=rng.integers(16, 128, n).astype(np.float32),
+        hidden_size=u(2048, 16384),
+        attn_dim=u(2048, 16384),
+        expert_bytes=np.where(rng.random(n) < 0.5, 0.0, u(1e9, 1e11)).astype(np.float32),
+        experts=rng.integers(1, 256, n).astype(np.float32),
+        experts_per_token=rng.integers(1, 8, n).astype(np.float32),
+        act_bytes=np.full(n, 2.0, np.float32),
+    )
+    hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32))
+    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3))
+    return model, hw, eff, rng
+
+
+def test_loop_equals_vmap():
+    n = 64
+    model, hw, eff, rng = _random_candidates(n)
+    L = rng.uniform(1, 8192, n).astype(np.float32)
+    b = rng.integers(1, 64, n).astype(np.float32)
+    ctx = rng.uniform(1, 32768, n).astype(np.float32)
+    mem = rng.uniform(8e10, 2e12, n).astype(np.float32)
+    usable = np.full(n, 0.9, np.float32)
+    pick = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
+    pre_v = roofline.prefill_time_s_batched(L, model, hw, eff, b)
+    dec_v = roofline.decode_step_s_batched(b, ctx, model, hw, eff)
+    mb_v = roofline.max_batch_memory_batched(ctx, model, mem, usable)
+    e2e_v = roofline.e2e_latency_s_batched(b, L, L, model, hw, eff)
+    for i in range(n):
+        m_i, h_i, e_i = pick(model, i), pick(hw, i), pick(eff, i)
+        assert float(pre_v[i]) == pytest.approx(float(roofline.prefill_time_s(L[i], m_i, h_i, e_i, b[i])), rel=1e-6)
+        assert float(dec_v[i]) == pytest.approx(float(roofline.decode_step_s(b[i], ctx[i], m_i, h_i, e_i)), rel=1e-6)
+        assert float(mb_v[i]) == float(roofline.max_batch_memory(ctx[i], m_i, mem[i], usable[i]))
+        assert float(e2e_v[i]) == pytest.approx(float(roofline.e2e_latency_s(b[i], L[i], L[i], m_i, h_i, e_i)), rel=1e-6)
+
+
+def test_no_recompilation_on_second_call():
+    model, hw, eff, rng = _random_candidates(16, seed=1)
+    b = np.ones(16, np.float32)
+    ctx = np.full(16, 1000.0, np.float32)
+    roofline.decode_step_s_batched(b, ctx, model, hw, eff).block_until_ready()
+    size = roofline.decode_step_s_batched._cache_size()
+    roofline.decode_step_s_batched(b * 2, ctx * 3, model, hw, eff).block_until_ready()
+    assert roofline.decode_step_s_batched._cache_size() == size
+
+
+def test_gradients_finite_and_match_finite_differences():
+    m, hw = ModelShape(**LLAMA70), Hardware(**H100_TP4)
+    with enable_x64():
+        f = lambda eta_m: roofline.decode_step_s(32.0, 2048.0, m, hw, Efficiency(**dict(EFF, eta_memory=eta_m)))
+        g = float(jax.grad(f)(0.8))
+        h = 1e-6
+        fd = (float(f(0.8 + h)) - float(f(0.8 - h))) / (2 * h)
+        assert np.isfinite(g) and g == pytest.approx(fd, rel=1e-5)
+        # memory-bound: d t / d η_m = −t_memory / η_m
+        assert g == pytest.approx(-(141.2e9 + 32 * 2048 * 327680) / (4 * 3.35e12 * 0.8) / 0.8, rel=1e-9)
