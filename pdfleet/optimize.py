@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pdfleet import __version__, arrays, io, plan
+from pdfleet import __version__, arrays, io, plan, predicted
 from pdfleet import spec as S
 
 
@@ -28,6 +28,9 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
 
     t0 = time.perf_counter()
     rounding = rounding or fleet.planning.rounding
+    prediction = predicted.predict(fleet)
+    fleet = fleet.model_copy(update={"profiles": [*fleet.profiles, *prediction.profiles]})
+    t_pred = time.perf_counter()
     problem, rows = arrays.build(fleet)
     t1 = time.perf_counter()
     sol = jax.device_get(exact.solve_chunked(problem, nearest=rounding == "nearest", chunk=arrays.CHUNK,
@@ -36,7 +39,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     plan_df = plan.plan_frame(fleet, rows, sol)
     fleet_df = plan.fleet_frame(fleet, plan_df)
     t3 = time.perf_counter()
-    timings = {"build_s": t1 - t0, "solve_s": t2 - t1, "tables_s": t3 - t2}
+    timings = {"roofline_s": t_pred - t0, "build_s": t1 - t_pred, "solve_s": t2 - t1, "tables_s": t3 - t2}
     manifest = {
         "pdfleet_version": __version__,
         "input_file": str(source) if source else None,
@@ -49,7 +52,9 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "seed": fleet.planning.seed,
         "backend": jax.default_backend(),
         "workloads": len(fleet.workloads),
-        "profiles": len(fleet.profiles),
+        "profiles": len(fleet.profiles) - len(prediction.profiles),
+        "roofline_profiles": len(prediction.profiles),
+        "roofline_skipped": prediction.skipped,
         "total_cost_usd_per_hour": {q: float(fleet_df.loc[fleet_df["quarter"] == q, "cost_usd_per_hour"].sum())
                                     for q in fleet.planning.quarters},
         "status_counts": {k: int(v) for k, v in plan_df["status"].value_counts().sort_index().items()},

@@ -92,6 +92,7 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
         "gpus_per_instance": gpi,
         "profile_index": prof_i if chosen else -1,
         "engine": (prof.engine if chosen else None),
+        "source": (prof.origin if chosen else None),
         "instances": instances,
         "instances_fractional": float(choice["fractional"][qi, wi]) if chosen else math.nan,
         "gpus": instances * gpi,

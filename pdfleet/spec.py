@@ -41,6 +41,9 @@ class Planning(Strict):
     ttft_quantile: Annotated[float, Field(gt=0, lt=1)] | Literal["mean"] = "mean"
     memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
     seed: Annotated[int, Field(ge=0)] = 0
+    roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
+    tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
+    calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
 
     @field_validator("quarters")
     @classmethod
@@ -156,6 +159,7 @@ class Profile(Strict):
     gpus_per_instance: Count
     engine: str | None = None
     source: str | None = None
+    origin: Literal["profile", "roofline"] = "profile"  # measured tables, or tables predicted by pdfleet
     prefill: PrefillTable | None = None
     decode: list[DecodeTable] | None = Field(default=None, min_length=1, max_length=32)
 

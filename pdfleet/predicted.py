@@ -1,0 +1,166 @@
+"""Profiles predicted by the calibrated roofline for (model, sku, TP) combinations nobody measured.
+
+Each predicted profile is an ordinary profile (origin 'roofline') whose tables the roofline fills:
+- prefill: max_tokens_per_s = L / prefill_time(L) at the model's workload input lengths (up to 32 of
+  them; a log-spaced grid beyond that), so the capacity kernels read them like measurements;
+- decode: one TPOT-vs-batch table per workload context (up to 8 contexts; log-spaced beyond that),
+  batch 1, 2, 4, ... up to the KV-memory limit. The roofline step time is a maximum of linear functions
+  of the batch (convex), so reading it back by linear interpolation between grid batches can only
+  overstate TPOT: SLO-safe.
+A measured profile of the same (model, sku, gpus_per_instance) always wins. Host-side; the roofline
+kernels run in one batched call per role.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pdfleet import spec as S
+from pdfleet.perf.memory import GIB
+
+MAX_PREFILL_POINTS = 32
+MAX_DECODE_TABLES = 8
+MAX_BATCH = 4096
+
+
+@dataclass
+class Prediction:
+    profiles: list[S.Profile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # why a combination was not predicted
+
+
+def _grid(values: list[float], limit: int) -> list[int]:
+    """The distinct values, or `limit` log-spaced points spanning them."""
+    distinct = sorted(set(int(v) for v in values))
+    if len(distinct) <= limit:
+        return distinct
+    pts = np.geomspace(distinct[0], distinct[-1], limit)
+    return sorted(set(int(round(x)) for x in pts))
+
+
+def _contexts(pairs: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Distinct (input, output) pairs, or `limit` representatives evenly spaced in log context."""
+    distinct = sorted(set(pairs), key=lambda io: (io[0] + io[1] / 2, io))
+    if len(distinct) <= limit:
+        return distinct
+    logs = np.log([i + o / 2 for i, o in distinct])
+    targets = np.linspace(logs[0], logs[-1], limit)
+    return sorted({distinct[int(np.argmin(np.abs(logs - t)))] for t in targets}, key=lambda io: io[0] + io[1] / 2)
+
+
+def _missing(model: S.Model, sku: S.Sku, precision: str) -> str | None:
+    from pdfleet.perf import roofline
+
+    if model.hidden_size is None or model.heads is None:
+        return "model needs hidden_size and heads"
+    if sku.hbm_tbps is None:
+        return "sku needs hbm_tbps"
+    try:
+        roofline.peak_flops_of(sku.model_dump(), precision)
+    except ValueError:
+        return f"sku needs tflops_{precision}"
+    return None
+
+
+def predict(fleet: S.Fleet) -> Prediction:
+    """Roofline profiles for every (model in use, sku, TP) without a measured profile."""
+    out = Prediction()
+    if not fleet.planning.roofline:
+        return out
+    from pdfleet import calibrate, catalog
+    from pdfleet.perf import roofline
+
+    measured = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles}
+    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
+    util = fleet.planning.memory_utilization
+    jobs = []  # (model name, sku name, tp, shape, hw, eff, input grid, contexts)
+    by_model: dict[str, list[S.Workload]] = {}
+    for w in fleet.workloads.values():
+        by_model.setdefault(w.model, []).append(w)
+    for m_name, workloads in by_model.items():
+        model = fleet.models[m_name]
+        precision = roofline.compute_precision(model.weight_dtype)
+        shape = None
+        for s_name, sku in fleet.skus.items():
+            why = _missing(model, sku, precision)
+            if why:
+                out.skipped.append(f"{m_name} on {s_name}: {why}")
+                continue
+            shape = shape or roofline.model_shape_from_catalog(model.model_dump())
+            eff = calibrate.load_calibration(s_name, path=fleet.planning.calibration, skus=sku_dicts)
+            for tp in fleet.planning.tp_degrees:
+                if tp > sku.gpus_per_node or (m_name, s_name, tp) in measured:
+                    continue
+                if shape.weight_bytes >= tp * sku.memory_gib * GIB * util:
+                    continue  # the weights alone do not fit: not a candidate
+                hw = roofline.hardware_from_sku(sku.model_dump(), tp, precision)
+                lengths = _grid([w.input_tokens for w in workloads], MAX_PREFILL_POINTS)
+                pairs = _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES)
+                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, sku.memory_gib * GIB * tp))
+    if jobs:
+        out.profiles = _tables(jobs, util)
+    return out
+
+
+def _tables(jobs, util: float) -> list[S.Profile]:
+    """Evaluate every job's prefill points and decode grids in one batched roofline call per role."""
+    from pdfleet.perf import roofline
+
+    pre_args, dec_args, dec_index = [], [], []
+    layouts = []
+    for j, (_, _, _, shape, hw, eff, lengths, pairs, memory) in enumerate(jobs):
+        for L in lengths:
+            pre_args.append((float(L), shape, hw, eff))
+        tables = []
+        for inp, outp in pairs:
+            bmem = (util * memory - shape.weight_bytes) / (shape.kv_bytes_per_token * (inp + outp))
+            top = int(min(MAX_BATCH, math.floor(bmem)))
+            if top < 1:
+                continue
+            batches = sorted({2**k for k in range(int(math.log2(top)) + 1)} | {top})
+            tables.append((inp, outp, batches))
+            for b in batches:
+                dec_args.append((float(b), inp + outp / 2, shape, hw, eff))
+                dec_index.append(j)
+        layouts.append(tables)
+    pre_s = _batched(roofline.prefill_time_s_batched, pre_args)
+    dec_s = _batched(roofline.decode_step_s_batched, dec_args)
+    profiles, pi, di = [], 0, 0
+    for (m_name, s_name, tp, *_rest), tables in zip(jobs, layouts):
+        lengths = _rest[3]
+        tps = [L / pre_s[pi + i] for i, L in enumerate(lengths)]
+        pi += len(lengths)
+        decode = []
+        for inp, outp, batches in tables:
+            tpot = [dec_s[di + i] * 1e3 for i in range(len(batches))]
+            di += len(batches)
+            decode.append(S.DecodeTable(input_tokens=inp, output_tokens=outp, batch=batches,
+                                        tpot_ms=_increasing(tpot)))
+        prefill = (S.PrefillTable(input_tokens=lengths, max_tokens_per_s=tps) if len(lengths) > 1
+                   else S.PrefillTable(max_tokens_per_s=tps[0]))
+        profiles.append(S.Profile(model=m_name, sku=s_name, gpus_per_instance=tp, engine="roofline",
+                                  source="pdfleet roofline, calibrated (data/calibration)", origin="roofline",
+                                  prefill=prefill, decode=decode or None))
+    return [p for p in profiles if p.decode or p.prefill]
+
+
+def _increasing(values: list[float]) -> list[float]:
+    """Round to 1e-6 ms; a step time never falls as the batch grows (guards float noise)."""
+    return [float(x) for x in np.maximum.accumulate(np.round(values, 6))]
+
+
+def _batched(kernel, args: list[tuple]) -> np.ndarray:
+    """Run a vmapped roofline kernel over a list of per-candidate argument tuples, padded to a bucket."""
+    if not args:
+        return np.zeros(0)
+    from pdfleet.arrays import bucket
+    from pdfleet.perf import roofline
+
+    n = len(args)
+    padded = args + [args[-1]] * (bucket(n, 64) - n)
+    columns = [roofline.stack([a[i] for a in padded]) if hasattr(padded[0][i], "_fields")
+               else np.asarray([a[i] for a in padded], np.float32) for i in range(len(padded[0]))]
+    return np.asarray(kernel(*columns))[:n].astype(np.float64)

@@ -1,0 +1,98 @@
+"""Roofline-predicted profiles: built from the calibrated roofline, never over a measurement, and the plan
+reacts to prices the way a planner expects."""
+
+import copy
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from pdfleet import calibrate, catalog, optimize, predicted, spec
+from pdfleet.perf import roofline
+
+from conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def mixed_doc():
+    return yaml.safe_load((CONFIGS / "mixed-skus.yaml").read_text())
+
+
+def plan_of(doc):
+    return optimize.run(spec.from_dict(copy.deepcopy(doc))).plan
+
+
+def test_mixed_skus_plans_with_catalog_entries_only(mixed_doc):
+    plan = plan_of(mixed_doc)
+    assert set(plan["status"]) == {"ok"}
+    assert set(plan["source"]) == {"roofline"}
+    assert len(mixed_doc["skus"]) >= 4 and plan["sku"].nunique() >= 2
+
+
+def test_plan_leaves_a_sku_that_gets_expensive_and_takes_one_that_gets_cheap(mixed_doc):
+    base = plan_of(mixed_doc)
+    top = base.groupby("sku")["gpus"].sum().idxmax()
+    pricey = copy.deepcopy(mixed_doc)
+    pricey["skus"] = {name: ({"price_usd_per_gpu_hour": 100.0} if name == top else {}) for name in pricey["skus"]}
+    moved = plan_of(pricey)
+    assert moved.loc[moved["sku"] == top, "gpus"].sum() < base.loc[base["sku"] == top, "gpus"].sum()
+    assert moved["cost_usd_per_hour"].sum() >= base["cost_usd_per_hour"].sum()
+
+    unused = sorted(set(mixed_doc["skus"]) - set(base["sku"]))[0]
+    cheap = copy.deepcopy(mixed_doc)
+    cheap["skus"] = {name: ({"price_usd_per_gpu_hour": 0.05} if name == unused else {}) for name in cheap["skus"]}
+    taken = plan_of(cheap)
+    assert (taken["sku"] == unused).any()
+    assert taken["cost_usd_per_hour"].sum() <= base["cost_usd_per_hour"].sum()
+
+
+def test_measured_profile_wins_over_roofline(mixed_doc):
+    doc = copy.deepcopy(mixed_doc)
+    doc["profiles"] = [{"model": "llama-3.1-70b", "sku": "H100-SXM", "gpus_per_instance": 2,
+                        "prefill": {"max_tokens_per_s": 1e6},  # absurdly fast: must be chosen if used
+                        "decode": [{"input_tokens": 1155, "output_tokens": 211, "batch": [1, 64],
+                                    "tpot_ms": [5, 6]}]}]
+    fleet = spec.from_dict(doc)
+    pred = predicted.predict(fleet)
+    assert not [p for p in pred.profiles if (p.model, p.sku, p.gpus_per_instance) == ("llama-3.1-70b", "H100-SXM", 2)]
+    doc["skus"] = ["H100-SXM"]  # only this sku: the measured profile and roofline TP 4/8 compete
+    plan = optimize.run(spec.from_dict(doc)).plan
+    chat = plan[(plan["workload"] == "chat-70b") & (plan["role"] == "prefill")]
+    assert set(chat["source"]) == {"profile"} and set(chat["gpus_per_instance"]) == {2}
+
+
+def test_roofline_tables_are_the_roofline(mixed_doc):
+    fleet = spec.from_dict(mixed_doc)
+    pred = predicted.predict(fleet)
+    prof = next(p for p in pred.profiles if (p.model, p.sku, p.gpus_per_instance) == ("llama-3.1-70b", "H100-SXM", 4))
+    model = roofline.model_shape_from_catalog(catalog.load_models()["llama-3.1-70b"])
+    sku = catalog.load_skus()["H100-SXM"]
+    hw = roofline.hardware_from_sku(sku, 4, "bf16")
+    eff = calibrate.load_calibration("H100-SXM")
+    with jax.enable_x64(True):
+        want_prefill = 2048 / float(roofline.prefill_time_s(2048.0, model, hw, eff))
+        table = next(t for t in prof.decode if (t.input_tokens, t.output_tokens) == (2048, 28))
+        want_tpot = [1e3 * float(roofline.decode_step_s(float(b), 2048 + 14, model, hw, eff)) for b in table.batch]
+    got_prefill = dict(zip(prof.prefill.input_tokens, prof.prefill.max_tokens_per_s))[2048]
+    assert got_prefill == pytest.approx(want_prefill, rel=1e-5)
+    np.testing.assert_allclose(table.tpot_ms, want_tpot, rtol=1e-5)
+    # batch grid ends at the KV-memory limit of that context
+    free = 4 * sku["memory_gib"] * 1024**3 * 0.9 - model.weight_bytes
+    assert table.batch[-1] == min(4096, int(free // (model.kv_bytes_per_token * (2048 + 28))))
+
+
+def test_roofline_can_be_switched_off(mixed_doc):
+    doc = copy.deepcopy(mixed_doc)
+    doc["planning"]["roofline"] = False
+    plan = plan_of(doc)
+    assert set(plan["status"]) == {"no_profile"}
+
+
+def test_missing_numbers_skip_with_a_reason():
+    doc = {"skus": {"x": {"memory_gib": 80, "price_usd_per_gpu_hour": 1}},
+           "models": ["llama-3.1-8b"],
+           "workloads": {"w": {"model": "llama-3.1-8b", "rate_rps": 1, "input_tokens": 100, "output_tokens": 10,
+                               "slo": {"ttft_s": 1, "tpot_ms": 50}}}}
+    pred = predicted.predict(spec.from_dict(doc))
+    assert pred.profiles == [] and pred.skipped == ["llama-3.1-8b on x: sku needs hbm_tbps"]
