@@ -107,7 +107,7 @@ def predict(fleet: S.Fleet) -> Prediction:
 
 def _tables(jobs, util: float) -> list[S.Profile]:
     """Evaluate every job's prefill points and decode grids in one batched roofline call per role."""
-    from pdfleet.perf import roofline
+    from pdfleet.perf import decode, roofline
 
     pre_args, dec_args, dec_index = [], [], []
     layouts = []
@@ -116,8 +116,9 @@ def _tables(jobs, util: float) -> list[S.Profile]:
             pre_args.append((float(L), shape, hw, eff))
         tables = []
         for inp, outp in pairs:
-            bmem = (util * memory - shape.weight_bytes) / (shape.kv_bytes_per_token * (inp + outp))
-            top = int(min(MAX_BATCH, math.floor(bmem)))
+            bmem = float(decode.max_batch_memory(util * memory, shape.weight_bytes, shape.kv_bytes_per_token,
+                                                  inp + outp))
+            top = int(min(MAX_BATCH, bmem))
             if top < 1:
                 continue
             batches = sorted({2**k for k in range(int(math.log2(top)) + 1)} | {top})

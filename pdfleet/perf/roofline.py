@@ -35,7 +35,7 @@ from typing import Any, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pdfleet.perf import memory
+from pdfleet.perf import decode, memory
 
 Array = Any  # jax or numpy array, or a Python scalar
 
@@ -154,14 +154,12 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
 
 
 def max_batch_memory(ctx_tokens, model: ModelShape, memory_bytes_total, usable_fraction):
-    """Largest decode batch whose KV cache fits (DESIGN.md "Decode", B_mem).
-
-        floor((usable_fraction · memory_bytes_total − weight_bytes) / (kv_bytes_per_token · ctx))
-    memory_bytes_total is the whole instance (gpus × memory). A result ≤ 0 means the model
-    (plus one sequence) does not fit: callers treat it as infeasible. Shapes: [] → [].
+    """Largest decode batch whose KV cache fits: pdfleet.perf.decode.max_batch_memory (the formula's one
+    home) with the instance's usable memory = usable_fraction x memory_bytes_total. 0 means the model
+    (plus one sequence) does not fit: callers treat it as infeasible. Shapes: [] -> [].
     """
-    free = usable_fraction * memory_bytes_total - model.weight_bytes
-    return jnp.floor(free / (model.kv_bytes_per_token * jnp.maximum(ctx_tokens, 1.0)))
+    return decode.max_batch_memory(usable_fraction * memory_bytes_total, model.weight_bytes,
+                                   model.kv_bytes_per_token, jnp.maximum(ctx_tokens, 1.0))
 
 
 def e2e_latency_s(batch, input_tokens, output_tokens, model, hw, eff):
