@@ -28,16 +28,17 @@ def largest_batch_within(slo_ms, table_batch, table_tpot, batch_hi):
 
     Looks at every segment [b_k, b_k+1]: if its right end meets the SLO the whole segment does,
     else if its left end does the crossing point is b_k + (slo - t_k)/(t_k+1 - t_k) (b_k+1 - b_k).
-    Taking the max over segments handles noisy, non-monotone tables. Shapes: tables [K] -> scalar.
+    Taking the max over segments handles noisy, non-monotone tables. Unrolled over the table axis
+    (see pdfleet.perf.table.interp for why). Shapes: slo [...], tables [..., K] -> [...].
     """
-    b0, b1 = table_batch[:-1], table_batch[1:]
-    t0, t1 = table_tpot[:-1], table_tpot[1:]
-    rising = t1 > t0
-    frac = (slo_ms - t0) / jnp.where(rising, t1 - t0, 1.0)
-    crossing = b0 + jnp.clip(frac, 0.0, 1.0) * (b1 - b0)
-    seg_best = jnp.where(t1 <= slo_ms, b1, jnp.where(t0 <= slo_ms, crossing, 0.0))
-    first = jnp.where(table_tpot[0] <= slo_ms, table_batch[0], 0.0)
-    best = jnp.maximum(first, jnp.max(seg_best, initial=0.0))
+    b, t = table_batch, table_tpot
+    best = jnp.where(t[..., 0] <= slo_ms, b[..., 0], 0.0)
+    for k in range(b.shape[-1] - 1):
+        b0, b1, t0, t1 = b[..., k], b[..., k + 1], t[..., k], t[..., k + 1]
+        rising = t1 > t0
+        frac = (slo_ms - t0) / jnp.where(rising, t1 - t0, 1.0)
+        crossing = b0 + jnp.clip(frac, 0.0, 1.0) * (b1 - b0)
+        best = jnp.maximum(best, jnp.where(t1 <= slo_ms, b1, jnp.where(t0 <= slo_ms, crossing, 0.0)))
     return jnp.minimum(best, batch_hi)
 
 
@@ -65,18 +66,18 @@ def operating_batch(out_tokens_per_s, table_batch, table_tpot, batch_max):
     Little's law: requests in decode = arrival rate of tokens x time per token. g(B) = B - r TPOT(B)
     starts negative at B = 0, so the smallest root is where the batch settles. Solved exactly on each
     linear piece: below b_0, B = r t_0; on [b_k, b_k+1] with slope s_k, B = r (t_k - s_k b_k) / (1 - r s_k).
-    inf when no root lies within batch_max (the allocation cannot carry the load).
-    Shapes: r and batch_max [...], tables [..., K] -> [...].
+    inf when no root lies within batch_max (the allocation cannot carry the load). Unrolled over the
+    table axis. Shapes: r and batch_max [...], tables [..., K] -> [...].
     """
-    r = jnp.asarray(out_tokens_per_s)[..., None] * 1e-3  # tokens per ms
-    b0, b1 = table_batch[..., :-1], table_batch[..., 1:]
-    t0, t1 = table_tpot[..., :-1], table_tpot[..., 1:]
-    slope = (t1 - t0) / (b1 - b0)
-    denom = 1.0 - r * slope
-    ok = denom > 0
-    root = r * (t0 - slope * b0) / jnp.where(ok, denom, 1.0)
-    in_piece = ok & (root >= b0) & (root <= b1)
-    seg = jnp.min(jnp.where(in_piece, root, jnp.inf), axis=-1)
-    below = r[..., 0] * table_tpot[..., 0]
-    best = jnp.where(below <= table_batch[..., 0], below, seg)
+    r = jnp.asarray(out_tokens_per_s) * 1e-3  # tokens per ms
+    b, t = table_batch, table_tpot
+    below = r * t[..., 0]
+    best = jnp.where(below <= b[..., 0], below, jnp.inf)
+    for k in range(b.shape[-1] - 1):
+        b0, b1, t0, t1 = b[..., k], b[..., k + 1], t[..., k], t[..., k + 1]
+        slope = (t1 - t0) / (b1 - b0)
+        denom = 1.0 - r * slope
+        ok = denom > 0
+        root = r * (t0 - slope * b0) / jnp.where(ok, denom, 1.0)
+        best = jnp.minimum(best, jnp.where(ok & (root >= b0) & (root <= b1), root, jnp.inf))
     return jnp.where(best <= batch_max, best, jnp.inf)
