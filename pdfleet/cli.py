@@ -1,4 +1,6 @@
-"""Command line: `pdfleet optimize | validate | schema`. Heavy imports (JAX, pandas) happen inside verbs."""
+"""Command line: `pdfleet optimize | validate | schema | estimate | calibrate | profile import`.
+
+Heavy imports (JAX, pandas) happen inside verbs."""
 
 from __future__ import annotations
 
@@ -37,6 +39,12 @@ def main() -> None:
       pdfleet validate fleet.yaml        check it (fast; no JAX)
       pdfleet optimize fleet.yaml -o out  cheapest plan meeting every SLO -> parquet
       pdfleet schema > fleet.schema.json JSON Schema for editors
+      pdfleet estimate --model M --sku S --tp 4 --input-tokens 2048 --output-tokens 256 --batch 32
+                                         prefill time, TPOT, KV batch limit of one configuration
+      pdfleet calibrate --data splitwise -o calibration.json
+                                         fit roofline efficiencies to measured tables
+      pdfleet profile import --vllm DIR --model M --sku S --gpus-per-instance 1
+                                         benchmark results -> a profiles: entry (YAML)
 
     Method: prefill as an M/M/1 queue under the TTFT SLO, decode capacity from a measured TPOT-vs-batch
     table under the TPOT SLO (Li et al., Kingsoft Cloud, arXiv 2603.04716).
@@ -109,6 +117,263 @@ def _progress_printer():
             click.echo(f"  solved {done:,}/{total:,} workload slots", err=True)
 
     return show
+
+
+# ---------------------------------------------------------------- estimate, calibrate, profile import
+
+
+def _number(flag: str, raw: str | None, *, whole: bool = True, minimum: float = 1):
+    """A numeric flag given as text, so that a bad value is one `error:` line (not click's usage block)."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        _fail(f"{flag} must be a number (got {raw!r})")
+    if not value >= minimum or value == float("inf"):
+        _fail(f"{flag} must be >= {minimum:g} (got {raw})")
+    if whole and value != int(value):
+        _fail(f"{flag} must be a whole number (got {raw})")
+    return int(value) if whole else value
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through a temp file next to `path`, then rename (DESIGN.md: writes are atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=250)
+
+
+_SINGLE_FLAGS = ("--model", "--sku", "--tp", "--input-tokens", "--output-tokens", "--batch")
+
+
+@main.command()
+@click.option("--model", default=None, help="Model name (catalog, or the fleet's models).")
+@click.option("--sku", default=None, help="GPU sku name (catalog, or the fleet's skus).")
+@click.option("--tp", default=None, metavar="N", help="GPUs per instance (tensor-parallel degree).")
+@click.option("--precision", default=None, metavar="[bf16|fp8|fp4]",
+              help="Weight precision [default: the model's weight_dtype].")
+@click.option("--input-tokens", default=None, metavar="N", help="Input (prompt) tokens per request.")
+@click.option("--output-tokens", default=None, metavar="N", help="Output tokens per request.")
+@click.option("--batch", default=None, metavar="B", help="Decode batch (concurrent sequences).")
+@click.option("--queries", default=None, type=click.Path(dir_okay=False),
+              help="CSV of many queries: model, sku, tp, precision, input_tokens, output_tokens, batch.")
+@click.option("--fleet", "fleet_yaml", default=None, type=click.Path(dir_okay=False),
+              help="Resolve names in this fleet.yaml too (its skus/models override the catalog) and use its "
+                   "measured profiles and planning.memory_utilization.")
+@click.option("--calibration", default=None, type=click.Path(dir_okay=False),
+              help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
+@click.option("--engine", default=None, help="Use the calibration entry of this engine where the file has one "
+              "(files from `pdfleet calibrate --by sku,engine` need it).")
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON records.")
+def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, queries, fleet_yaml, calibration,
+             engine, out, as_json) -> None:
+    """Prefill time, TPOT, KV-memory batch limit and sizes of a model on a sku.
+
+    From a measured profile where the fleet has one for (model, sku, tp), else from the roofline with
+    calibrated efficiencies; the *_source columns say which. One query by flags, or many with --queries.
+
+    \b
+    prefill_s           one request, unloaded (profile: L / TPmax(L))
+    tpot_ms             one decode step at the batch, mean context input + output/2
+    decode_tokens_per_s batch / TPOT (output tokens/s of one instance)
+    max_batch_memory    largest batch whose KV cache fits (planning.memory_utilization, default 0.9)
+    weights_gib, kv_gib_per_request (KV bytes per token x (input + output))
+    """
+    from pdfleet import estimate as est
+    from pdfleet import spec
+
+    given = {f: v for f, v in zip(_SINGLE_FLAGS, (model, sku, tp, input_tokens, output_tokens, batch)) if v is not None}
+    if queries is not None and (given or precision is not None):
+        _fail(f"give --queries FILE.csv or the single-query flags ({', '.join(given) or '--precision'}), not both")
+    if queries is None:
+        missing = [f for f in _SINGLE_FLAGS if f not in given]
+        if missing:
+            _fail(f"missing {', '.join(missing)}; give all of {' '.join(_SINGLE_FLAGS)} or --queries FILE.csv")
+        if precision is not None and precision not in est.PRECISIONS:
+            _fail(f"--precision must be one of {', '.join(est.PRECISIONS)} (got {precision!r})")
+    try:
+        ctx = est.context(fleet_yaml, calibration, engine)
+        if queries is not None:
+            qs = est.read_queries(queries, ctx)
+        else:
+            qs = [est.check(est.Query(model, sku, _number("--tp", tp), precision,
+                                      _number("--input-tokens", input_tokens),
+                                      _number("--output-tokens", output_tokens),
+                                      _number("--batch", batch, whole=False)), ctx)]
+        df = est.estimate(qs, ctx)
+    except spec.SpecError as exc:
+        _fail(f"{fleet_yaml}: {exc}" if exc.path else str(exc))
+    except est.EstimateError as exc:
+        _fail(str(exc))
+    if out is not None:
+        _write_atomic(Path(out), lambda tmp: df.to_csv(tmp, index=False))
+    if as_json:
+        click.echo(df.to_json(orient="records", indent=1, double_precision=10))
+    elif out is not None:
+        click.echo(f"wrote {out} ({len(df)} queries)")
+    else:
+        _estimate_table(df, _console())
+
+
+def _estimate_table(df, console) -> None:
+    """A few queries: one column per query (fields down the side); many: one row per query."""
+    from rich.table import Table
+
+    fmt = {
+        "tp": "{:d}", "input_tokens": "{:,d}", "output_tokens": "{:,d}", "batch": "{:g}",
+        "prefill_s": "{:.4g}", "tpot_ms": "{:.2f}", "decode_tokens_per_s": "{:,.0f}",
+        "max_batch_memory": "{:,d}", "weights_gib": "{:.1f}", "kv_gib_per_request": "{:.4f}",
+    }
+    cell = lambda c, v: fmt[c].format(v) if c in fmt else str(v)
+    records = df.to_dict("records")
+    if len(records) <= 4:
+        table = Table(show_header=len(records) > 1, header_style="bold")
+        table.add_column("", style="bold", no_wrap=True)
+        for i in range(len(records)):
+            table.add_column(f"query {i + 1}", overflow="fold", max_width=70)
+        for col in df.columns:
+            table.add_row(col, *[cell(col, r[col]) for r in records])
+    else:
+        table = Table(show_header=True, header_style="bold")
+        for col in df.columns:
+            table.add_column(col, justify="right" if col in fmt else "left", overflow="fold",
+                             min_width=None if col == "note" else len(col))
+        for r in records:
+            table.add_row(*[cell(c, v) for c, v in r.items()])
+    console.print(table)
+
+
+_SHIPPED = {  # --data name -> (measured reader, file in the perf dir, key of calibrate.SHIPPED_SOURCES)
+    "splitwise": ("read_splitwise", "splitwise_perf_model.csv", "splitwise"),
+    "llm-inference-bench": ("read_llm_inference_bench", "llm_inference_bench_all_results.csv", "llm-inference-bench"),
+    "mlenergy": ("read_mlenergy", "mlenergy_v3_configs.csv", "mlenergy-v3"),
+}
+
+
+@main.command()
+@click.option("--data", "data", multiple=True, metavar="NAME|FILE.csv",
+              help="Measured data (repeatable): splitwise, llm-inference-bench, mlenergy (shipped readers), or a "
+                   "CSV with the tidy columns of pdfleet.measured [default: the three shipped sources].")
+@click.option("--perf-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of the shipped measured files [default: ../shared/data/perf].")
+@click.option("--by", "by", default="sku", metavar="sku|sku,engine", help="One parameter set per sku, or per "
+              "(sku, engine) pair [default: sku].")
+@click.option("--steps", default="3000", metavar="N", help="Adam steps [default: 3000].")
+@click.option("--lr", default="0.05", metavar="LR", help="Adam learning rate [default: 0.05].")
+@click.option("-o", "--out", default="calibration.json", type=click.Path(dir_okay=False),
+              help="Calibration file to write [default: calibration.json].")
+def calibrate(data, perf_dir, by, steps, lr, out) -> None:
+    """Fit roofline efficiencies to measured tables and write a calibration file.
+
+    Use it with `pdfleet estimate --calibration FILE`. The fit is pdfleet.calibrate.fit (optax Adam on
+    mean squared relative error); rows whose model or sku the catalogs lack are dropped and counted.
+    """
+    groups = {"sku": ("sku",), "sku,engine": ("sku", "engine")}
+    key = by.replace(" ", "")
+    if key not in groups:
+        _fail(f"--by must be sku or sku,engine (got {by!r})")
+    n_steps = _number("--steps", steps)
+    rate = _number("--lr", lr, whole=False, minimum=0)
+    if rate <= 0:
+        _fail(f"--lr must be > 0 (got {lr})")
+    import pandas as pd
+
+    from pdfleet import calibrate as cal
+    from pdfleet import measured
+
+    frames, sources = [], {}
+    for item in data or tuple(_SHIPPED):
+        try:
+            if item in _SHIPPED:
+                reader, filename, source = _SHIPPED[item]
+                path = Path(perf_dir) / filename if perf_dir else None
+                frames.append(getattr(measured, reader)(path))
+                sources[source] = cal.SHIPPED_SOURCES[source]
+            elif Path(item).is_file():
+                frames.append(measured.read_csv(item))
+                sources[Path(item).name] = f"plain CSV {item} (pdfleet.measured.read_csv)"
+            else:
+                _fail(f"--data {item}: not a file, nor one of {', '.join(_SHIPPED)}")
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            _fail(f"--data {item}: cannot read ({' '.join(str(exc).split())}); use --perf-dir or check the path")
+        except (ValueError, KeyError) as exc:
+            _fail(f"--data {item}: {' '.join(str(exc).split())}")
+    df = pd.concat(frames, ignore_index=True)
+    try:
+        fit = cal.fit(df, groups[key], steps=n_steps, lr=rate)
+    except ValueError as exc:
+        _fail(f"calibrate: {exc}")
+    written = cal.write_calibration(Path(out), [fit], sources,
+                                    note=f"pdfleet calibrate --by {key} on {', '.join(data or _SHIPPED)}")
+    for sku, engines in written["skus"].items():
+        for engine, e in engines.items():
+            p = e["params"]
+            group = sku if key == "sku" else f"{sku} / {engine}"
+            click.echo(f"{group:28s} rows={e['rows']:5d}  fit MAPE={e['fit_mape_pct']:6.2f}%  "
+                       f"eta_c={p['eta_compute']:.3f} eta_m={p['eta_memory']:.3f} eta_link={p['eta_link']:.3f} "
+                       f"c0={p['c_prefill_s'] * 1e3:.2f}ms c1={p['c_decode_s'] * 1e3:.2f}ms")
+    if fit.dropped:
+        click.echo("dropped rows: " + ", ".join(f"{k}: {v}" for k, v in fit.dropped.items()))
+    click.echo(f"all {len(fit.table)} rows: fit MAPE {fit.mape_pct:.2f}%; wrote {out}")
+
+
+@main.group()
+def profile() -> None:
+    """Measured performance profiles (the profiles: entries of fleet.yaml)."""
+
+
+@profile.command("import")
+@click.option("--vllm", multiple=True, type=click.Path(), metavar="FILE_OR_DIR",
+              help="vLLM benchmark_serving / `vllm bench serve --save-result` JSON, one per concurrency "
+                   "(repeatable; a folder means its *.json).")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="CSV: concurrency, mean_ttft_ms, mean_tpot_ms, input_tokens, output_tokens.")
+@click.option("--model", default=None, help="Model name the profile is for (required).")
+@click.option("--sku", default=None, help="GPU sku name (required).")
+@click.option("--gpus-per-instance", default=None, metavar="N", help="GPUs of the benchmarked instance (required).")
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="Write the YAML here [default: print it].")
+def profile_import(vllm, csv_path, model, sku, gpus_per_instance, out) -> None:
+    """Turn serving-benchmark results into a profiles: entry (YAML) for fleet.yaml.
+
+    Decode table: TPOT (mean) against the concurrency cap; prefill: input tokens / TTFT of the
+    concurrency-1 run, if there is one. Suspicious data is printed as warnings on stderr.
+    """
+    from pdfleet import profile_import as pi
+
+    missing = [f for f, v in (("--model", model), ("--sku", sku), ("--gpus-per-instance", gpus_per_instance))
+               if not v]
+    if missing:
+        _fail(f"missing {', '.join(missing)}; give --model, --sku and --gpus-per-instance")
+    if bool(vllm) == bool(csv_path):
+        _fail("give --vllm FILE_OR_DIR (repeatable) or --csv FILE, one of the two")
+    gpus = _number("--gpus-per-instance", gpus_per_instance)
+    try:
+        if vllm:
+            entry = pi.from_vllm_json(list(vllm), model, sku, gpus)
+        else:
+            entry = pi.from_csv(csv_path, model, sku, gpus)
+    except pi.ProfileImportError as exc:
+        _fail(" ".join(str(exc).split()))
+    for w in entry.get("warnings") or ():
+        click.echo(f"warning: {' '.join(str(w).split())}", err=True)
+    text = pi.to_yaml(entry)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_atomic(Path(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,388 @@
+"""`pdfleet estimate`: prefill time, TPOT, KV-memory batch limit and sizes of one or many
+(model, sku, tp, precision, input, output, batch) queries, from a measured profile where one
+matches and from the calibrated roofline otherwise.
+
+Per query (DESIGN.md "Performance model"; no formula is restated here, each lives in one module):
+    prefill_s           one request of input_tokens, unloaded: profile L / TPmax(L)
+                        (pdfleet.perf.prefill), else roofline.prefill_time_s(L, batch=1)
+    tpot_ms             one decode step at `batch` and mean context input + output/2: profile TPOT
+                        interpolated at the batch (pdfleet.perf.decode.tpot_ms) in the table nearest in
+                        context (pdfleet.evaluate.nearest_table), else roofline.decode_step_s.
+                        A batch above the table's largest measured batch falls back to the roofline
+                        (nothing is extrapolated) and says so in `note`.
+    max_batch_memory    roofline.max_batch_memory at context input + output and the fleet's
+                        planning.memory_utilization (0.9 without a fleet)
+    weights_gib         memory.weight_bytes / GiB at the query's precision
+    kv_gib_per_request  memory.kv_bytes_per_token x (input + output) / GiB
+    decode_tokens_per_s batch / TPOT: output tokens/s of one instance at that batch
+Roofline efficiencies: pdfleet.calibrate.load_calibration(sku, path, skus) (default: the shipped fit).
+
+A profile matches a query when its model, sku and gpus_per_instance equal the query's model, sku and
+tp and the query runs at the model's own weight dtype (profiles do not record a precision); the first
+matching profile with a prefill (decode) table is used for prefill (decode).
+
+Every query is evaluated in one batched call per kernel; Python only builds the input arrays.
+Bad input raises EstimateError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pdfleet.perf import memory
+
+PRECISIONS = ("bf16", "fp8", "fp4")
+QUERY_COLUMNS = ("model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch")
+OPTIONAL_COLUMNS = ("precision",)  # may be absent or blank: the model's weight_dtype
+OUTPUT_COLUMNS = [
+    "model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch",
+    "prefill_s", "prefill_source", "tpot_ms", "tpot_source", "decode_tokens_per_s",
+    "max_batch_memory", "weights_gib", "kv_gib_per_request", "note",
+]
+DEFAULT_MEMORY_UTILIZATION = 0.9
+_PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
+_PEAK_ORDER = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"]}
+
+
+class EstimateError(ValueError):
+    """Bad estimate input; the message is one line saying what to change."""
+
+
+@dataclass(frozen=True)
+class Query:
+    model: str
+    sku: str
+    tp: int
+    precision: str | None  # None: the model's weight_dtype
+    input_tokens: int
+    output_tokens: int
+    batch: float
+
+
+@dataclass
+class Context:
+    """Where names resolve: catalog entries overridden by a fleet's, the fleet's profiles, calibration."""
+
+    skus: dict  # name -> sku record (catalog fields)
+    models: dict  # name -> model record
+    profiles: list = field(default_factory=list)  # spec.Profile
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+    calibration: str | None = None  # path of a calibration file; None: the shipped one
+    engine: str | None = None  # calibration entry of this engine where the file has one
+    calibration_skus: dict = field(default_factory=dict)  # the file's skus table (for error hints)
+
+
+def context(fleet_path: str | None = None, calibration: str | None = None, engine: str | None = None) -> Context:
+    """Catalog skus/models, overridden and extended by a fleet file's (spec.SpecError if it is bad)."""
+    from pdfleet import catalog
+
+    table = _check_calibration(calibration) if calibration is not None else {}
+    skus, models = catalog.load_skus(), catalog.load_models()
+    profiles, util = [], DEFAULT_MEMORY_UTILIZATION
+    if fleet_path is not None:
+        from pdfleet import spec
+
+        f = spec.load(fleet_path)
+        skus.update({k: v.model_dump(exclude_none=True) for k, v in f.skus.items()})
+        models.update({k: v.model_dump(exclude_none=True) for k, v in f.models.items()})
+        profiles, util = list(f.profiles), f.planning.memory_utilization
+    return Context(skus, models, profiles, util, calibration, engine, table)
+
+
+def _check_calibration(path) -> dict:
+    """Fail early, in one line, on a calibration file that calibrate.load_calibration cannot use."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EstimateError(f"calibration {path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EstimateError(f"calibration {path}: not JSON ({' '.join(str(exc).split())})") from None
+    table = data.get("skus") if isinstance(data, dict) else None
+    ok = isinstance(table, dict) and all(
+        isinstance(engines, dict) and all(isinstance(e, dict) and isinstance(e.get("params"), dict)
+                                          for e in engines.values())
+        for engines in table.values())
+    if not ok:
+        raise EstimateError(f"calibration {path}: not a pdfleet calibration file (no skus.SKU.ENGINE.params); "
+                            "write one with `pdfleet calibrate`")
+    return table
+
+
+# ------------------------------------------------------------------ queries from flags or a CSV
+
+
+def _known(kind: str, names) -> str:
+    return f"known {kind}: {', '.join(sorted(names))}"
+
+
+def check(q: Query, ctx: Context, where: str = "") -> Query:
+    """Validate one query against the context; returns it with numbers as int/float."""
+    pre = f"{where}: " if where else ""
+    if q.model not in ctx.models:
+        raise EstimateError(f"{pre}unknown model '{q.model}'; {_known('models', ctx.models)}")
+    if q.sku not in ctx.skus:
+        raise EstimateError(f"{pre}unknown sku '{q.sku}'; {_known('skus', ctx.skus)}")
+    for name, lo in (("tp", 1), ("input_tokens", 1), ("output_tokens", 1), ("batch", 1)):
+        v = getattr(q, name)
+        if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+            raise EstimateError(f"{pre}{name} must be a number >= {lo} (got {v!r})")
+        if name != "batch" and v != int(v):
+            raise EstimateError(f"{pre}{name} must be a whole number (got {v!r})")
+    if q.precision is not None and q.precision not in PRECISIONS:
+        raise EstimateError(f"{pre}precision must be one of {', '.join(PRECISIONS)} or blank (got {q.precision!r})")
+    return Query(q.model, q.sku, int(q.tp), q.precision, int(q.input_tokens), int(q.output_tokens), float(q.batch))
+
+
+def read_queries(path, ctx: Context) -> list[Query]:
+    """Queries from a CSV with columns QUERY_COLUMNS (precision optional/blank), one per row."""
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError:
+        raise EstimateError(f"{p}: file not found; check the path") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise EstimateError(f"{p}: cannot read as CSV ({' '.join(str(exc).split())})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in QUERY_COLUMNS if c not in df.columns and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise EstimateError(f"{p.name}: missing column(s) {', '.join(missing)}; the header must be "
+                            f"{','.join(QUERY_COLUMNS)}")
+    if df.empty:
+        raise EstimateError(f"{p.name}: no data rows; add one row per query")
+    out = []
+    for i, row in enumerate(df.to_dict("records"), start=2):  # line 1 is the header
+        where = f"{p.name}:{i}"
+        nums = {}
+        for c in ("tp", "input_tokens", "output_tokens", "batch"):
+            raw = str(row[c]).strip()
+            try:
+                nums[c] = float(raw)
+            except ValueError:
+                raise EstimateError(f"{where}: '{c}' is {raw!r}, expected a number") from None
+        prec = str(row.get("precision", "") or "").strip() or None
+        q = Query(str(row["model"]).strip(), str(row["sku"]).strip(), nums["tp"], prec,
+                  nums["input_tokens"], nums["output_tokens"], nums["batch"])
+        out.append(check(q, ctx, where))
+    return out
+
+
+# ------------------------------------------------------------------ the estimate
+
+
+def _pad(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[list, list]:
+    """Pad a table to k points: x continues past the end (+1, +2, ...), y repeats its last value."""
+    xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+    n = len(xs)
+    return xs + [xs[-1] + j for j in range(1, k - n + 1)], ys + [ys[-1]] * (k - n)
+
+
+def _peak_precision(sku: dict, precision: str) -> str | None:
+    """The precision whose tflops the roofline uses (pdfleet.perf.roofline.peak_flops_of's fallback)."""
+    for p in _PEAK_ORDER.get(precision, ["bf16"]):
+        if sku.get(_PEAK_FIELD[p]):
+            return p
+    return None
+
+
+def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Context, calib: dict):
+    """(ModelShape, Hardware, Efficiency, reason): reason is None when the roofline can be evaluated."""
+    from pdfleet.perf import roofline
+
+    reason = None
+    try:
+        shape = roofline.model_shape_from_catalog(model, weight_dtype=precision)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        shape = None
+        reason = (f"model '{q.model}' lacks hidden_size/heads/head_dim, which the roofline needs; "
+                  "add them, or a profile for this model, sku and tp")
+    compute = roofline.compute_precision(precision)
+    if reason is None and _peak_precision(sku, compute) is None:
+        reason = (f"sku '{q.sku}' has no tflops for {compute} ({', '.join(_PEAK_FIELD[p] for p in _PEAK_ORDER[compute])}); "
+                  "add one, or a profile for this model, sku and tp")
+    if reason is None and not sku.get("hbm_tbps"):
+        reason = f"sku '{q.sku}' has no hbm_tbps, which the roofline needs; add it, or a profile"
+    hw = roofline.hardware_from_sku(sku, q.tp, compute) if reason is None else roofline.Hardware(1.0, 1.0, 1.0, float(q.tp))
+    if q.sku not in calib:
+        from pdfleet import calibrate
+
+        try:
+            calib[q.sku] = calibrate.load_calibration(q.sku, ctx.engine, path=ctx.calibration, skus=ctx.skus)
+        except KeyError as exc:
+            engines = sorted(ctx.calibration_skus.get(q.sku, {}))
+            if engines:
+                calib[q.sku] = (f"calibration {ctx.calibration} has entries for sku '{q.sku}' only by engine "
+                                f"({', '.join(engines)}); pick one with --engine")
+            else:
+                calib[q.sku] = f"calibration has no entry for sku '{q.sku}' and no pooled or {calibrate.REFERENCE_SKU} one"
+        except (OSError, ValueError) as exc:
+            raise EstimateError(f"calibration {ctx.calibration}: cannot read ({' '.join(str(exc).split())})") from None
+    eff = calib[q.sku]
+    if isinstance(eff, str):
+        reason = reason or eff
+        eff = roofline.NOMINAL_EFFICIENCY
+    if shape is None:  # placeholder with the right byte sizes; its roofline numbers are never shown
+        shape = roofline.ModelShape(1.0, _weight_bytes(model, precision), _kv_bytes(model), 1.0, 1.0, 1.0)
+    return shape, hw, eff, reason
+
+
+def _weight_bytes(model: dict, precision: str) -> float:
+    return memory.weight_bytes(float(model["params_b"]), memory.DTYPE_BYTES[precision])
+
+
+def _kv_bytes(model: dict) -> float:
+    return float(memory.kv_bytes_per_token(
+        model["layers"], model.get("kv_heads") or model.get("heads") or 0, model.get("head_dim") or 0,
+        memory.DTYPE_BYTES[model.get("kv_dtype") or "bf16"],
+        kv_lora_rank=model.get("kv_lora_rank") or 0, qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
+    ))
+
+
+def _matching(ctx: Context, q: Query, role: str):
+    for p in ctx.profiles:
+        if p.model == q.model and p.sku == q.sku and p.gpus_per_instance == q.tp and getattr(p, role) is not None:
+            return p
+    return None
+
+
+def estimate(queries: Sequence[Query], ctx: Context):
+    """Estimate every query (validated with `check`); a pandas DataFrame with OUTPUT_COLUMNS."""
+    import jax
+    import jax.numpy as jnp
+    import pandas as pd
+
+    from pdfleet.evaluate import nearest_table
+    from pdfleet.perf import decode, prefill, roofline
+
+    queries = [check(q, ctx) for q in queries]
+    if not queries:
+        raise EstimateError("no queries")
+    n = len(queries)
+    calib: dict = {}
+    shapes, hws, effs, reasons, precisions = [], [], [], [], []
+    pre_prof, dec_prof, skipped = [], [], []
+    for q in queries:
+        model, sku = ctx.models[q.model], ctx.skus[q.sku]
+        native = model.get("weight_dtype") or "bf16"
+        prec = q.precision or native
+        s, h, e, r = _roofline_inputs(model, sku, q, prec, ctx, calib)
+        shapes.append(s), hws.append(h), effs.append(e), reasons.append(r), precisions.append(prec)
+        pp, dp = _matching(ctx, q, "prefill"), _matching(ctx, q, "decode")
+        skipped.append(prec != native and (pp is not None or dp is not None))
+        pre_prof.append(pp if prec == native else None)
+        dec_prof.append(dp if prec == native else None)
+
+    f64 = lambda xs: np.asarray(xs, np.float64)
+    L = f64([q.input_tokens for q in queries])
+    out_tok = f64([q.output_tokens for q in queries])
+    batch = f64([q.batch for q in queries])
+    ctx_mean = L + out_tok / 2.0
+
+    # Profile tables, padded to common shapes: prefill [Q, Kp], decode [Q, T, K].
+    kp = max([len(p.prefill.points()[0]) for p in pre_prof if p is not None] + [2])
+    t_n = max([len(p.decode) for p in dec_prof if p is not None] + [1])
+    k = max([len(d.batch) for p in dec_prof if p is not None for d in p.decode] + [2])
+    pre_len, pre_tps, pre_lo, pre_hi = [], [], [], []
+    dec_b, dec_t, dec_hi, dec_lo, dec_ctx, dec_valid = [], [], [], [], [], []
+    for pp, dp in zip(pre_prof, dec_prof):
+        xs, ys = pp.prefill.points() if pp is not None else ([1.0], [1.0])
+        x, y = _pad(xs, ys, kp)
+        pre_len.append(x), pre_tps.append(y)
+        pre_lo.append(xs[0] if len(xs) > 1 else 0.0), pre_hi.append(xs[-1] if len(xs) > 1 else math.inf)
+        tables = list(dp.decode) if dp is not None else []
+        rows_b, rows_t = [], []
+        for j in range(t_n):
+            d = tables[j] if j < len(tables) else None
+            x, y = _pad(d.batch, d.tpot_ms, k) if d is not None else _pad([1.0], [1.0], k)
+            rows_b.append(x), rows_t.append(y)
+        dec_b.append(rows_b), dec_t.append(rows_t)
+        dec_hi.append([tables[j].batch[-1] if j < len(tables) else 0.0 for j in range(t_n)])
+        dec_lo.append([tables[j].batch[0] if j < len(tables) else 0.0 for j in range(t_n)])
+        dec_ctx.append([tables[j].input_tokens + tables[j].output_tokens / 2 if j < len(tables) else 1.0
+                        for j in range(t_n)])
+        dec_valid.append([j < len(tables) for j in range(t_n)])
+    dec_b, dec_t = f64(dec_b), f64(dec_t)
+
+    # --- batched kernels: one call each over all Q queries --------------------------------------
+    to32 = lambda a: jnp.asarray(a, jnp.float32)
+    table = np.asarray(jax.vmap(nearest_table)(to32(ctx_mean), to32(dec_ctx), jnp.asarray(dec_valid)))
+    rows = np.arange(n)
+    tb, tt = dec_b[rows, table], dec_t[rows, table]  # [Q, K]
+    t_hi, t_lo = f64(dec_hi)[rows, table], f64(dec_lo)[rows, table]
+    has_pre = np.array([p is not None for p in pre_prof])
+    has_dec = np.array([p is not None for p in dec_prof])
+    above = has_dec & (batch > t_hi)
+    prof_tpot = has_dec & ~above
+
+    model_b, hw_b, eff_b = roofline.stack(shapes), roofline.stack(hws), roofline.stack(effs)
+    roof_prefill = np.asarray(roofline.prefill_time_s_batched(to32(L), model_b, hw_b, eff_b, to32(np.ones(n))), np.float64)
+    roof_step = np.asarray(roofline.decode_step_s_batched(to32(batch), to32(ctx_mean), model_b, hw_b, eff_b), np.float64)
+    mem_total = f64([q.tp * float(ctx.skus[q.sku]["memory_gib"]) * memory.GIB for q in queries])
+    b_mem = np.asarray(roofline.max_batch_memory_batched(
+        to32(L + out_tok), model_b, to32(mem_total), to32(np.full(n, ctx.memory_utilization))), np.float64)
+    tps_prof = np.asarray(prefill.max_tokens_per_s(to32(L), to32(pre_len), to32(pre_tps)), np.float64)
+    tpot_prof = np.asarray(decode.tpot_ms(to32(batch), to32(tb), to32(tt)), np.float64)
+
+    # --- which source where; roofline must be evaluable where it is used -------------------------
+    for i, q in enumerate(queries):
+        if reasons[i] is not None and (not has_pre[i] or not prof_tpot[i]):
+            needed = [] if has_pre[i] else ["prefill (no profile)"]
+            if not prof_tpot[i]:
+                needed.append(f"TPOT (batch {q.batch:g} above the profile's largest measured batch {t_hi[i]:g})"
+                              if above[i] else "TPOT (no profile)")
+            raise EstimateError(f"{q.model} on {q.sku} tp {q.tp} needs the roofline for {' and '.join(needed)}, "
+                                f"but {reasons[i]}")
+    prefill_s = np.where(has_pre, L / tps_prof, roof_prefill)
+    tpot_ms = np.where(prof_tpot, tpot_prof, roof_step * 1e3)
+    notes = []
+    for i, q in enumerate(queries):
+        note = []
+        if skipped[i]:
+            note.append(f"profile skipped: it is measured at the model's {ctx.models[q.model].get('weight_dtype', 'bf16')} "
+                        f"weights, not {precisions[i]}")
+        if has_pre[i] and (L[i] < pre_lo[i] or L[i] > pre_hi[i]):
+            note.append(f"input {q.input_tokens} outside the profile's measured input lengths "
+                        f"[{pre_lo[i]:g}, {pre_hi[i]:g}]: TPmax held at the nearest end")
+        if above[i]:
+            note.append(f"batch {q.batch:g} above the profile's largest measured batch {t_hi[i]:g}: roofline TPOT")
+        elif prof_tpot[i] and batch[i] < t_lo[i]:
+            note.append(f"batch {q.batch:g} below the profile's smallest measured batch {t_lo[i]:g}: its TPOT held")
+        uses_roofline = not has_pre[i] or not prof_tpot[i]
+        comp = roofline.compute_precision(precisions[i])
+        used = _peak_precision(ctx.skus[q.sku], comp)
+        if uses_roofline and used is not None and used != comp:
+            note.append(f"sku {q.sku} lists no {comp} tflops: roofline uses its {used} peak")
+        if b_mem[i] < 1:
+            note.append("weights plus one request's KV cache exceed usable memory")
+        elif batch[i] > b_mem[i]:
+            note.append(f"batch {q.batch:g} exceeds max_batch_memory {b_mem[i]:g} (KV cache does not fit)")
+        notes.append("; ".join(note))
+
+    kv = f64([float(s.kv_bytes_per_token) for s in shapes])
+    wb = f64([float(s.weight_bytes) for s in shapes])
+    return pd.DataFrame({
+        "model": [q.model for q in queries],
+        "sku": [q.sku for q in queries],
+        "tp": [q.tp for q in queries],
+        "precision": precisions,
+        "input_tokens": [q.input_tokens for q in queries],
+        "output_tokens": [q.output_tokens for q in queries],
+        "batch": [int(b) if b == int(b) else b for b in batch],
+        "prefill_s": prefill_s,
+        "prefill_source": np.where(has_pre, "profile", "roofline"),
+        "tpot_ms": tpot_ms,
+        "tpot_source": np.where(prof_tpot, "profile", "roofline"),
+        "decode_tokens_per_s": batch / (tpot_ms * 1e-3),
+        "max_batch_memory": np.maximum(b_mem, 0.0).astype(np.int64),
+        "weights_gib": wb / memory.GIB,
+        "kv_gib_per_request": kv * (L + out_tok) / memory.GIB,
+        "note": notes,
+    }, columns=OUTPUT_COLUMNS)

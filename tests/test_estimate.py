@@ -1,0 +1,244 @@
+"""`pdfleet estimate`: roofline numbers against a hand formula, profile lookups, CSV/JSON I/O, errors."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pdfleet import calibrate
+from pdfleet.cli import main
+from pdfleet.perf import roofline
+
+from conftest import CONFIGS
+
+GIB = 1024.0**3
+PAPER = str(CONFIGS / "paper.yaml")
+LLAMA = ["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "4"]
+LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch", "32"]
+
+# Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
+H100_EFF = dict(eta_compute=0.510994, eta_memory=0.77536, eta_link=0.368784, c_prefill_s=0.0124159,
+                c_decode_s=0.00151158, alpha_link_s=5.42604e-06, c_decode_seq_s=3.25838e-05)
+
+
+def run(args, ok=True):
+    result = CliRunner().invoke(main, ["estimate", *args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def records(args):
+    return json.loads(run([*args, "--json"]).stdout)
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_written_out_efficiencies_are_the_shipped_ones():
+    eff = calibrate.load_calibration("H100-SXM")
+    for k, v in H100_EFF.items():
+        assert getattr(eff, k) == pytest.approx(v, rel=1e-9), f"{k}: default.json was refit; update H100_EFF"
+
+
+def test_roofline_numbers_match_the_hand_formula():
+    (r,) = records(LLAMA_Q)
+    # catalog: llama-3.1-70b (70.6 B, 80 layers, hidden 8192, 64 heads x 128, 8 KV heads, bf16);
+    # H100-SXM: 989.4 TFLOP/s bf16, 3.35 TB/s HBM, 450 GB/s link, 80 GiB.
+    N, W, KV = 70.6e9, 70.6e9 * 2.0, 2.0 * 80 * 8 * 128 * 2.0
+    layers, hidden, d_attn = 80, 8192, 64 * 128
+    tp, peak, bw, link = 4, 989.4e12, 3.35e12, 450e9
+    e = H100_EFF
+
+    def comm(tokens):  # 2 ring all-reduces per layer of tokens x hidden x 2 bytes
+        return 2 * layers * 2 * (tp - 1) * (e["alpha_link_s"] + tokens * hidden * 2 / (tp * link * e["eta_link"]))
+
+    L, out, B = 2048, 256, 32
+    prefill = max((2 * N * L + 2 * layers * L * L * d_attn) / (tp * peak * e["eta_compute"]),
+                  (W + L * KV) / (tp * bw * e["eta_memory"])) + comm(L) + e["c_prefill_s"]
+    ctx = L + out / 2
+    step = (max(2 * N * B / (tp * peak * e["eta_compute"]), (W + B * ctx * KV) / (tp * bw * e["eta_memory"]))
+            + comm(B) + e["c_decode_s"] + e["c_decode_seq_s"] * B)
+    b_mem = math.floor((0.9 * tp * 80 * GIB - W) / (KV * (L + out)))
+
+    assert r["prefill_source"] == r["tpot_source"] == "roofline"
+    assert r["precision"] == "bf16" and r["note"] == ""
+    assert r["prefill_s"] == pytest.approx(prefill, rel=1e-4)
+    assert r["tpot_ms"] == pytest.approx(step * 1e3, rel=1e-4)
+    assert r["decode_tokens_per_s"] == pytest.approx(B / step, rel=1e-4)
+    assert r["max_batch_memory"] == b_mem
+    assert r["weights_gib"] == pytest.approx(70.6e9 * 2 / GIB, rel=0.01)
+    assert r["kv_gib_per_request"] == 327_680 * 2304 / GIB
+
+
+def test_precision_changes_weights_and_compute():
+    (bf16,) = records(LLAMA_Q)
+    (fp8,) = records(LLAMA_Q + ["--precision", "fp8"])
+    assert fp8["precision"] == "fp8"
+    assert fp8["weights_gib"] == pytest.approx(bf16["weights_gib"] / 2)
+    assert fp8["tpot_ms"] < bf16["tpot_ms"] and fp8["prefill_s"] < bf16["prefill_s"]
+    assert fp8["max_batch_memory"] > bf16["max_batch_memory"]
+    assert fp8["kv_gib_per_request"] == bf16["kv_gib_per_request"]  # KV dtype stays the model's
+
+
+QUERIES = [
+    ("llama-3.1-70b", "H100-SXM", 4, "", 2048, 256, 32),
+    ("llama-3.1-8b", "A100-SXM-80GB", 1, "fp8", 512, 128, 8),
+    ("deepseek-v3.1", "H200-SXM", 8, "", 6144, 512, 30),
+]
+
+
+def _flags(q):
+    model, sku, tp, prec, i, o, b = q
+    args = ["--model", model, "--sku", sku, "--tp", str(tp), "--input-tokens", str(i),
+            "--output-tokens", str(o), "--batch", str(b)]
+    return args + (["--precision", prec] if prec else [])
+
+
+def _queries_csv(tmp_path, rows=QUERIES, columns=("model", "sku", "tp", "precision", "input_tokens",
+                                                  "output_tokens", "batch")):
+    path = tmp_path / "queries.csv"
+    pd.DataFrame([dict(zip(("model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch"), q))
+                  for q in rows])[list(columns)].to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("fleet", [[], ["--fleet", PAPER]], ids=["catalog", "paper-fleet"])
+def test_csv_of_queries_equals_single_runs(tmp_path, fleet):
+    path = _queries_csv(tmp_path)
+    many = records(["--queries", str(path), *fleet])
+    single = [records([*_flags(q), *fleet])[0] for q in QUERIES]
+    assert len(many) == 3
+    for m, s in zip(many, single):
+        assert m.keys() == s.keys()
+        for k in m:
+            if isinstance(m[k], float):
+                assert m[k] == pytest.approx(s[k], rel=1e-6), k
+            else:
+                assert m[k] == s[k], k
+    assert many[1]["precision"] == "fp8" and many[1]["note"].startswith("sku A100-SXM-80GB lists no fp8 tflops")
+    assert many[2]["tpot_source"] == ("profile" if fleet else "roofline")
+
+
+def test_csv_output_file_and_table(tmp_path):
+    path = _queries_csv(tmp_path)
+    out = tmp_path / "sub" / "est.csv"
+    result = run(["--queries", str(path), "-o", str(out)])
+    assert "wrote" in result.stdout
+    df = pd.read_csv(out, keep_default_na=False)
+    assert len(df) == 3 and list(df.columns[:7]) == ["model", "sku", "tp", "precision", "input_tokens",
+                                                     "output_tokens", "batch"]
+    assert {"prefill_s", "prefill_source", "tpot_ms", "tpot_source", "max_batch_memory", "weights_gib",
+            "kv_gib_per_request", "note"} <= set(df.columns)
+    table = run(LLAMA_Q).stdout
+    assert "tpot_ms" in table and "roofline" in table and "llama-3.1-70b" in table
+
+
+def test_paper_profile_is_used():
+    (r,) = records(["--fleet", PAPER, "--model", "deepseek-v3.1", "--sku", "H200-SXM", "--tp", "8",
+                    "--input-tokens", "6144", "--output-tokens", "512", "--batch", "30"])
+    assert r["prefill_source"] == r["tpot_source"] == "profile"
+    assert r["tpot_ms"] == pytest.approx(18.8, rel=1e-6)
+    assert r["prefill_s"] == pytest.approx(6144 / 28309, rel=1e-6)
+    assert r["precision"] == "fp8" and r["note"] == ""
+    assert r["kv_gib_per_request"] == pytest.approx(61 * (512 + 64) * 2 * 6656 / GIB)
+    # interpolation between measured batches (25 -> between 16.4 at 20 and 18.8 at 30)
+    (mid,) = records(["--fleet", PAPER, "--model", "deepseek-v3.1", "--sku", "H200-SXM", "--tp", "8",
+                      "--input-tokens", "6144", "--output-tokens", "512", "--batch", "25"])
+    assert mid["tpot_ms"] == pytest.approx(17.6, rel=1e-6)
+
+
+def test_batch_above_profile_falls_back_to_roofline():
+    args = ["--fleet", PAPER, "--model", "deepseek-v3.1", "--sku", "H200-SXM", "--tp", "8",
+            "--input-tokens", "6144", "--output-tokens", "512"]
+    (r,) = records([*args, "--batch", "100"])
+    assert r["prefill_source"] == "profile" and r["tpot_source"] == "roofline"
+    assert "above the profile's largest measured batch 60" in r["note"]
+    (no_fleet,) = records([*args[2:], "--batch", "100"])  # the catalog's deepseek-v3.1 is the same shape
+    assert no_fleet["tpot_source"] == "roofline"
+    assert r["tpot_ms"] == pytest.approx(no_fleet["tpot_ms"], rel=1e-6)
+    # other precisions skip the profile (profiles do not record one)
+    (bf16,) = records([*args, "--batch", "30", "--precision", "bf16"])
+    assert bf16["tpot_source"] == bf16["prefill_source"] == "roofline" and "profile skipped" in bf16["note"]
+
+
+def test_one_batched_call_per_kernel(tmp_path, monkeypatch):
+    calls = {}
+
+    def counting(name):
+        real = getattr(roofline, name)
+
+        def wrapper(*a, **k):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(roofline, name, wrapper)
+
+    for name in ("prefill_time_s_batched", "decode_step_s_batched", "max_batch_memory_batched"):
+        counting(name)
+    assert len(records(["--queries", str(_queries_csv(tmp_path))])) == 3
+    assert calls == {"prefill_time_s_batched": 1, "decode_step_s_batched": 1, "max_batch_memory_batched": 1}
+
+
+def _no_tflops_fleet(tmp_path):
+    doc = {
+        "skus": {"mystery": {"memory_gib": 80, "price_usd_per_gpu_hour": 1.0, "hbm_tbps": 2.0}},
+        "models": ["llama-3.1-8b"],
+        "profiles": [{"model": "llama-3.1-8b", "sku": "mystery", "gpus_per_instance": 1,
+                      "prefill": {"max_tokens_per_s": 10000},
+                      "decode": [{"input_tokens": 1000, "output_tokens": 200, "batch": [1, 16],
+                                  "tpot_ms": [10, 14]}]}],
+        "workloads": {"w": {"model": "llama-3.1-8b", "rate_rps": 1, "input_tokens": 1000, "output_tokens": 200,
+                            "slo": {"ttft_s": 1, "tpot_ms": 50}}},
+    }
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_sku_without_tflops(tmp_path):
+    fleet = str(_no_tflops_fleet(tmp_path))
+    base = ["--fleet", fleet, "--model", "llama-3.1-8b", "--sku", "mystery", "--input-tokens", "1000",
+            "--output-tokens", "200"]
+    (r,) = records([*base, "--tp", "1", "--batch", "8"])  # a profile covers both numbers: fine
+    assert r["prefill_source"] == r["tpot_source"] == "profile" and r["tpot_ms"] == pytest.approx(10 + 4 * 7 / 15)
+    one_line_error(run([*base, "--tp", "1", "--batch", "32"], ok=False), "mystery", "tflops")
+    one_line_error(run([*base, "--tp", "2", "--batch", "8"], ok=False), "mystery", "tflops")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--model", "gpt-9", *LLAMA_Q[2:]], ["unknown model 'gpt-9'", "llama-3.1-70b"]),
+    (["--model", "llama-3.1-70b", "--sku", "TPU", *LLAMA_Q[4:]], ["unknown sku 'TPU'", "H100-SXM"]),
+    ([*LLAMA[:4], "--tp", "0", *LLAMA_Q[6:]], ["--tp must be >= 1"]),
+    ([*LLAMA[:4], "--tp", "two", *LLAMA_Q[6:]], ["--tp must be a number"]),
+    ([*LLAMA_Q, "--precision", "fp2"], ["--precision"]),
+    (LLAMA, ["missing --input-tokens"]),
+    ([*LLAMA_Q, "--fleet", "nope.yaml"], ["cannot read"]),
+    ([*LLAMA_Q, "--calibration", "nope.json"], ["calibration"]),
+])
+def test_bad_flags_exit_2_with_one_line(args, needles):
+    one_line_error(run(args, ok=False), *needles)
+
+
+def test_bad_csv_exits_2_with_one_line(tmp_path):
+    path = _queries_csv(tmp_path, columns=("model", "sku", "tp", "input_tokens", "output_tokens"))
+    one_line_error(run(["--queries", str(path)], ok=False), "missing column(s) batch")
+    bad_tp = _queries_csv(tmp_path, rows=[QUERIES[0], ("llama-3.1-8b", "H100-SXM", 0, "", 10, 10, 1)])
+    one_line_error(run(["--queries", str(bad_tp)], ok=False), "queries.csv:3", "tp must be")
+    unknown = _queries_csv(tmp_path, rows=[("llama-9", "H100-SXM", 1, "", 10, 10, 1)])
+    one_line_error(run(["--queries", str(unknown)], ok=False), "queries.csv:2", "unknown model 'llama-9'")
+    one_line_error(run(["--queries", str(path), *LLAMA[:2]], ok=False), "not both")
+    # precision column is optional (blank = the model's weight_dtype)
+    no_prec = _queries_csv(tmp_path, columns=("model", "sku", "tp", "input_tokens", "output_tokens", "batch"))
+    assert [r["precision"] for r in records(["--queries", str(no_prec)])] == ["bf16", "bf16", "fp8"]
