@@ -397,8 +397,14 @@ def transfer(eff: Efficiency, from_sku: Mapping, to_sku: Mapping) -> Efficiency:
 REFERENCE_SKU = "H100-SXM"  # the sku with the most measured rows; source of transfers
 
 
-@functools.lru_cache(maxsize=8)
 def _read_calibration(path: str) -> dict:
+    """Parsed calibration file, cached per (path, modification time) so a rewritten file is re-read."""
+    p = Path(path)
+    return _parse_calibration(str(p), p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_calibration(path: str, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
