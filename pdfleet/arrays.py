@@ -149,7 +149,7 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
                 out["prefill_lo"][i], out["prefill_hi"][i] = xs[0], xs[-1]
         for j, d in enumerate(p.decode or []):
             out["has_decode"][i] = True
-            out["decode_batch"][i, j], out["decode_tpot"][i, j] = pad_table(d.batch, d.tpot_ms, k)
+            out["decode_batch"][i, j], out["decode_tpot"][i, j] = pad_table(d.batch, d.tpot_envelope(), k)
             out["decode_hi"][i, j] = d.batch[-1]
             out["decode_ctx"][i, j] = d.input_tokens + d.output_tokens / 2
             out["decode_valid"][i, j] = True
@@ -196,6 +196,13 @@ def candidate_arrays(fleet: S.Fleet, block_models: list[str | None]) -> tuple[np
         cand[b, : len(idx)] = idx
         valid[b, : len(idx)] = True
     return cand, valid
+
+
+def as_float64(problem: Problem) -> Problem:
+    """The same problem with every float32 leaf in float64 (for the exact-precision solve)."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: a.astype(np.float64) if a.dtype == F else a, problem)
 
 
 def build(fleet: S.Fleet) -> tuple[Problem, list[str | None]]:

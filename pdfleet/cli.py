@@ -78,8 +78,10 @@ def schema() -> None:
               help="Output folder for plan.parquet, fleet.parquet, manifest.json [default: plans/<fleet name>].")
 @click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default=None,
               help="Whole instances: ceil (SLO-safe) or nearest (the paper's 3P4D). Overrides planning.rounding.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the output paths.")
-def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, quiet: bool) -> None:
+@click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
+              help="Arithmetic of the solve: auto is float64 unless the fleet is huge (then float32, faster).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary table (warnings still go to stderr).")
+def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precision: str, quiet: bool) -> None:
     """Cheapest prefill and decode allocation for every workload and quarter.
 
     For each (quarter, workload, role) every profile of the workload's model is a candidate
@@ -99,13 +101,15 @@ def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, quiet: 
     from pdfleet import io, optimize as opt, report
 
     console = Console() if sys.stdout.isatty() else Console(width=150)
+    errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=150)
     progress = _progress_printer() if not quiet else None
-    result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress)
+    result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision)
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
     result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
     paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
     if not quiet:
         report.summary(result.plan, result.fleet, console)
+    report.warnings(result.plan, result.fleet, errors)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from pdfleet.perf import decode, prefill, queueing
 
 # Candidate-level reasons a role is infeasible (0 = feasible); plan.py turns them into words.
-OK, NO_PROFILE, TTFT_UNREACHABLE, TPOT_UNREACHABLE, KV_MEMORY = 0, 2, 3, 4, 5
+OK, NO_PROFILE, TTFT_UNREACHABLE, TPOT_UNREACHABLE, KV_MEMORY, NO_FINITE_COST = 0, 2, 3, 4, 5, 6
 
 
 class WorkloadRow(NamedTuple):

@@ -20,8 +20,16 @@ class Result:
     timings: dict = field(default_factory=dict)
 
 
-def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None) -> Result:
-    """Plan a validated fleet. rounding overrides planning.rounding when given."""
+# Fleets up to this many (row x candidate x quarter) cells are solved in float64: exact dollars and
+# counts at a cost nobody notices; larger ones in float32, the speed path (counts then carry float32's
+# ~1e-7 relative rounding, which only matters within a hair of a whole instance).
+FLOAT64_CELLS = 1 << 22
+
+
+def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None,
+        precision: str = "auto") -> Result:
+    """Plan a validated fleet. rounding overrides planning.rounding when given; precision is
+    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'."""
     import jax
 
     from pdfleet.search import exact
@@ -32,9 +40,13 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     fleet = fleet.model_copy(update={"profiles": [*fleet.profiles, *prediction.profiles]})
     t_pred = time.perf_counter()
     problem, rows = arrays.build(fleet)
+    cells = problem.workloads.input_tokens.shape[0] * problem.block_candidates.shape[1] * len(fleet.planning.quarters)
+    use64 = precision == "float64" or (precision == "auto" and cells <= FLOAT64_CELLS)
     t1 = time.perf_counter()
-    sol = jax.device_get(exact.solve_chunked(problem, nearest=rounding == "nearest", chunk=arrays.CHUNK,
-                                             progress=progress))
+    with jax.enable_x64(use64):
+        sol = jax.device_get(exact.solve_chunked(arrays.as_float64(problem) if use64 else problem,
+                                                 nearest=rounding == "nearest", chunk=arrays.CHUNK,
+                                                 progress=progress))
     t2 = time.perf_counter()
     plan_df = plan.plan_frame(fleet, rows, sol)
     fleet_df = plan.fleet_frame(fleet, plan_df)
@@ -51,6 +63,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "quarters": fleet.planning.quarters,
         "seed": fleet.planning.seed,
         "backend": jax.default_backend(),
+        "precision": "float64" if use64 else "float32",
         "workloads": len(fleet.workloads),
         "profiles": len(fleet.profiles) - len(prediction.profiles),
         "roofline_profiles": len(prediction.profiles),

@@ -19,20 +19,25 @@ ROLES = ("prefill", "decode")
 STATUS_TEXT = {
     "ok": "meets its SLOs at the planned count",
     "no_demand": "no demand in this quarter: 0 instances",
-    "over_slo": "rounding to the nearest count leaves the predicted latency above the SLO; use --rounding ceil",
+    "over_slo": "the predicted latency at the planned count is above the SLO (nearest rounding rounds down; "
+    "ceil does not)",
     "no_profile": "no profile of this model measures this role; add one under profiles:",
     "ttft_unreachable": "on every candidate the TTFT budget (SLO - overhead) is below the M/M/1 floor; "
     "loosen slo.ttft_s, cut overhead_s or add a faster profile",
     "tpot_unreachable": "no measured batch meets the TPOT SLO on any candidate; loosen slo.tpot_ms or add a "
     "profile measured at smaller batches or on faster hardware",
     "kv_memory": "weights plus one request's KV cache do not fit in the instance memory on any candidate",
+    "cost_overflow": "every feasible candidate needs more instances than can be counted; check demand and units",
 }
 REASON_STATUS = {
     E.NO_PROFILE: "no_profile",
     E.TTFT_UNREACHABLE: "ttft_unreachable",
     E.TPOT_UNREACHABLE: "tpot_unreachable",
     E.KV_MEMORY: "kv_memory",
+    E.NO_FINITE_COST: "cost_overflow",
 }
+STRING_COLUMNS = ("quarter", "workload", "model", "role", "sku", "engine", "source", "decode_table",
+                  "ttft_statistic", "status")
 # Predicted latency may exceed the SLO by this relative slack before a row is flagged (float32 noise).
 _SLO_SLACK = 1e-4
 
@@ -61,10 +66,11 @@ def plan_frame(fleet: S.Fleet, solver_rows: list[str | None], sol) -> pd.DataFra
             wi = where[name]
             w = fleet.workloads[name]
             q = S.ttft_quantile(fleet, w)
-            pd_ratio = _ratio(sol["prefill"]["fractional"][qi, wi], sol["decode"]["fractional"][qi, wi])
+            pd_ratio = float(sol["pd_ratio"][qi, wi])
             for role in ROLES:
                 rows.append(_row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio))
-    return pd.DataFrame(rows, columns=list(rows[0].keys()))
+    frame = pd.DataFrame(rows, columns=list(rows[0].keys()))
+    return frame.astype({c: "string" for c in STRING_COLUMNS})  # typed even when every value is null
 
 
 def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
@@ -72,8 +78,9 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
     prof_i = int(choice["profile"][qi, wi])
     reason = int(choice["reason"][qi, wi])
     chosen = reason == E.OK and prof_i >= 0
+    served = chosen and demand_of(sol, qi, wi) > 0  # predictions exist only where traffic flows
     prof = fleet.profiles[prof_i] if chosen else None
-    demand = float(sol["demand_rps"][qi, wi])
+    demand = demand_of(sol, qi, wi)
     instances = int(choice["instances"][qi, wi]) if chosen else 0
     gpi = prof.gpus_per_instance if chosen else 0
     price = fleet.skus[prof.sku].price_usd_per_gpu_hour if chosen else 0.0
@@ -101,12 +108,12 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
         "capacity_rps": cap_rps,
         "capacity_tokens_per_s": float(choice["capacity_tokens_per_s"][qi, wi]) if chosen else math.nan,
         "utilization": demand / (instances * cap_rps) if chosen and instances > 0 else math.nan,
-        "decode_batch": float(sol["decode_batch"][qi, wi]) if role == "decode" and chosen else math.nan,
+        "decode_batch": float(sol["decode_batch"][qi, wi]) if role == "decode" and served else math.nan,
         "decode_batch_max": float(sol["decode_batch_max"][qi, wi]) if role == "decode" and chosen else math.nan,
         "decode_table": prof.decode[table].label if role == "decode" and chosen else None,
         "prefill_extrapolated": bool(sol["prefill_extrapolated"][qi, wi]) if role == "prefill" else False,
-        "predicted_ttft_s": float(sol["predicted_ttft_s"][qi, wi]) if role == "prefill" and chosen else math.nan,
-        "predicted_tpot_ms": float(sol["predicted_tpot_ms"][qi, wi]) if role == "decode" and chosen else math.nan,
+        "predicted_ttft_s": float(sol["predicted_ttft_s"][qi, wi]) if role == "prefill" and served else math.nan,
+        "predicted_tpot_ms": float(sol["predicted_tpot_ms"][qi, wi]) if role == "decode" and served else math.nan,
         "ttft_statistic": "mean" if q is None else f"p{q * 100:g}",
         "slo_ttft_s": w.slo.ttft_s,
         "slo_tpot_ms": w.slo.tpot_ms,
@@ -117,8 +124,8 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
     }
 
 
-def _ratio(pre: float, dec: float) -> float:
-    return float(pre) / float(dec) if dec > 0 and np.isfinite(pre) else math.nan
+def demand_of(sol: dict, qi: int, wi: int) -> float:
+    return float(sol["demand_rps"][qi, wi])
 
 
 def _to_numpy(sol) -> dict:

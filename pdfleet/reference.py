@@ -60,7 +60,7 @@ def cheapest(demand, capacity, price, nearest: bool):
     """Least cost per (quarter, workload): demand [Q, W], capacity/price [W, C] -> cost [Q, W] (inf if none)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(capacity[None] > 0, demand[:, :, None] / capacity[None], np.inf)
-    whole = np.round(frac) if nearest else np.ceil(frac * (1 - 1e-6))
+    whole = np.floor(frac + 0.5) if nearest else np.ceil(frac * (1 - 8 * np.finfo(np.float32).eps))
     whole = np.where(demand[:, :, None] > 0, np.maximum(whole, 1), 0)
     cost = np.where(np.isfinite(frac), whole * price[None], np.inf)
     return cost.min(-1)

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pdfleet.plan import STATUS_TEXT
@@ -14,7 +15,7 @@ from pdfleet.plan import STATUS_TEXT
 def _alloc(row) -> str:
     if row is None or row["sku"] is None or pd.isna(row["sku"]):
         return "-"
-    return f"{row['instances']} x {row['sku']}/{row['gpus_per_instance']}"
+    return escape(f"{row['instances']} x {row['sku']}/{row['gpus_per_instance']}")
 
 
 def _num(x, fmt: str) -> str:
@@ -32,7 +33,7 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> None:
         status = pre["status"] if pre["status"] != "ok" else dec["status"]
         style = "" if status in ("ok", "no_demand") else "bold red"
         table.add_row(
-            quarter, workload, _alloc(pre), _alloc(dec), _num(pre["pd_ratio"], ".2f"),
+            escape(quarter), escape(workload), _alloc(pre), _alloc(dec), _num(pre["pd_ratio"], ".2f"),
             f"{_num(pre['predicted_ttft_s'], '.2f')} ({pre['slo_ttft_s']:g})",
             f"{_num(dec['predicted_tpot_ms'], '.1f')} ({dec['slo_tpot_ms']:g})",
             f"{rows['cost_usd_per_hour'].sum():,.2f}", f"[{style}]{status}[/]" if style else status,
@@ -41,15 +42,28 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> None:
     for quarter, rows in fleet.groupby("quarter", sort=False):
         used = rows[rows["gpus"] > 0]
         parts = ", ".join(f"{r.sku} {r.gpus}" for r in used.itertuples())
-        console.print(f"{quarter}: {rows['gpus'].sum()} GPUs ({parts or 'none'}), "
-                      f"${rows['cost_usd_per_hour'].sum():,.2f}/hour")
+        console.print(escape(f"{quarter}: {rows['gpus'].sum()} GPUs ({parts or 'none'}), "
+                             f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
+
+
+def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> int:
+    """Print what a planner must not miss (to stderr in the CLI, even with -q); returns how many."""
+    count = 0
     for r in fleet[fleet["over_inventory"]].itertuples():
-        console.print(f"[bold red]WARNING[/] {r.quarter}: plan needs {r.gpus} {r.sku} GPUs but inventory is "
-                      f"{r.inventory_gpus:g} (short {r.gpus_short:g}); shared limits are not enforced yet")
+        count += 1
+        console.print("[bold red]WARNING[/] " + escape(
+            f"{r.quarter}: plan needs {r.gpus} {r.sku} GPUs but inventory is {r.inventory_gpus:g} "
+            f"(short {r.gpus_short:g}); shared limits are not enforced yet"))
     bad = plan[~plan["status"].isin(["ok", "no_demand"])]
     for r in bad.drop_duplicates(["workload", "role", "status"]).itertuples():
-        console.print(f"[bold red]WARNING[/] {r.workload} {r.role}: {r.status}: {STATUS_TEXT[r.status]}")
+        count += 1
+        quarters = ", ".join(bad.loc[(bad["workload"] == r.workload) & (bad["role"] == r.role)
+                                     & (bad["status"] == r.status), "quarter"])
+        console.print("[bold red]WARNING[/] " + escape(
+            f"{r.workload} {r.role} ({quarters}): {r.status}: {STATUS_TEXT[r.status]}"))
     extra = plan[plan["prefill_extrapolated"]]
     for r in extra.drop_duplicates(["workload"]).itertuples():
-        console.print(f"[yellow]note[/] {r.workload}: input length {r.input_tokens} lies outside the measured "
-                      f"prefill table of the chosen profile; its nearest measured throughput was used")
+        console.print("[yellow]note[/] " + escape(
+            f"{r.workload}: input length {r.input_tokens} lies outside the measured prefill table of the "
+            "chosen profile; its nearest measured throughput was used"))
+    return count

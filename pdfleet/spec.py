@@ -16,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pdfleet.perf.memory import DTYPE_BYTES
 
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=1)]
+# Upper bounds keep every number far inside float32 range and catch unit slips (1e9 instead of 1e3).
+LIMIT = 1e12
+Positive = Annotated[float, Field(gt=0, le=LIMIT, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=LIMIT, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=10_000_000)]
+Price = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
 Quarter = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -32,7 +35,8 @@ class SpecError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # strict: `true` or "5" is not a number here (YAML's yes/no/strings are mistakes, not counts)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
 
 
 class Planning(Strict):
@@ -58,7 +62,7 @@ PerQuarter = Union[NonNegative, dict[Quarter, NonNegative]]
 
 class Sku(Strict):
     memory_gib: Positive
-    price_usd_per_gpu_hour: Positive
+    price_usd_per_gpu_hour: Price
     gpus_per_node: Count = 8
     tflops_bf16: Positive | None = None
     tflops_fp8: Positive | None = None
@@ -152,6 +156,15 @@ class DecodeTable(Strict):
     def label(self) -> str:
         return f"in{self.input_tokens}/out{self.output_tokens}"
 
+    def tpot_envelope(self) -> list[float]:
+        """TPOT as planned: the running maximum of the measured values, so a larger batch is never
+        faster. A noisy dip (12, 11, 13 ms) would otherwise let B* sit past a batch that misses the SLO."""
+        out, top = [], 0.0
+        for t in self.tpot_ms:
+            top = max(top, t)
+            out.append(top)
+        return out
+
 
 class Profile(Strict):
     model: str
@@ -189,8 +202,6 @@ class Workload(Strict):
     def _one_demand(self) -> "Workload":
         if (self.rate_rps is None) == (self.tokens_per_minute is None):
             raise ValueError("give exactly one of rate_rps or tokens_per_minute")
-        if self.overhead_s >= self.slo.ttft_s:
-            raise ValueError("overhead_s must be below slo.ttft_s (it is spent outside prefill)")
         return self
 
 
@@ -232,6 +243,9 @@ def _check_references(fleet: Fleet) -> None:
         if p.sku not in fleet.skus:
             raise SpecError(f"profiles[{i}].sku", f"unknown sku '{p.sku}'; {known('skus', fleet.skus)}")
     for name, w in fleet.workloads.items():
+        if w.overhead_s >= w.slo.ttft_s:
+            raise SpecError(f"workloads.{name}.overhead_s", f"{w.overhead_s:g} s is not below slo.ttft_s "
+                            f"{w.slo.ttft_s:g} s; overhead is TTFT spent outside prefill, so lower it")
         if w.model not in fleet.models:
             raise SpecError(f"workloads.{name}.model", f"unknown model '{w.model}'; {known('models', fleet.models)}")
         field = "rate_rps" if w.rate_rps is not None else "tokens_per_minute"
@@ -244,17 +258,20 @@ def _check_references(fleet: Fleet) -> None:
 # ---------------------------------------------------------------- loading with one-line errors
 
 
+# Fields whose type is a union: pydantic puts the branch's name (e.g. 'float', 'dict[str,...]') in loc
+# right after them. Only there is such an item dropped, so a workload named 'int' keeps its name.
+_UNION_FIELDS = {"rate_rps", "tokens_per_minute", "inventory", "max_tokens_per_s", "ttft_quantile"}
+
+
 def _path(loc) -> str:
     parts: list[str] = []
+    previous = None
     for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in ("float", "int", "str", "list[...]", "dict[...]") or "[" in str(item) or item.startswith(
-            ("function-", "constrained-", "literal[", "list[", "dict[")
-        ):
-            continue  # union-branch names pydantic puts in loc
-        else:
-            parts.append(("." if parts else "") + str(item))
+        if previous in _UNION_FIELDS and isinstance(item, str):
+            previous = None
+            continue
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
+        previous = item
     return "".join(parts)
 
 
@@ -308,6 +325,9 @@ def _expand(data: dict, base_dir: Path) -> tuple[dict, list[str]]:
     from pdfleet import catalog
 
     data = dict(data)
+    for section in ("planning", "workloads"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise SpecError(section, f"must be a mapping of name -> fields, not a {type(data[section]).__name__}")
     for section, entries in (("skus", catalog.load_skus()), ("models", catalog.load_models())):
         data[section] = _with_catalog(data.get(section), entries, section)
     profiles = data.get("profiles") or []
@@ -337,6 +357,9 @@ def _with_catalog(section, entries: dict, name: str) -> dict:
     if section is None:
         return {}
     if isinstance(section, list):
+        bad = [i for i, n in enumerate(section) if not isinstance(n, str)]
+        if bad:
+            raise SpecError(f"{name}[{bad[0]}]", "a list here holds catalog names; give fields as a mapping instead")
         unknown = [n for n in section if n not in entries]
         if unknown:
             raise SpecError(f"{name}.{unknown[0]}", f"not in the catalog ({', '.join(sorted(entries))}); "
@@ -346,6 +369,8 @@ def _with_catalog(section, entries: dict, name: str) -> dict:
         raise SpecError(name, "must be a mapping of name -> fields, or a list of catalog names")
     merged = {}
     for key, fields in section.items():
+        if not isinstance(key, str):
+            raise SpecError(f"{name}.{key}", "names must be strings; quote the name")
         if fields is not None and not isinstance(fields, dict):
             raise SpecError(f"{name}.{key}", "must be a mapping of fields (or empty to take the catalog entry)")
         merged[key] = {**entries.get(key, {}), **(fields or {})}
@@ -354,11 +379,10 @@ def _with_catalog(section, entries: dict, name: str) -> dict:
 
 def _read_profile_file(path: Path, where: str) -> list:
     try:
-        items = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(where, f"cannot read {path}: {exc.strerror or exc}; paths are relative to the fleet.yaml") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(where, f"{path}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+        items = parse_yaml(read_text(path, where), str(path))
+    except SpecError as exc:
+        hint = "; paths are relative to the fleet.yaml" if "cannot read" in exc.message else ""
+        raise SpecError(where, exc.message + hint) from None
     if not isinstance(items, list):
         raise SpecError(where, f"{path} must hold a YAML list of profiles")
     return items
@@ -369,21 +393,46 @@ def _same_field(errors: list[dict]) -> bool:
     return len(paths) == 1 or all(p.startswith(min(paths, key=len)) for p in paths)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (the first would be silently lost)", key_node.start_mark)
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, name: str):
+    """YAML text -> Python data, every problem a one-line SpecError naming line and column."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"{where}: YAML syntax error: {problem}; fix the indentation, quoting or key there") from None
+    except RecursionError:
+        raise SpecError("", f"{name}: nested too deeply to be a fleet.yaml") from None
+
+
+def read_text(path: Path, where: str = "") -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(where, f"{path} is not UTF-8 text; save it as UTF-8") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(where, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def load(path: str | Path) -> Fleet:
     """Read and validate a fleet.yaml file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError("", f"cannot read {p}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p.name}:{mark.line + 1}:{mark.column + 1}" if mark else p.name
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError("", f"{where}: YAML syntax error: {problem}; fix the indentation or quoting there") from None
-    return from_dict(data, base_dir=p.parent)
+    return from_dict(parse_yaml(read_text(p), p.name), base_dir=p.parent)
 
 
 def json_schema() -> dict:

@@ -95,8 +95,10 @@ def test_help_on_every_verb():
 
 def test_same_input_same_bytes(tmp_path):
     fleet = write(tmp_path, tiny_fleet())
-    for out in ("a", "b"):
-        assert CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / out), "-q"]).exit_code == 0
+    for out in ("a", "b"):  # two processes: nothing shared but the input
+        proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "optimize", str(fleet), "-o", str(tmp_path / out),
+                               "-q"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
     for name in ("plan.parquet", "fleet.parquet"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -123,6 +125,7 @@ def test_infeasible_workload_gets_a_status_not_a_crash(tmp_path):
     assert set(plan.loc["prefill", "status"]) == {"ttft_unreachable"}
     assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
     assert (plan["instances"] == 0).all() and plan["sku"].isna().all()
+    assert plan["pd_ratio"].isna().all()
     assert "ttft_unreachable" in result.output
 
 
@@ -170,3 +173,91 @@ def test_profile_file_errors_name_the_file(tmp_path):
     doc["profile_files"] = ["profs.yaml"]
     result = CliRunner().invoke(main, ["validate", str(write(tmp_path, doc))])
     assert result.exit_code == 2 and result.output.startswith("error: profile_files[0]:profs.yaml[0].sku")
+
+
+MALFORMED = {
+    "workloads is a list": "workloads: []\n",
+    "workloads is a number": "workloads: 3\n",
+    "sku list of mappings": "skus: [{a: 1}]\n",
+    "models list of lists": "models: [[1]]\n",
+    "top-level list": "- 1\n- 2\n",
+    "duplicate key": "planning: {rounding: ceil}\nplanning: {rounding: nearest}\n",
+    "deep nesting": "a: " + "[" * 3000 + "]" * 3000 + "\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_files_exit_2_without_traceback(tmp_path, case):
+    fleet = write(tmp_path, MALFORMED[case])
+    proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "validate", str(fleet)], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_not_utf8_and_nul_paths_are_clean_errors(tmp_path):
+    bad = tmp_path / "fleet.yaml"
+    bad.write_bytes(b"skus: \xff\xfe\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2 and "UTF-8" in result.output
+    doc = tiny_fleet()
+    doc["profile_files"] = ["a\0b"]
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, doc))])
+    assert result.exit_code == 2 and result.output.startswith("error: profile_files[0]")
+
+
+@pytest.mark.parametrize("field,value", [("profiles.0.gpus_per_instance", True), ("workloads.chat.rate_rps", "5"),
+                                         ("profiles.0.gpus_per_instance", 10**23),
+                                         ("skus.fast.price_usd_per_gpu_hour", 1e39)])
+def test_no_silent_coercion_or_overflow(tmp_path, field, value):
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, tiny_fleet(**{field: value})))])
+    assert result.exit_code == 2, result.output
+    path = field.replace(".0.", "[0].")
+    assert result.output.startswith(f"error: {path}")
+
+
+def test_names_survive_in_error_paths_and_report(tmp_path):
+    doc = tiny_fleet()
+    doc["workloads"] = {"int": doc["workloads"]["chat"] | {"slo": {"ttft_s": -1, "tpot_ms": 50}}}
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, doc))])
+    assert result.output.startswith("error: workloads.int.slo.ttft_s")
+    doc["workloads"] = {"chat[/]": tiny_fleet()["workloads"]["chat"]}
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0 and "chat[/]" in result.output
+
+
+def test_overhead_error_names_the_field(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, tiny_fleet(**{"workloads.chat.overhead_s": 2})))])
+    assert result.exit_code == 2 and result.output.startswith("error: workloads.chat.overhead_s")
+
+
+def test_quiet_still_warns_on_stderr(tmp_path):
+    fleet = write(tmp_path, tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}}))
+    proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "optimize", str(fleet), "-o", str(tmp_path / "o"), "-q"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "WARNING q2: plan needs" in proc.stderr and "WARNING" not in proc.stdout
+
+
+def test_failure_reason_is_the_specific_one(tmp_path):
+    doc = tiny_fleet()
+    doc["profiles"][0].pop("decode")  # profile 0 measures prefill only
+    doc["profiles"][1].pop("prefill")  # profile 1 decode only, and too slow for the SLO below
+    doc["workloads"]["chat"]["slo"]["tpot_ms"] = 10
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
+    plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
+    assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
+    assert set(plan.loc["prefill", "status"]) == {"ok"}
+
+
+def test_noisy_decode_table_never_breaks_the_slo_under_ceil(tmp_path):
+    doc = tiny_fleet()
+    doc["profiles"] = [doc["profiles"][0]]
+    doc["profiles"][0]["decode"] = [{"input_tokens": 1024, "output_tokens": 100, "batch": [1, 2, 3, 4],
+                                     "tpot_ms": [10, 12, 11, 13]}]
+    doc["workloads"]["chat"].update(output_tokens=100, rate_rps=1.2 * 272.7 / 100,
+                                    slo={"ttft_s": 1.0, "tpot_ms": 11.5})
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 0, result.output
+    dec = pd.read_parquet(tmp_path / "o" / "plan.parquet").query("role == 'decode'")
+    assert (dec["status"] == "ok").all() and (dec["predicted_tpot_ms"] <= 11.5).all()
+    assert (dec["decode_batch_max"] == 1).all()  # the envelope: batch 2 (12 ms) misses, so 3 cannot count

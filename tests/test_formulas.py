@@ -97,10 +97,16 @@ def test_counts_and_rounding():
     assert np.allclose(np.asarray(f)[:2], [12.52 / 4.0812, 0.0]) and float(f[2]) == math.inf
     assert float(sizing.round_instances(3.0677, nearest=True)) == 3.0
     assert float(sizing.round_instances(3.0677, nearest=False)) == 4.0
-    assert float(sizing.round_instances(3.0000000001, nearest=False)) == 3.0  # float noise is not an instance
+    # float noise (a few ulps of the dtype) is not an instance; a real excess is
+    assert float(sizing.round_instances(np.float32(3.0000002), nearest=False)) == 3.0
+    assert float(sizing.round_instances(np.float64(3.0 + 2e-15), nearest=False)) == 3.0
+    assert float(sizing.round_instances(np.float64(3.0 + 1e-9), nearest=False)) == 4.0
+    assert float(sizing.round_instances(2.5, nearest=True)) == 3.0  # half up, not to even
+    assert float(sizing.round_instances(3.5, nearest=True)) == 4.0
     assert float(sizing.round_instances(0.2, nearest=True)) == 1.0  # positive demand keeps one instance
     assert float(sizing.round_instances(0.0, nearest=False)) == 0.0
     assert float(sizing.pd_ratio(3.0677, 3.7557)) == pytest.approx(0.8168, abs=1e-4)
+    assert math.isnan(float(sizing.pd_ratio(math.nan, 3.0))) and math.isnan(float(sizing.pd_ratio(1.0, 0.0)))
 
 
 def test_kv_and_weight_bytes():

@@ -58,6 +58,6 @@ def test_second_call_does_not_recompile():
     exact.solve(problem)
     before = exact.solve._cache_size()
     other, _ = arrays.build(random_fleet(4))  # same buckets -> same shapes
-    if jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, problem):
-        exact.solve(other)
-        assert exact.solve._cache_size() == before
+    assert jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, problem)
+    exact.solve(other)
+    assert exact.solve._cache_size() == before

@@ -7,6 +7,9 @@ linearly in B (weights once + B KV caches). Outside the table nothing is extrapo
 the largest measured one are not used, and below the smallest the smallest's TPOT is assumed (a smaller
 batch is never slower, so this is conservative).
 
+Tables reach these kernels as their running maximum (spec.DecodeTable.tpot_envelope): a larger batch is
+never assumed faster, so every batch up to B* meets the SLO too.
+
 B* = the largest whole batch <= the KV-memory limit with TPOT(B) <= SLO; capacity = B* / TPOT(B*)
 output tokens/s per instance (PAPER.md, "Decode under a TPOT SLO").
 """

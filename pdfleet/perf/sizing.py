@@ -7,8 +7,8 @@ simply lambda / capacity_rps (prefill) and lambda L_out / capacity_tokens_per_s 
 
 import jax.numpy as jnp
 
-# ceil() of a float32 ratio that is an integer up to rounding noise must not add an instance.
-_CEIL_SLACK = 1e-6
+# ceil() of a ratio that is an integer up to rounding noise must not add an instance: a few ulps.
+_CEIL_ULPS = 8
 
 
 def fractional_instances(demand, capacity):
@@ -18,15 +18,17 @@ def fractional_instances(demand, capacity):
 
 
 def round_instances(fractional, nearest: bool):
-    """Whole instances: ceil (SLO-safe default) or nearest (the paper's 3P4D), never 0 for positive demand."""
+    """Whole instances: ceil (SLO-safe default) or nearest, half up (the paper's 3P4D); never 0 for
+    positive demand."""
+    fractional = jnp.asarray(fractional)
     if nearest:
-        whole = jnp.round(fractional)
+        whole = jnp.floor(fractional + 0.5)  # half up (jnp.round would take 2.5 to 2)
     else:
-        whole = jnp.ceil(fractional * (1.0 - _CEIL_SLACK))
+        whole = jnp.ceil(fractional * (1.0 - _CEIL_ULPS * jnp.finfo(fractional.dtype).eps))
     return jnp.where(fractional > 0, jnp.maximum(whole, 1.0), 0.0)
 
 
 def pd_ratio(prefill_fractional, decode_fractional):
-    """R_P/D = N_prefill / N_decode (eq. 7), from the fractional counts."""
-    ok = decode_fractional > 0
+    """R_P/D = N_prefill / N_decode (eq. 7), from the fractional counts; NaN when either is missing."""
+    ok = (decode_fractional > 0) & jnp.isfinite(prefill_fractional)
     return jnp.where(ok, prefill_fractional / jnp.where(ok, decode_fractional, 1.0), jnp.nan)

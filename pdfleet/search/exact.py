@@ -40,6 +40,7 @@ class Solution(NamedTuple):
     decode_table: jax.Array  # [Q, W]
     prefill_extrapolated: jax.Array  # [Q, W]
     demand_rps: jax.Array  # [Q, W]
+    pd_ratio: jax.Array  # [Q, W] fractional prefill / decode instances (eq. 7); NaN unless both are served
 
 
 def choose(demand, capacity, reason, price, valid, nearest: bool) -> RoleChoice:
@@ -54,18 +55,27 @@ def choose(demand, capacity, reason, price, valid, nearest: bool) -> RoleChoice:
     cap = _take_wc(capacity, pick)
     chosen_frac = sizing.fractional_instances(demand, cap)
     whole = sizing.round_instances(chosen_frac, nearest)
-    worst_reason = jnp.min(jnp.where(valid, reason, E.NO_PROFILE), axis=-1)  # most specific failure
     none = jnp.where(any_ok, 1.0, 0.0)
     return RoleChoice(
         candidate=jnp.where(any_ok, pick, -1),
         profile=jnp.zeros_like(pick),  # filled by the caller, which knows the candidate table
-        fractional=jnp.where(any_ok, chosen_frac, 0.0),
+        fractional=jnp.where(any_ok, chosen_frac, jnp.nan),
         instances=whole * none,
         cost_per_hour=jnp.where(any_ok, whole * _take_wc(price, pick), 0.0),
         capacity_rps=cap * none,
         capacity_tokens_per_s=jnp.zeros_like(cap),
-        reason=jnp.where(any_ok, E.OK, jnp.broadcast_to(worst_reason[None], pick.shape)),
+        reason=jnp.where(any_ok, E.OK, jnp.broadcast_to(failure_reason(reason, valid)[None], pick.shape)),
     )
+
+
+def failure_reason(reason, valid):
+    """Why no candidate serves a role, per workload [W]: the first failure among the candidates that
+    measure the role (TTFT, then TPOT, then KV memory); NO_PROFILE when none measures it, and
+    NO_FINITE_COST when some candidate is feasible yet every cost overflowed."""
+    measured = valid & (reason != E.NO_PROFILE)
+    first = jnp.min(jnp.where(measured, reason, E.NO_FINITE_COST), axis=-1)
+    first = jnp.where(first == E.OK, E.NO_FINITE_COST, first)
+    return jnp.where(jnp.any(measured, axis=-1), first, E.NO_PROFILE)
 
 
 def first_argmin(x):
@@ -127,6 +137,7 @@ def solve(problem, nearest: bool = False) -> Solution:
         decode_table=jnp.where(chosen_dec, table, -1),
         prefill_extrapolated=chosen_pre & _take_wc(cap.prefill_extrapolated, pre.candidate),
         demand_rps=demand,
+        pd_ratio=sizing.pd_ratio(pre.fractional, dec.fractional),
     )
 
 
