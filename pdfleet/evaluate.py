@@ -50,10 +50,10 @@ def nearest_table(context, table_ctx, table_valid):
     return best
 
 
-def select_table(tables, t):
-    """Row t of tables [T, ...] by an elementwise select among the T rows (T is small; under vmap this
-    fuses, where a gather or a masked sum would materialize every table for every candidate)."""
-    return jax.lax.select_n(t, *[tables[i] for i in range(tables.shape[0])])
+def _decode_on_table(slo_ms, table_batch, table_tpot, batch_hi, b_mem):
+    """(B*, capacity tokens/s, largest measured batch) of one decode table."""
+    bstar = decode.best_batch(slo_ms, table_batch, table_tpot, batch_hi, b_mem)
+    return bstar, decode.capacity_tokens_per_s(bstar, table_batch, table_tpot), batch_hi
 
 
 def candidate(w: WorkloadRow, p) -> Capacity:
@@ -66,11 +66,15 @@ def candidate(w: WorkloadRow, p) -> Capacity:
 
     context = w.input_tokens + w.output_tokens / 2
     t = nearest_table(context, p.decode_ctx, p.decode_valid)
-    tb, tt, hi = select_table(p.decode_batch, t), select_table(p.decode_tpot, t), select_table(p.decode_hi, t)
     b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
                                     w.input_tokens + w.output_tokens)
-    bstar = decode.best_batch(w.tpot_slo_ms, tb, tt, hi, b_mem)
-    tps = decode.capacity_tokens_per_s(bstar, tb, tt)
+    # B* and capacity on every table, then keep the chosen table's scalars: selecting whole tables per
+    # candidate would materialize them (3-5x slower on CPU); T is small and static.
+    per_table = [
+        _decode_on_table(w.tpot_slo_ms, p.decode_batch[i], p.decode_tpot[i], p.decode_hi[i], b_mem)
+        for i in range(p.decode_hi.shape[0])
+    ]
+    bstar, tps, hi = (jax.lax.select_n(t, *values) for values in zip(*per_table))
     dec_reason = jnp.where(
         ~p.has_decode, NO_PROFILE,
         jnp.where(bstar >= 1, OK, jnp.where(b_mem < 1, KV_MEMORY, TPOT_UNREACHABLE)),

@@ -55,9 +55,10 @@ def test_reference_capacity_agrees_with_kernels():
 
 def test_second_call_does_not_recompile():
     problem, _ = arrays.build(random_fleet(3))
+    stages = (exact._capacity, exact._choose, exact._row_candidates, exact._per_request, exact._predict)
     exact.solve(problem)
-    before = exact.solve._cache_size()
+    before = [f._cache_size() for f in stages]
     other, _ = arrays.build(random_fleet(4))  # same buckets -> same shapes
     assert jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, problem)
     exact.solve(other)
-    assert exact.solve._cache_size() == before
+    assert [f._cache_size() for f in stages] == before

@@ -78,12 +78,14 @@ def failure_reason(reason, valid):
     return jnp.where(jnp.any(measured, axis=-1), first, E.NO_PROFILE)
 
 
-def first_argmin(x):
-    """Index of the first minimum along the last axis, as two plain min-reductions (they vectorize on
-    CPU, where jnp.argmin's paired value/index reduction runs as a scalar loop)."""
-    low = jnp.min(x, axis=-1, keepdims=True)
-    iota = jnp.arange(x.shape[-1], dtype=jnp.int32)
-    return jnp.min(jnp.where(x == low, iota, x.shape[-1]), axis=-1)
+def first_argmin(x, axis: int = -1):
+    """Index of the first minimum along `axis`, as two plain min-reductions (they vectorize on CPU,
+    where jnp.argmin's paired value/index reduction runs as a scalar loop)."""
+    low = jnp.min(x, axis=axis, keepdims=True)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    iota = jnp.arange(x.shape[axis], dtype=jnp.int32).reshape(shape)
+    return jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
 
 
 def _take_wc(a, pick):
@@ -92,21 +94,47 @@ def _take_wc(a, pick):
     return a[w, jnp.maximum(pick, 0)]
 
 
-@partial(jax.jit, static_argnames="nearest")
-def solve(problem, nearest: bool = False) -> Solution:
-    """Exact plan of a padded problem (arrays.Problem). Pure; compiled once per shape and rounding."""
-    w, p = problem.workloads, problem.profiles
-    cap = E.evaluate(w, p, problem.block_candidates)  # [W, C]
-    rows_per_block = w.input_tokens.shape[0] // problem.block_candidates.shape[0]
-    candidates = jnp.repeat(problem.block_candidates, rows_per_block, axis=0)  # [W, C]
-    valid = jnp.repeat(problem.block_valid, rows_per_block, axis=0)
-    price = p.price_per_hour[candidates]
-    demand = w.demand_rps  # [Q, W]
+_capacity = jax.jit(E.evaluate)
+_choose = jax.jit(choose, static_argnames="nearest")
 
-    pre = choose(demand, cap.prefill_rps, cap.prefill_reason, price, valid, nearest)
+
+def solve(problem, nearest: bool = False) -> Solution:
+    """Exact plan of a padded problem (arrays.Problem): capacities, the choice per role, predictions.
+
+    Four compiled stages called in turn rather than one module: XLA (CPU) compiles the whole pipeline
+    into one module about 2x slower than the stages apart (scripts/bench_kernels.py), since it fuses
+    producers into every consumer and recomputes them. Each stage is pure, compiled once per shape.
+    """
+    w = problem.workloads
+    cap = _capacity(w, problem.profiles, problem.block_candidates)  # [W, C]
+    candidates, valid, price = _row_candidates(problem)
+    pre = _choose(w.demand_rps, cap.prefill_rps, cap.prefill_reason, price, valid, nearest=nearest)
+    dec = _choose(w.demand_rps, _per_request(cap.decode_tps, w.output_tokens), cap.decode_reason, price, valid,
+                  nearest=nearest)
+    return _predict(problem, cap, candidates, pre, dec)
+
+
+@jax.jit
+def _row_candidates(problem):
+    """Per workload row: candidate profile indices, validity and price per instance-hour, [W, C]."""
+    rows_per_block = problem.workloads.input_tokens.shape[0] // problem.block_candidates.shape[0]
+    candidates = jnp.repeat(problem.block_candidates, rows_per_block, axis=0)
+    valid = jnp.repeat(problem.block_valid, rows_per_block, axis=0)
+    return candidates, valid, problem.profiles.price_per_hour[candidates]
+
+
+@jax.jit
+def _per_request(tokens_per_s, output_tokens):
+    """Decode capacity in requests/s: output tokens/s over output tokens per request."""
+    return tokens_per_s / output_tokens[:, None]
+
+
+@jax.jit
+def _predict(problem, cap: E.Capacity, candidates, pre: RoleChoice, dec: RoleChoice) -> Solution:
+    """Fill in token capacities and profiles, then predict TTFT and TPOT of the chosen allocation."""
+    w, p = problem.workloads, problem.profiles
+    demand = w.demand_rps  # [Q, W]
     pre = pre._replace(capacity_tokens_per_s=pre.capacity_rps * w.input_tokens[None])
-    dec_rps = cap.decode_tps / w.output_tokens[:, None]
-    dec = choose(demand, dec_rps, cap.decode_reason, price, valid, nearest)
     dec = dec._replace(capacity_tokens_per_s=dec.capacity_rps * w.output_tokens[None])
     pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(candidates, pre.candidate), -1))
     dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(candidates, dec.candidate), -1))
