@@ -42,7 +42,8 @@ def nearest_table(context, table_ctx, table_valid):
     ties go to the first. One table per profile is the common case; with several, the nearest
     length is the documented rule. Unrolled over the (small, static) table axis so it fuses under vmap.
     """
-    dist = jnp.where(table_valid, jnp.abs(jnp.log(table_ctx / context)), jnp.inf)
+    ratio = table_ctx / context
+    dist = jnp.where(table_valid, jnp.maximum(ratio, 1.0 / ratio), jnp.inf)  # = exp|log ratio|, no log
     best, best_dist = jnp.int32(0), dist[0]
     for i in range(1, dist.shape[0]):
         closer = dist[i] < best_dist
@@ -115,3 +116,25 @@ def evaluate(workloads, profiles, block_candidates) -> Capacity:
     over_blocks = jax.vmap(over_block, in_axes=(0, 0))
     cap = over_blocks(rows, profile_rows(profiles, block_candidates))  # leaves [NB, B, C]
     return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), cap)
+
+
+class Choice(NamedTuple):
+    """What the search needs of every candidate ([W, C] each); the rest is recomputed for the chosen."""
+
+    prefill_rps: jax.Array
+    prefill_reason: jax.Array
+    decode_tps: jax.Array
+    decode_reason: jax.Array
+
+
+def evaluate_for_choice(workloads, profiles, block_candidates) -> Choice:
+    """evaluate() reduced to the fields the argmin reads, so XLA computes and writes nothing else."""
+    cap = evaluate(workloads, profiles, block_candidates)
+    return Choice(cap.prefill_rps, cap.prefill_reason, cap.decode_tps, cap.decode_reason)
+
+
+def evaluate_chosen(workloads, profiles, profile_index) -> Capacity:
+    """Capacity of one profile per (quarter, workload): profile_index [Q, W] -> fields [Q, W]."""
+    per_workload = jax.vmap(candidate, in_axes=(0, 0))
+    per_quarter = jax.vmap(per_workload, in_axes=(None, 0))
+    return per_quarter(workload_rows(workloads), profile_rows(profiles, jnp.maximum(profile_index, 0)))

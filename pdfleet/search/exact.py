@@ -94,7 +94,7 @@ def _take_wc(a, pick):
     return a[w, jnp.maximum(pick, 0)]
 
 
-_capacity = jax.jit(E.evaluate)
+_capacity = jax.jit(E.evaluate_for_choice)
 _choose = jax.jit(choose, static_argnames="nearest")
 
 
@@ -111,7 +111,7 @@ def solve(problem, nearest: bool = False) -> Solution:
     pre = _choose(w.demand_rps, cap.prefill_rps, cap.prefill_reason, price, valid, nearest=nearest)
     dec = _choose(w.demand_rps, _per_request(cap.decode_tps, w.output_tokens), cap.decode_reason, price, valid,
                   nearest=nearest)
-    return _predict(problem, cap, candidates, pre, dec)
+    return _predict(problem, candidates, pre, dec)
 
 
 @jax.jit
@@ -130,8 +130,9 @@ def _per_request(tokens_per_s, output_tokens):
 
 
 @jax.jit
-def _predict(problem, cap: E.Capacity, candidates, pre: RoleChoice, dec: RoleChoice) -> Solution:
-    """Fill in token capacities and profiles, then predict TTFT and TPOT of the chosen allocation."""
+def _predict(problem, candidates, pre: RoleChoice, dec: RoleChoice) -> Solution:
+    """Fill in token capacities and profiles, then predict TTFT and TPOT of the chosen allocation
+    (the chosen candidates' capacities are recomputed here in full, [Q, W] instead of [W, C])."""
     w, p = problem.workloads, problem.profiles
     demand = w.demand_rps  # [Q, W]
     pre = pre._replace(capacity_tokens_per_s=pre.capacity_rps * w.input_tokens[None])
@@ -139,17 +140,19 @@ def _predict(problem, cap: E.Capacity, candidates, pre: RoleChoice, dec: RoleCho
     pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(candidates, pre.candidate), -1))
     dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(candidates, dec.candidate), -1))
 
+    cpre = E.evaluate_chosen(w, p, pre.profile)  # [Q, W]
+    cdec = E.evaluate_chosen(w, p, dec.profile)
+
     # Predicted TTFT: M/M/1 sojourn at the per-instance arrival rate, plus the overhead.
     k = queueing.sojourn_factor(w.ttft_quantile)[None]
     per_instance = demand / jnp.maximum(pre.instances, 1.0)
-    mu = _take_wc(cap.prefill_mu, pre.candidate)
-    ttft = w.overhead_s[None] + queueing.mm1_sojourn_s(mu, per_instance, k)
+    ttft = w.overhead_s[None] + queueing.mm1_sojourn_s(cpre.prefill_mu, per_instance, k)
 
     # Predicted TPOT: the mean batch B = r TPOT(B) at the per-instance output-token rate r.
-    table = _take_wc(cap.decode_table, dec.candidate)
+    table = cdec.decode_table
     prof = jnp.maximum(dec.profile, 0)
     tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
-    bmax = _take_wc(cap.decode_batch_max, dec.candidate)
+    bmax = cdec.decode_batch_max
     rate = demand * w.output_tokens[None] / jnp.maximum(dec.instances, 1.0)
     op = decode.operating_batch(rate, tb, tt, bmax)
     tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
@@ -161,9 +164,9 @@ def _predict(problem, cap: E.Capacity, candidates, pre: RoleChoice, dec: RoleCho
         predicted_ttft_s=jnp.where(chosen_pre, ttft, jnp.nan),
         predicted_tpot_ms=jnp.where(chosen_dec, tpot, jnp.nan),
         decode_batch=jnp.where(chosen_dec, op, jnp.nan),
-        decode_batch_max=jnp.where(chosen_dec, _take_wc(cap.decode_bstar, dec.candidate), jnp.nan),
+        decode_batch_max=jnp.where(chosen_dec, cdec.decode_bstar, jnp.nan),
         decode_table=jnp.where(chosen_dec, table, -1),
-        prefill_extrapolated=chosen_pre & _take_wc(cap.prefill_extrapolated, pre.candidate),
+        prefill_extrapolated=chosen_pre & cpre.prefill_extrapolated,
         demand_rps=demand,
         pd_ratio=sizing.pd_ratio(pre.fractional, dec.fractional),
     )
