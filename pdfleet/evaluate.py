@@ -51,6 +51,11 @@ def nearest_table(context, table_ctx, table_valid):
     return best
 
 
+def _pick(values, t):
+    """values[t] for a short [T] vector, as a masked sum (fuses under vmap, unlike a gather)."""
+    return jnp.sum(jnp.where(jnp.arange(values.shape[0]) == t, values, 0.0))
+
+
 def _decode_on_table(slo_ms, table_batch, table_tpot, batch_hi, b_mem):
     """(B*, capacity tokens/s, largest measured batch) of one decode table."""
     bstar = decode.best_batch(slo_ms, table_batch, table_tpot, batch_hi, b_mem)
@@ -69,13 +74,17 @@ def candidate(w: WorkloadRow, p) -> Capacity:
     t = nearest_table(context, p.decode_ctx, p.decode_valid)
     b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
                                     w.input_tokens + w.output_tokens)
-    # B* and capacity on every table, then keep the chosen table's scalars: selecting whole tables per
-    # candidate would materialize them (3-5x slower on CPU); T is small and static.
-    per_table = [
-        _decode_on_table(w.tpot_slo_ms, p.decode_batch[i], p.decode_tpot[i], p.decode_hi[i], b_mem)
-        for i in range(p.decode_hi.shape[0])
-    ]
-    bstar, tps, hi = (jax.lax.select_n(t, *values) for values in zip(*per_table))
+    # B* and capacity on every table, then keep the chosen table's scalars (selecting whole tables per
+    # candidate would materialize them). Up to 2 tables the loop is unrolled (fastest); beyond, a
+    # lax.map keeps compile time flat in T.
+    tables = (p.decode_batch, p.decode_tpot, p.decode_hi)
+    if p.decode_hi.shape[0] <= 2:
+        per_table = [_decode_on_table(w.tpot_slo_ms, *(a[i] for a in tables), b_mem)
+                     for i in range(p.decode_hi.shape[0])]
+        bstar, tps, hi = (jax.lax.select_n(t, *values) for values in zip(*per_table))
+    else:
+        per_table = jax.lax.map(lambda table: _decode_on_table(w.tpot_slo_ms, *table, b_mem), tables)
+        bstar, tps, hi = (_pick(values, t) for values in per_table)
     dec_reason = jnp.where(
         ~p.has_decode, NO_PROFILE,
         jnp.where(bstar >= 1, OK, jnp.where(b_mem < 1, KV_MEMORY, TPOT_UNREACHABLE)),

@@ -5,7 +5,7 @@ import numpy as np
 from pdfleet import spec
 
 
-def random_fleet_doc(seed: int, n_models=3, n_skus=3, n_workloads=12, quarters=("q1", "q2", "q3")):
+def random_fleet_doc(seed: int, n_models=3, n_skus=3, n_workloads=12, quarters=("q1", "q2", "q3"), max_tables=2):
     rng = np.random.default_rng(seed)
     skus = {f"s{i}": {"memory_gib": float(rng.choice([40, 80, 141])),
                       "price_usd_per_gpu_hour": round(float(rng.uniform(0.8, 8.0)), 2)} for i in range(n_skus)}
@@ -26,7 +26,7 @@ def random_fleet_doc(seed: int, n_models=3, n_skus=3, n_workloads=12, quarters=(
                                        {"input_tokens": lens.tolist(), "max_tokens_per_s": tps.round(1).tolist()})
                 if rng.random() < 0.9 or "prefill" not in prof:
                     tables = []
-                    for _ in range(rng.integers(1, 3)):
+                    for _ in range(rng.integers(1, max_tables + 1)):
                         batch = np.sort(rng.choice(np.arange(1, 257), size=rng.integers(2, 9), replace=False))
                         base = rng.uniform(8, 40) * 4 / gpi ** 0.5
                         tpot = base * (1 + batch * rng.uniform(0.002, 0.02)) * rng.uniform(0.97, 1.03, len(batch))

@@ -10,9 +10,9 @@ from pdfleet.search import exact
 from fleets import random_fleet
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vmap_equals_python_loop(seed):
-    problem, rows = arrays.build(random_fleet(seed))
+@pytest.mark.parametrize("seed,max_tables", [(0, 2), (1, 2), (2, 5)])  # 5 tables: the lax.map path
+def test_vmap_equals_python_loop(seed, max_tables):
+    problem, rows = arrays.build(random_fleet(seed, max_tables=max_tables))
     cap = jax.device_get(evaluate.evaluate(problem.workloads, problem.profiles, problem.block_candidates))
     kernel = jax.jit(evaluate.candidate)
     w_rows = evaluate.workload_rows(problem.workloads)
@@ -29,7 +29,7 @@ def test_vmap_equals_python_loop(seed):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("nearest", [False, True])
 def test_exact_search_matches_numpy_brute_force(seed, nearest):
-    problem, rows = arrays.build(random_fleet(seed, n_workloads=20))
+    problem, rows = arrays.build(random_fleet(seed, n_workloads=20, max_tables=2 + seed % 3))
     real = np.array([name is not None for name in rows])
     sol = jax.device_get(exact.solve(problem, nearest=nearest))
     pre_cap, dec_cap = reference.capacities(problem)
