@@ -393,7 +393,7 @@ def _same_field(errors: list[dict]) -> bool:
     return len(paths) == 1 or all(p.startswith(min(paths, key=len)) for p in paths)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that rejects a key written twice in one mapping (PyYAML silently keeps the last)."""
 
     def construct_mapping(self, node, deep=False):
