@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from pdfleet import spec as S
-from pdfleet.perf.memory import GIB, kv_bytes_per_token, weight_bytes
+from pdfleet.perf import decode
+from pdfleet.perf.memory import GIB, instance_memory_bytes, kv_bytes_per_token, weight_bytes
 
 F = np.float32
 UNMEASURED_TPOT_MS = 1e9  # fills decode tables a profile lacks (finite, so padded arithmetic stays NaN-free)
@@ -134,7 +135,7 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
     util = fleet.planning.memory_utilization
     for i, p in enumerate(ps):
         sku, model = fleet.skus[p.sku], fleet.models[p.model]
-        out["memory_bytes"][i] = p.gpus_per_instance * sku.memory_gib * GIB * util
+        out["memory_bytes"][i] = instance_memory_bytes(p.gpus_per_instance, sku.memory_gib, util)
         out["weight_bytes"][i] = weight_bytes(model.params_b, model.weight_dtype_bytes)
         out["kv_bytes_per_token"][i] = kv_bytes_per_token(
             model.layers, model.kv_heads or 0, model.head_dim or 0, model.kv_dtype_bytes,
@@ -151,7 +152,7 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
             out["has_decode"][i] = True
             out["decode_batch"][i, j], out["decode_tpot"][i, j] = pad_table(d.batch, d.tpot_envelope(), k)
             out["decode_hi"][i, j] = d.batch[-1]
-            out["decode_ctx"][i, j] = d.input_tokens + d.output_tokens / 2
+            out["decode_ctx"][i, j] = decode.mean_context(d.input_tokens, d.output_tokens)
             out["decode_valid"][i, j] = True
     return Profiles(**out)
 

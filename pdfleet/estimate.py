@@ -284,7 +284,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
     L = f64([q.input_tokens for q in queries])
     out_tok = f64([q.output_tokens for q in queries])
     batch = f64([q.batch for q in queries])
-    ctx_mean = L + out_tok / 2.0
+    ctx_mean = decode.mean_context(L, out_tok)
 
     # Profile tables, padded to common shapes: prefill [Q, Kp], decode [Q, T, K].
     kp = max([len(p.prefill.points()[0]) for p in pre_prof if p is not None] + [2])
@@ -306,7 +306,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         dec_b.append(rows_b), dec_t.append(rows_t)
         dec_hi.append([tables[j].batch[-1] if j < len(tables) else 0.0 for j in range(t_n)])
         dec_lo.append([tables[j].batch[0] if j < len(tables) else 0.0 for j in range(t_n)])
-        dec_ctx.append([tables[j].input_tokens + tables[j].output_tokens / 2 if j < len(tables) else 1.0
+        dec_ctx.append([decode.mean_context(tables[j].input_tokens, tables[j].output_tokens) if j < len(tables) else 1.0
                         for j in range(t_n)])
         dec_valid.append([j < len(tables) for j in range(t_n)])
     dec_b, dec_t = f64(dec_b), f64(dec_t)

@@ -70,7 +70,7 @@ def candidate(w: WorkloadRow, p) -> Capacity:
     pre_ok = p.has_prefill & (rate > 0)
     pre_reason = jnp.where(~p.has_prefill, NO_PROFILE, jnp.where(rate > 0, OK, TTFT_UNREACHABLE))
 
-    context = w.input_tokens + w.output_tokens / 2
+    context = decode.mean_context(w.input_tokens, w.output_tokens)
     t = nearest_table(context, p.decode_ctx, p.decode_valid)
     b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
                                     w.input_tokens + w.output_tokens)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pdfleet import spec as S
-from pdfleet.perf.memory import GIB
+from pdfleet.perf.decode import mean_context
+from pdfleet.perf.memory import instance_memory_bytes
 
 MAX_PREFILL_POINTS = 32
 MAX_DECODE_TABLES = 8
@@ -43,12 +44,12 @@ def _grid(values: list[float], limit: int) -> list[int]:
 
 def _contexts(pairs: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
     """Distinct (input, output) pairs, or `limit` representatives evenly spaced in log context."""
-    distinct = sorted(set(pairs), key=lambda io: (io[0] + io[1] / 2, io))
+    distinct = sorted(set(pairs), key=lambda io: (mean_context(*io), io))
     if len(distinct) <= limit:
         return distinct
-    logs = np.log([i + o / 2 for i, o in distinct])
+    logs = np.log([mean_context(*io) for io in distinct])
     targets = np.linspace(logs[0], logs[-1], limit)
-    return sorted({distinct[int(np.argmin(np.abs(logs - t)))] for t in targets}, key=lambda io: io[0] + io[1] / 2)
+    return sorted({distinct[int(np.argmin(np.abs(logs - t)))] for t in targets}, key=lambda io: mean_context(*io))
 
 
 def _missing(model: S.Model, sku: S.Sku, precision: str) -> str | None:
@@ -94,12 +95,12 @@ def predict(fleet: S.Fleet) -> Prediction:
             for tp in fleet.planning.tp_degrees:
                 if tp > sku.gpus_per_node or (m_name, s_name, tp) in measured:
                     continue
-                if shape.weight_bytes >= tp * sku.memory_gib * GIB * util:
+                if shape.weight_bytes >= instance_memory_bytes(tp, sku.memory_gib, util):
                     continue  # the weights alone do not fit: not a candidate
                 hw = roofline.hardware_from_sku(sku.model_dump(), tp, precision)
                 lengths = _grid([w.input_tokens for w in workloads], MAX_PREFILL_POINTS)
                 pairs = _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES)
-                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, sku.memory_gib * GIB * tp))
+                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib)))
     if jobs:
         out.profiles = _tables(jobs, util)
     return out
@@ -124,7 +125,7 @@ def _tables(jobs, util: float) -> list[S.Profile]:
             batches = sorted({2**k for k in range(int(math.log2(top)) + 1)} | {top})
             tables.append((inp, outp, batches))
             for b in batches:
-                dec_args.append((float(b), inp + outp / 2, shape, hw, eff))
+                dec_args.append((float(b), mean_context(inp, outp), shape, hw, eff))
                 dec_index.append(j)
         layouts.append(tables)
     pre_s = _batched(roofline.prefill_time_s_batched, pre_args)

@@ -21,6 +21,11 @@ from pdfleet.perf.table import interp
 _EPS = 1e-5  # relative slack so a batch that meets the SLO exactly is not lost to rounding
 
 
+def mean_context(input_tokens, output_tokens):
+    """Mean context a decode step of a request sees over its life: input + output / 2 (DESIGN.md)."""
+    return input_tokens + output_tokens / 2
+
+
 def tpot_ms(batch, table_batch, table_tpot):
     """TPOT [ms] at `batch` by linear interpolation, held at the ends. Tables [K], padded past the end."""
     return interp(batch, table_batch, table_tpot)

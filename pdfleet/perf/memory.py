@@ -24,6 +24,11 @@ def kv_bytes_per_token(layers, kv_heads, head_dim, kv_dtype_bytes, kv_lora_rank=
     return 2.0 * layers * kv_heads * head_dim * kv_dtype_bytes
 
 
+def instance_memory_bytes(gpus, memory_gib, utilization=1.0):
+    """Memory of one instance usable for weights + KV: gpus x memory per GPU (GiB) x utilization."""
+    return gpus * memory_gib * GIB * utilization
+
+
 def weight_bytes(params_b, weight_dtype_bytes):
     """Bytes of the weights: total parameters (billions, all experts of a MoE) x bytes per parameter."""
     return params_b * 1e9 * weight_dtype_bytes

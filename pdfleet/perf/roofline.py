@@ -168,7 +168,7 @@ def e2e_latency_s(batch, input_tokens, output_tokens, model, hw, eff):
         prefill_time_s(L_in, batch=b) + L_out · decode_step_s(b, L_in + L_out/2)
     (how LLM-Inference-Bench's end-to-end latency is modelled by pdfleet.calibrate).
     """
-    ctx = input_tokens + 0.5 * output_tokens
+    ctx = decode.mean_context(input_tokens, output_tokens)
     return prefill_time_s(input_tokens, model, hw, eff, batch) + output_tokens * decode_step_s(
         batch, ctx, model, hw, eff
     )
