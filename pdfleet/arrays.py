@@ -14,7 +14,7 @@ import numpy as np
 
 from pdfleet import spec as S
 from pdfleet.perf import decode
-from pdfleet.perf.memory import GIB, instance_memory_bytes, kv_bytes_per_token, weight_bytes
+from pdfleet.perf.memory import GIB, instance_memory_bytes, kv_bytes_per_token, kv_replication, weight_bytes
 
 F = np.float32
 UNMEASURED_TPOT_MS = 1e9  # fills decode tables a profile lacks (finite, so padded arithmetic stays NaN-free)
@@ -140,7 +140,7 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
         out["kv_bytes_per_token"][i] = kv_bytes_per_token(
             model.layers, model.kv_heads or 0, model.head_dim or 0, model.kv_dtype_bytes,
             model.kv_lora_rank or 0, model.qk_rope_head_dim,
-        )
+        ) * kv_replication(p.gpus_per_instance, model.kv_heads, bool(model.kv_lora_rank))
         out["price_per_hour"][i] = p.gpus_per_instance * sku.price_usd_per_gpu_hour
         if p.prefill is not None:
             xs, ys = p.prefill.points()

@@ -6,8 +6,8 @@ Per query (DESIGN.md "Performance model"; no formula is restated here, each live
     prefill_s           one request of input_tokens, unloaded: profile L / TPmax(L)
                         (pdfleet.perf.prefill), else roofline.prefill_time_s(L, batch=1)
     tpot_ms             one decode step at `batch` and mean context input + output/2: profile TPOT
-                        interpolated at the batch (pdfleet.perf.decode.tpot_ms) in the table nearest in
-                        context (pdfleet.evaluate.nearest_table), else roofline.decode_step_s.
+                        interpolated at the batch (pdfleet.perf.decode.tpot_ms) in the table chosen by
+                        the covering-context rule (pdfleet.evaluate.covering_table), else roofline.decode_step_s.
                         A batch above the table's largest measured batch falls back to the roofline
                         (nothing is extrapolated) and says so in `note`.
     max_batch_memory    roofline.max_batch_memory at context input + output and the fleet's
@@ -199,7 +199,7 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
 
     reason = None
     try:
-        shape = roofline.model_shape_from_catalog(model, weight_dtype=precision)
+        shape = roofline.model_shape_from_catalog(model, weight_dtype=precision, tp=q.tp)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         shape = None
         reason = (f"model '{q.model}' lacks hidden_size/heads/head_dim, which the roofline needs; "
@@ -230,7 +230,7 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
         reason = reason or eff
         eff = roofline.NOMINAL_EFFICIENCY
     if shape is None:  # placeholder with the right byte sizes; its roofline numbers are never shown
-        shape = roofline.ModelShape(1.0, _weight_bytes(model, precision), _kv_bytes(model), 1.0, 1.0, 1.0)
+        shape = roofline.ModelShape(1.0, _weight_bytes(model, precision), _kv_bytes(model, q.tp), 1.0, 1.0, 1.0)
     return shape, hw, eff, reason
 
 
@@ -238,12 +238,13 @@ def _weight_bytes(model: dict, precision: str) -> float:
     return memory.weight_bytes(float(model["params_b"]), memory.DTYPE_BYTES[precision])
 
 
-def _kv_bytes(model: dict) -> float:
+def _kv_bytes(model: dict, tp: int) -> float:
+    kv_heads = model.get("kv_heads") or model.get("heads") or 0
     return float(memory.kv_bytes_per_token(
-        model["layers"], model.get("kv_heads") or model.get("heads") or 0, model.get("head_dim") or 0,
+        model["layers"], kv_heads, model.get("head_dim") or 0,
         memory.DTYPE_BYTES[model.get("kv_dtype") or "bf16"],
         kv_lora_rank=model.get("kv_lora_rank") or 0, qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
-    ))
+    )) * memory.kv_replication(tp, kv_heads, bool(model.get("kv_lora_rank")))
 
 
 def _matching(ctx: Context, q: Query, role: str):
@@ -259,7 +260,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
     import jax.numpy as jnp
     import pandas as pd
 
-    from pdfleet.evaluate import nearest_table
+    from pdfleet.evaluate import covering_table
     from pdfleet.perf import decode, prefill, roofline
 
     queries = [check(q, ctx) for q in queries]
@@ -313,7 +314,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
 
     # --- batched kernels: one call each over all Q queries --------------------------------------
     to32 = lambda a: jnp.asarray(a, jnp.float32)
-    table = np.asarray(jax.vmap(nearest_table)(to32(ctx_mean), to32(dec_ctx), jnp.asarray(dec_valid)))
+    table = np.asarray(jax.vmap(covering_table)(to32(ctx_mean), to32(dec_ctx), jnp.asarray(dec_valid)))
     rows = np.arange(n)
     tb, tt = dec_b[rows, table], dec_t[rows, table]  # [Q, K]
     t_hi, t_lo = f64(dec_hi)[rows, table], f64(dec_lo)[rows, table]

@@ -37,18 +37,21 @@ class Capacity(NamedTuple):
     decode_reason: jax.Array  # [] int
 
 
-def nearest_table(context, table_ctx, table_valid):
-    """Decode table whose mean context (input + output/2) is nearest to the workload's, in log scale;
-    ties go to the first. One table per profile is the common case; with several, the nearest
-    length is the documented rule. Unrolled over the (small, static) table axis so it fuses under vmap.
+def covering_table(context, table_ctx, table_valid):
+    """Decode table used for a workload: the one measured at the smallest mean context (input +
+    output/2) that is at least the workload's; if none reaches it, the longest. A table measured at a
+    longer context is slower (more KV to read), so this rule never understates TPOT; the plan names
+    the table (decode_table). Unrolled over the (small, static) table axis so it fuses under vmap.
     """
-    ratio = table_ctx / context
-    dist = jnp.where(table_valid, jnp.maximum(ratio, 1.0 / ratio), jnp.inf)  # = exp|log ratio|, no log
-    best, best_dist = jnp.int32(0), dist[0]
-    for i in range(1, dist.shape[0]):
-        closer = dist[i] < best_dist
-        best, best_dist = jnp.where(closer, i, best), jnp.where(closer, dist[i], best_dist)
-    return best
+    covers = table_valid & (table_ctx >= context * (1.0 - 1e-6))
+    best, best_ctx = jnp.int32(-1), jnp.inf
+    longest, longest_ctx = jnp.int32(0), -jnp.inf
+    for i in range(table_ctx.shape[0]):
+        tighter = covers[i] & (table_ctx[i] < best_ctx)
+        best, best_ctx = jnp.where(tighter, i, best), jnp.where(tighter, table_ctx[i], best_ctx)
+        longer = table_valid[i] & (table_ctx[i] > longest_ctx)
+        longest, longest_ctx = jnp.where(longer, i, longest), jnp.where(longer, table_ctx[i], longest_ctx)
+    return jnp.where(best >= 0, best, longest)
 
 
 def _pick(values, t):
@@ -67,11 +70,14 @@ def candidate(w: WorkloadRow, p) -> Capacity:
     k = queueing.sojourn_factor(w.ttft_quantile)
     mu = prefill.service_rate_rps(w.input_tokens, p.prefill_len, p.prefill_tps)
     rate = queueing.mm1_max_rate(mu, w.budget_s, k)
-    pre_ok = p.has_prefill & (rate > 0)
-    pre_reason = jnp.where(~p.has_prefill, NO_PROFILE, jnp.where(rate > 0, OK, TTFT_UNREACHABLE))
+    # The prompt's KV cache must fit beside the weights while it is prefilled.
+    prompt_fits = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token, w.input_tokens) >= 1
+    pre_ok = p.has_prefill & (rate > 0) & prompt_fits
+    pre_reason = jnp.where(~p.has_prefill, NO_PROFILE,
+                           jnp.where(~prompt_fits, KV_MEMORY, jnp.where(rate > 0, OK, TTFT_UNREACHABLE)))
 
     context = decode.mean_context(w.input_tokens, w.output_tokens)
-    t = nearest_table(context, p.decode_ctx, p.decode_valid)
+    t = covering_table(context, p.decode_ctx, p.decode_valid)
     b_mem = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token,
                                     w.input_tokens + w.output_tokens)
     # B* and capacity on every table, then keep the chosen table's scalars (selecting whole tables per

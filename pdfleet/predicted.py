@@ -23,7 +23,7 @@ from pdfleet.perf.decode import mean_context
 from pdfleet.perf.memory import instance_memory_bytes
 
 MAX_PREFILL_POINTS = 32
-MAX_DECODE_TABLES = 8
+MAX_DECODE_TABLES = 16
 MAX_BATCH = 4096
 
 
@@ -43,13 +43,15 @@ def _grid(values: list[float], limit: int) -> list[int]:
 
 
 def _contexts(pairs: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """Distinct (input, output) pairs, or `limit` representatives evenly spaced in log context."""
+    """Distinct (input, output) pairs; beyond `limit`, the pairs sorted by mean context are cut into
+    `limit` groups and each group is represented by its longest. With the covering-table rule
+    (evaluate.covering_table) every workload then reads a table of at least its own context: TPOT is
+    never understated."""
     distinct = sorted(set(pairs), key=lambda io: (mean_context(*io), io))
     if len(distinct) <= limit:
         return distinct
-    logs = np.log([mean_context(*io) for io in distinct])
-    targets = np.linspace(logs[0], logs[-1], limit)
-    return sorted({distinct[int(np.argmin(np.abs(logs - t)))] for t in targets}, key=lambda io: mean_context(*io))
+    return [(int(group[-1][0]), int(group[-1][1]))
+            for group in np.array_split(np.array(distinct, dtype=np.int64), limit)]
 
 
 def _missing(model: S.Model, sku: S.Sku, precision: str) -> str | None:
@@ -74,7 +76,8 @@ def predict(fleet: S.Fleet) -> Prediction:
     from pdfleet import calibrate, catalog
     from pdfleet.perf import roofline
 
-    measured = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles}
+    measured_prefill = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.prefill}
+    measured_decode = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.decode}
     sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
     util = fleet.planning.memory_utilization
     jobs = []  # (model name, sku name, tp, shape, hw, eff, input grid, contexts)
@@ -84,22 +87,24 @@ def predict(fleet: S.Fleet) -> Prediction:
     for m_name, workloads in by_model.items():
         model = fleet.models[m_name]
         precision = roofline.compute_precision(model.weight_dtype)
-        shape = None
         for s_name, sku in fleet.skus.items():
             why = _missing(model, sku, precision)
             if why:
                 out.skipped.append(f"{m_name} on {s_name}: {why}")
                 continue
-            shape = shape or roofline.model_shape_from_catalog(model.model_dump())
             eff = calibrate.load_calibration(s_name, path=fleet.planning.calibration, skus=sku_dicts)
             for tp in fleet.planning.tp_degrees:
-                if tp > sku.gpus_per_node or (m_name, s_name, tp) in measured:
+                key = (m_name, s_name, tp)
+                if tp > sku.gpus_per_node or (key in measured_prefill and key in measured_decode):
                     continue
+                shape = roofline.model_shape_from_catalog(model.model_dump(), tp=tp)
                 if shape.weight_bytes >= instance_memory_bytes(tp, sku.memory_gib, util):
                     continue  # the weights alone do not fit: not a candidate
                 hw = roofline.hardware_from_sku(sku.model_dump(), tp, precision)
-                lengths = _grid([w.input_tokens for w in workloads], MAX_PREFILL_POINTS)
-                pairs = _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES)
+                lengths = ([] if key in measured_prefill
+                           else _grid([w.input_tokens for w in workloads], MAX_PREFILL_POINTS))
+                pairs = ([] if key in measured_decode
+                         else _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES))
                 jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib)))
     if jobs:
         out.profiles = _tables(jobs, util)
@@ -135,18 +140,22 @@ def _tables(jobs, util: float) -> list[S.Profile]:
         lengths = _rest[3]
         tps = [L / pre_s[pi + i] for i, L in enumerate(lengths)]
         pi += len(lengths)
-        decode = []
+        decode_tables = []
         for inp, outp, batches in tables:
             tpot = [dec_s[di + i] * 1e3 for i in range(len(batches))]
             di += len(batches)
-            decode.append(S.DecodeTable(input_tokens=inp, output_tokens=outp, batch=batches,
-                                        tpot_ms=_increasing(tpot)))
-        prefill = (S.PrefillTable(input_tokens=lengths, max_tokens_per_s=tps) if len(lengths) > 1
-                   else S.PrefillTable(max_tokens_per_s=tps[0]))
+            decode_tables.append(S.DecodeTable(input_tokens=inp, output_tokens=outp, batch=batches,
+                                               tpot_ms=_increasing(tpot)))
+        if len(lengths) > 1:
+            prefill = S.PrefillTable(input_tokens=lengths, max_tokens_per_s=tps)
+        else:
+            prefill = S.PrefillTable(max_tokens_per_s=tps[0]) if tps else None
+        if prefill is None and not decode_tables:
+            continue
         profiles.append(S.Profile(model=m_name, sku=s_name, gpus_per_instance=tp, engine="roofline",
                                   source="pdfleet roofline, calibrated (data/calibration)", origin="roofline",
-                                  prefill=prefill, decode=decode or None))
-    return [p for p in profiles if p.decode or p.prefill]
+                                  prefill=prefill, decode=decode_tables or None))
+    return profiles
 
 
 def _increasing(values: list[float]) -> list[float]:

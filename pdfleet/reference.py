@@ -33,11 +33,15 @@ def capacities(problem):
     k = np.where(q > 0, -np.log1p(-np.where(q > 0, q, 0.5)), 1.0)
     mu = _interp_rows(np.broadcast_to(L, cand.shape), f(p.prefill_len)[cand], f(p.prefill_tps)[cand]) / L
     rate = np.maximum(mu - k / f(w.budget_s)[:, None], 0.0)
-    prefill_rps = np.where(p.has_prefill[cand] & (rate > 0), rate, 0.0)
+    free = f(p.memory_bytes)[cand] - f(p.weight_bytes)[cand]
+    prompt_fits = free >= f(p.kv_bytes_per_token)[cand] * L
+    prefill_rps = np.where(p.has_prefill[cand] & (rate > 0) & prompt_fits, rate, 0.0)
 
     ctx = L + out / 2
-    dist = np.abs(np.log(f(p.decode_ctx)[cand]) - np.log(ctx)[..., None])
-    t = np.argmin(np.where(p.decode_valid[cand], dist, np.inf), -1)
+    tctx, tvalid = f(p.decode_ctx)[cand], p.decode_valid[cand]  # [W, C, T]
+    covers = tvalid & (tctx >= ctx[..., None] * (1 - 1e-6))
+    t = np.where(covers.any(-1), np.argmin(np.where(covers, tctx, np.inf), -1),
+                 np.argmax(np.where(tvalid, tctx, -np.inf), -1))
     pick = lambda a: np.take_along_axis(f(a)[cand], t[..., None, None], 2)[:, :, 0]  # noqa: E731
     tb, tt = pick(p.decode_batch), pick(p.decode_tpot)
     hi = np.take_along_axis(f(p.decode_hi)[cand], t[..., None], 2)[..., 0]

@@ -261,3 +261,11 @@ def test_noisy_decode_table_never_breaks_the_slo_under_ceil(tmp_path):
     dec = pd.read_parquet(tmp_path / "o" / "plan.parquet").query("role == 'decode'")
     assert (dec["status"] == "ok").all() and (dec["predicted_tpot_ms"] <= 11.5).all()
     assert (dec["decode_batch_max"] == 1).all()  # the envelope: batch 2 (12 ms) misses, so 3 cannot count
+
+
+def test_prompt_that_does_not_fit_makes_prefill_kv_memory(tmp_path):
+    # 70B bf16 on 4 x 80 GiB at 0.9: 288 GiB - 140 GB leaves ~169 GB; 600k tokens x 327,680 B = 197 GB
+    doc = tiny_fleet(**{"workloads.chat.input_tokens": 600_000, "workloads.chat.slo": {"ttft_s": 600, "tpot_ms": 50}})
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
+    plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
+    assert set(plan.loc["prefill", "status"]) == {"kv_memory"}

@@ -152,7 +152,8 @@ def test_paper_profile_is_used():
     assert r["tpot_ms"] == pytest.approx(18.8, rel=1e-6)
     assert r["prefill_s"] == pytest.approx(6144 / 28309, rel=1e-6)
     assert r["precision"] == "fp8" and r["note"] == ""
-    assert r["kv_gib_per_request"] == pytest.approx(61 * (512 + 64) * 2 * 6656 / GIB)
+    # MLA keeps the whole latent on each of the 8 GPUs (memory.kv_replication): 8 copies per token
+    assert r["kv_gib_per_request"] == pytest.approx(8 * 61 * (512 + 64) * 2 * 6656 / GIB)
     # interpolation between measured batches (25 -> between 16.4 at 20 and 18.8 at 30)
     (mid,) = records(["--fleet", PAPER, "--model", "deepseek-v3.1", "--sku", "H200-SXM", "--tp", "8",
                       "--input-tokens", "6144", "--output-tokens", "512", "--batch", "25"])

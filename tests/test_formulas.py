@@ -113,3 +113,21 @@ def test_kv_and_weight_bytes():
     assert kv_bytes_per_token(80, 8, 128, 2.0) == 327_680
     assert kv_bytes_per_token(61, 128, 128, 2.0, kv_lora_rank=512, qk_rope_head_dim=64) == 70_272
     assert weight_bytes(671, 1.0) == 671e9
+
+
+def test_kv_replication_under_tensor_parallelism():
+    from pdfleet.perf.memory import kv_replication
+
+    assert kv_replication(8, 128, mla=True) == 8  # MLA latent held whole on every GPU
+    assert kv_replication(4, 8, mla=False) == 1  # 8 KV heads split over 4 GPUs
+    assert kv_replication(16, 8, mla=False) == 2  # more GPUs than KV heads: each head held twice
+
+
+def test_covering_table_rule():
+    from pdfleet.evaluate import covering_table
+
+    ctx, valid = np.array([600.0, 5000.0, 1.0]), np.array([True, True, False])
+    assert int(covering_table(1000.0, ctx, valid)) == 1  # the shortest table at least as long
+    assert int(covering_table(100.0, ctx, valid)) == 0
+    assert int(covering_table(600.0, ctx, valid)) == 0  # exact match covers
+    assert int(covering_table(9000.0, ctx, valid)) == 1  # none covers: the longest

@@ -96,3 +96,32 @@ def test_missing_numbers_skip_with_a_reason():
                                "slo": {"ttft_s": 1, "tpot_ms": 50}}}}
     pred = predicted.predict(spec.from_dict(doc))
     assert pred.profiles == [] and pred.skipped == ["llama-3.1-8b on x: sku needs hbm_tbps"]
+
+
+def test_measured_wins_per_role_only(mixed_doc):
+    doc = copy.deepcopy(mixed_doc)
+    doc["skus"], doc["planning"]["tp_degrees"] = ["H100-SXM"], [2]
+    doc["profiles"] = [{"model": "llama-3.1-70b", "sku": "H100-SXM", "gpus_per_instance": 2,
+                        "decode": [{"input_tokens": 1155, "output_tokens": 211, "batch": [1, 16],
+                                    "tpot_ms": [20, 25]}]}]  # decode measured, prefill not
+    pred = predicted.predict(spec.from_dict(doc))
+    combo = [p for p in pred.profiles if (p.model, p.sku, p.gpus_per_instance) == ("llama-3.1-70b", "H100-SXM", 2)]
+    assert len(combo) == 1 and combo[0].prefill is not None and combo[0].decode is None
+    plan = optimize.run(spec.from_dict(doc)).plan
+    chat = plan[plan["workload"] == "chat-70b"].set_index("role")
+    assert set(chat.loc["prefill", "source"]) == {"roofline"} and set(chat.loc["decode", "source"]) == {"profile"}
+
+
+def test_many_contexts_never_read_a_shorter_table():
+    from pdfleet.perf.decode import mean_context
+
+    workloads = {f"w{i}": {"model": "llama-3.1-8b", "rate_rps": 1, "input_tokens": 1000 + 3000 * i,
+                           "output_tokens": 200, "slo": {"ttft_s": 60, "tpot_ms": 200}} for i in range(40)}
+    fleet = spec.from_dict({"skus": ["H200-SXM"], "models": ["llama-3.1-8b"], "workloads": workloads,
+                            "planning": {"tp_degrees": [1]}})
+    prof = predicted.predict(fleet).profiles[0]
+    assert len(prof.decode) == predicted.MAX_DECODE_TABLES
+    plan = optimize.run(fleet).plan.query("role == 'decode'")
+    for row in plan.itertuples():
+        used = next(t for t in prof.decode if t.label == row.decode_table)
+        assert mean_context(used.input_tokens, used.output_tokens) >= mean_context(row.input_tokens, row.output_tokens)

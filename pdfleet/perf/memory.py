@@ -24,6 +24,19 @@ def kv_bytes_per_token(layers, kv_heads, head_dim, kv_dtype_bytes, kv_lora_rank=
     return 2.0 * layers * kv_heads * head_dim * kv_dtype_bytes
 
 
+def kv_replication(tp, kv_heads, mla: bool):
+    """Copies of each token's KV cache held by one tensor-parallel instance of tp GPUs.
+
+    MLA: the compressed latent is not split across ranks; every GPU holds it whole (tp copies; vLLM's
+    MLA cache has one latent head per rank). GQA/MHA: KV heads are split across GPUs and replicated
+    once tp exceeds their number (tp / kv_heads copies). Multiply kv_bytes_per_token by this to get
+    the instance's KV bytes per token.
+    """
+    if mla:
+        return float(tp)
+    return max(1.0, float(tp) / max(1, kv_heads or 1))
+
+
 def instance_memory_bytes(gpus, memory_gib, utilization=1.0):
     """Memory of one instance usable for weights + KV: gpus x memory per GPU (GiB) x utilization."""
     return gpus * memory_gib * GIB * utilization

@@ -224,8 +224,10 @@ def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardwar
     )
 
 
-def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv_dtype: str | None = None) -> ModelShape:
-    """ModelShape from a catalog model record; byte sizes through pdfleet.perf.memory.
+def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv_dtype: str | None = None,
+                             tp: int = 1) -> ModelShape:
+    """ModelShape of one instance of `tp` GPUs from a catalog model record; byte sizes through
+    pdfleet.perf.memory (KV bytes per token include memory.kv_replication under tensor parallelism).
 
     MoE split (from the catalog's params_b, active_params_b, experts E, experts_per_token k):
     one routed expert has e = (total − active)/(E − k) parameters, all routed experts E·e.
@@ -252,6 +254,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         kv_lora_rank=model.get("kv_lora_rank") or 0,
         qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
     )
+    kv *= memory.kv_replication(tp, model.get("kv_heads") or heads, bool(model.get("kv_lora_rank")))
     return ModelShape(
         active_params=active_b * 1e9,
         weight_bytes=memory.weight_bytes(params_b, wbytes),
