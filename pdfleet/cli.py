@@ -103,7 +103,12 @@ def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precisi
     console = Console() if sys.stdout.isatty() else Console(width=150)
     errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=150)
     progress = _progress_printer() if not quiet else None
-    result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision)
+    from pdfleet import spec
+
+    try:
+        result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision)
+    except spec.SpecError as exc:
+        _fail(str(exc))
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
     result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
     paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
@@ -141,9 +146,9 @@ def _number(flag: str, raw: str | None, *, whole: bool = True, minimum: float = 
 
 def _write_atomic(path: Path, write) -> None:
     """Write through a temp file next to `path`, then rename (DESIGN.md: writes are atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         tmp.replace(path)
     except OSError as exc:
@@ -318,8 +323,11 @@ def calibrate(data, perf_dir, by, steps, lr, out) -> None:
         fit = cal.fit(df, groups[key], steps=n_steps, lr=rate)
     except ValueError as exc:
         _fail(f"calibrate: {exc}")
-    written = cal.write_calibration(Path(out), [fit], sources,
-                                    note=f"pdfleet calibrate --by {key} on {', '.join(data or _SHIPPED)}")
+    try:
+        written = cal.write_calibration(Path(out), [fit], sources,
+                                        note=f"pdfleet calibrate --by {key} on {', '.join(data or _SHIPPED)}")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
     for sku, engines in written["skus"].items():
         for engine, e in engines.items():
             p = e["params"]

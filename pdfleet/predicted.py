@@ -92,7 +92,7 @@ def predict(fleet: S.Fleet) -> Prediction:
             if why:
                 out.skipped.append(f"{m_name} on {s_name}: {why}")
                 continue
-            eff = calibrate.load_calibration(s_name, path=fleet.planning.calibration, skus=sku_dicts)
+            eff = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts)
             for tp in fleet.planning.tp_degrees:
                 key = (m_name, s_name, tp)
                 if tp > sku.gpus_per_node or (key in measured_prefill and key in measured_decode):
@@ -109,6 +109,17 @@ def predict(fleet: S.Fleet) -> Prediction:
     if jobs:
         out.profiles = _tables(jobs, util)
     return out
+
+
+def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict):
+    """The sku's calibrated efficiencies; a bad or incomplete calibration file is a SpecError."""
+    try:
+        return calibrate.load_calibration(sku, path=path, skus=sku_dicts)
+    except (OSError, ValueError) as exc:
+        raise S.SpecError("planning.calibration", f"cannot read {path}: {' '.join(str(exc).split())}") from None
+    except (KeyError, TypeError) as exc:
+        raise S.SpecError("planning.calibration", f"{path or 'the shipped calibration'} has no usable entry for "
+                          f"sku {sku} ({exc}); fit one with `pdfleet calibrate --by sku`") from None
 
 
 def _tables(jobs, util: float) -> list[S.Profile]:

@@ -328,6 +328,12 @@ def _expand(data: dict, base_dir: Path) -> tuple[dict, list[str]]:
     for section in ("planning", "workloads"):
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise SpecError(section, f"must be a mapping of name -> fields, not a {type(data[section]).__name__}")
+    calibration = (data.get("planning") or {}).get("calibration")
+    if isinstance(calibration, str):
+        path = base_dir / calibration
+        if not path.is_file():
+            raise SpecError("planning.calibration", f"no file {path}; paths are relative to the fleet.yaml")
+        data["planning"] = {**data["planning"], "calibration": str(path)}
     for section, entries in (("skus", catalog.load_skus()), ("models", catalog.load_models())):
         data[section] = _with_catalog(data.get(section), entries, section)
     profiles = data.get("profiles") or []

@@ -269,3 +269,15 @@ def test_prompt_that_does_not_fit_makes_prefill_kv_memory(tmp_path):
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["prefill", "status"]) == {"kv_memory"}
+
+
+def test_bad_calibration_file_is_one_line(tmp_path):
+    doc = tiny_fleet(**{"planning.calibration": "nope.json"})
+    result = CliRunner().invoke(main, ["validate", str(write(tmp_path, doc))])
+    assert result.exit_code == 2 and result.output.startswith("error: planning.calibration: no file")
+    (tmp_path / "cal.json").write_text('{"skus": {}}')
+    doc = tiny_fleet(**{"planning.calibration": "cal.json", "skus.fast.hbm_tbps": 3.35, "skus.fast.tflops_bf16": 989})
+    doc["models"]["m"].update(hidden_size=8192, heads=64)
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and result.output.startswith("error: planning.calibration")
+    assert not (tmp_path / "o").exists()
