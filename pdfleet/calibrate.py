@@ -320,7 +320,8 @@ def _entry(fit_: Fit, key: tuple) -> dict:
     kinds = set(t["kind"])
     blind = []  # parameters these rows cannot inform: they stay at START
     if not kinds & {"prefill", "e2e"}:
-        blind.append("c_prefill_s")
+        # decode steps are memory-bound, so decode-only rows leave the compute efficiency unidentified too
+        blind += ["c_prefill_s", "eta_compute"]
     if not kinds & {"decode", "e2e"}:
         blind += ["c_decode_s", "c_decode_seq_s"]
     if (t["tp"] <= 1).all():
@@ -417,18 +418,26 @@ def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) 
     """
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
     table = data["skus"]
-    for s, e in ((sku, engine), (sku, ALL)):
-        if e is not None and s in table and e in table[s]:
-            return Efficiency(**table[s][e]["params"])
     if skus is None:
         from pdfleet import catalog
 
         skus = catalog.load_skus()
-    if sku in skus and REFERENCE_SKU in skus and REFERENCE_SKU in table:
+    reference = None
+    if sku in skus and REFERENCE_SKU in skus and REFERENCE_SKU in table and skus[sku].get("hbm_tbps"):
         ref = table[REFERENCE_SKU]
         entry = ref.get(engine) if engine is not None and engine in ref else ref.get(ALL)
         if entry is not None:
-            return transfer(Efficiency(**entry["params"]), skus[REFERENCE_SKU], skus[sku])
+            reference = transfer(Efficiency(**entry["params"]), skus[REFERENCE_SKU], skus[sku])
+    for s, e in ((sku, engine), (sku, ALL)):
+        if e is not None and s in table and e in table[s]:
+            entry = table[s][e]
+            own = Efficiency(**entry["params"])
+            if reference is None:
+                return own
+            # what this sku's rows could not inform comes from the reference sku, moved to it
+            return own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+    if reference is not None:
+        return reference
     if ALL in table and ALL in table[ALL]:
         return Efficiency(**table[ALL][ALL]["params"])
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")

@@ -145,3 +145,14 @@ def test_shipped_default_calibration():
     h100 = calibrate.load_calibration("H100-SXM")
     assert h200.eta_memory == h100.eta_memory
     assert h200.c_decode_s == pytest.approx(h100.c_decode_s * 3.35 / 4.8, rel=1e-6)
+
+
+def test_unidentified_parameters_come_from_the_reference_sku():
+    from pdfleet import calibrate as cal
+
+    b200, h100 = cal.load_calibration("B200"), cal.load_calibration("H100-SXM")
+    data = json.loads(cal.DEFAULT_CALIBRATION.read_text())
+    own = data["skus"]["B200"]["*"]
+    assert set(own["not_identified"]) >= {"eta_compute", "c_prefill_s"}  # decode-only rows
+    assert b200.eta_compute == h100.eta_compute and b200.c_prefill_s == h100.c_prefill_s
+    assert b200.eta_memory == own["params"]["eta_memory"]  # what its rows did inform stays its own
