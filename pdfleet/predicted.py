@@ -97,6 +97,9 @@ def predict(fleet: S.Fleet) -> Prediction:
                 key = (m_name, s_name, tp)
                 if tp > sku.gpus_per_node or (key in measured_prefill and key in measured_decode):
                     continue
+                if tp > 1 and sku.link_gbps is None:
+                    out.skipped.append(f"{m_name} on {s_name} TP{tp}: sku needs link_gbps for tensor parallelism")
+                    continue
                 shape = roofline.model_shape_from_catalog(model.model_dump(), tp=tp)
                 if shape.weight_bytes >= instance_memory_bytes(tp, sku.memory_gib, util):
                     continue  # the weights alone do not fit: not a candidate

@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--workloads", type=int, default=20480)
     ap.add_argument("--candidates", type=int, default=32)
     ap.add_argument("--quarters", type=int, default=4)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=10)
     args = ap.parse_args()
     problem = synthetic_problem(args.workloads, args.candidates, args.quarters)
     device_problem = jax.device_put(problem)
