@@ -114,7 +114,7 @@ def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precisi
     paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
     if not quiet:
         report.summary(result.plan, result.fleet, console)
-    report.warnings(result.plan, result.fleet, errors)
+    report.warnings(result.plan, result.fleet, errors, result.manifest.get("roofline_skipped", ()))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

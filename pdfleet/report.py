@@ -46,8 +46,9 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> None:
                              f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
 
 
-def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> int:
-    """Print what a planner must not miss (to stderr in the CLI, even with -q); returns how many."""
+def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, roofline_skipped=()) -> int:
+    """Print what a planner must not miss (to stderr in the CLI, even with -q); returns how many.
+    roofline_skipped: why the roofline could not predict a (model, sku), shown for models left unserved."""
     count = 0
     for r in fleet[fleet["over_inventory"]].itertuples():
         count += 1
@@ -61,6 +62,9 @@ def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> int:
                                      & (bad["status"] == r.status), "quarter"])
         console.print("[bold red]WARNING[/] " + escape(
             f"{r.workload} {r.role} ({quarters}): {r.status}: {STATUS_TEXT[r.status]}"))
+        if r.status == "no_profile":
+            for why in (s for s in roofline_skipped if s.startswith(f"{r.model} on ")):
+                console.print(escape(f"  roofline could not predict {why}"))
     extra = plan[plan["prefill_extrapolated"]]
     for r in extra.drop_duplicates(["workload"]).itertuples():
         console.print("[yellow]note[/] " + escape(

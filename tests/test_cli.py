@@ -281,3 +281,14 @@ def test_bad_calibration_file_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.output.startswith("error: planning.calibration")
     assert not (tmp_path / "o").exists()
+
+
+def test_unserved_model_says_why_the_roofline_could_not_help(tmp_path):
+    doc = tiny_fleet()
+    doc["profiles"] = []
+    doc["models"]["m"].pop("params_b")
+    doc["models"]["m"]["params_b"] = 7
+    proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "optimize", str(write(tmp_path, doc)), "-o",
+                           str(tmp_path / "o"), "-q"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "no_profile" in proc.stderr and "roofline could not predict m on fast: model needs hidden_size" in proc.stderr
