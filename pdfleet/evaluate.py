@@ -1,7 +1,7 @@
 """Capacity of every candidate: the one-candidate kernel, vmapped over workloads x candidates here.
 
 A candidate is (workload, profile); the profile fixes model, sku and gpus_per_instance, and serves as
-a prefill candidate, a decode candidate, or both. This is the only place kernels are vmapped.
+a prefill candidate, a decode candidate, or both. The capacity kernels are vmapped here and nowhere else.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Capacity(NamedTuple):
     prefill_reason: jax.Array  # [] int
     decode_tps: jax.Array  # [] output tokens/s at B* (0 if infeasible)
     decode_bstar: jax.Array  # [] B*
-    decode_batch_max: jax.Array  # [] min(largest measured batch, KV-memory batch)
+    decode_batch_limit: jax.Array  # [] min(largest measured batch, KV-memory batch)
     decode_table: jax.Array  # [] int index of the table used
     decode_reason: jax.Array  # [] int
 
@@ -102,7 +102,7 @@ def candidate(w: WorkloadRow, p) -> Capacity:
         prefill_reason=pre_reason,
         decode_tps=jnp.where(dec_reason == OK, tps, 0.0),
         decode_bstar=bstar,
-        decode_batch_max=jnp.minimum(hi, b_mem),
+        decode_batch_limit=jnp.minimum(hi, b_mem),
         decode_table=t,
         decode_reason=dec_reason,
     )

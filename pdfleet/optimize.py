@@ -57,8 +57,9 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "input_file": str(source) if source else None,
         "input_sha256": io.sha256_file(source) if source else None,
         "solver": "exact",
-        "optimal": True,
+        "optimal": True,  # for the problem without shared limits (inventory is checked, not enforced)
         "gap": 0.0,
+        "shared_limits_enforced": False,
         "rounding": rounding,
         "quarters": fleet.planning.quarters,
         "seed": fleet.planning.seed,

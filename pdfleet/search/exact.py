@@ -152,7 +152,7 @@ def _predict(problem, candidates, pre: RoleChoice, dec: RoleChoice) -> Solution:
     table = cdec.decode_table
     prof = jnp.maximum(dec.profile, 0)
     tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
-    bmax = cdec.decode_batch_max
+    bmax = cdec.decode_batch_limit
     rate = demand * w.output_tokens[None] / jnp.maximum(dec.instances, 1.0)
     op = decode.operating_batch(rate, tb, tt, bmax)
     tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
