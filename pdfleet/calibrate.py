@@ -38,10 +38,11 @@ import numpy as np
 import optax
 import pandas as pd
 
+from pdfleet.paths import DATA_DIR
 from pdfleet.perf import roofline
 from pdfleet.perf.roofline import Efficiency, Hardware, ModelShape
 
-DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "data" / "calibration" / "default.json"
+DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
 FORMAT = "pdfleet-calibration/1"
 ALL = "*"  # wildcard key: every sku or every engine
 KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2}

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
-CATALOG_DIR = Path(__file__).resolve().parent.parent / "data" / "catalog"
+from pdfleet.paths import DATA_DIR
+
+CATALOG_DIR = DATA_DIR / "catalog"
 
 # Fields every entry carries (optional ones, e.g. tflops_fp4 or MoE/MLA fields, are omitted
 # where they do not apply). Documented in data/catalog/README.md.
