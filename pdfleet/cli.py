@@ -86,6 +86,8 @@ def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precisi
 
     For each (quarter, workload, role) every profile of the workload's model is a candidate
     (any sku, any gpus_per_instance); the cheapest one that meets the SLOs wins, exactly.
+    (sku, TP) combinations nobody measured are predicted by the calibrated roofline
+    (planning.roofline: false turns that off); the plan's `source` column says which.
 
     \b
     Writes to the output folder (atomically; nothing on error):
