@@ -361,6 +361,10 @@ def estimate(queries: Sequence[Query], ctx: Context):
         used = _peak_precision(ctx.skus[q.sku], comp)
         if uses_roofline and used is not None and used != comp:
             note.append(f"sku {q.sku} lists no {comp} tflops: roofline uses its {used} peak")
+        node = ctx.skus[q.sku].get("gpus_per_node") or 8
+        if q.tp > node:
+            note.append(f"tp {q.tp} spans {-(-q.tp // node)} nodes of {node} GPUs: the roofline's all-reduce "
+                        "assumes the intra-node link, so it is optimistic")
         if b_mem[i] < 1:
             note.append("weights plus one request's KV cache exceed usable memory")
         elif batch[i] > b_mem[i]:

@@ -243,3 +243,14 @@ def test_bad_csv_exits_2_with_one_line(tmp_path):
     # precision column is optional (blank = the model's weight_dtype)
     no_prec = _queries_csv(tmp_path, columns=("model", "sku", "tp", "input_tokens", "output_tokens", "batch"))
     assert [r["precision"] for r in records(["--queries", str(no_prec)])] == ["bf16", "bf16", "fp8"]
+
+
+def test_tp_beyond_a_node_is_noted():
+    from click.testing import CliRunner
+
+    from pdfleet.cli import main
+
+    result = CliRunner().invoke(main, ["estimate", "--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "16",
+                                       "--input-tokens", "2048", "--output-tokens", "256", "--batch", "32", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "spans 2 nodes" in result.output
