@@ -2,7 +2,9 @@
 
 Each predicted profile is an ordinary profile (origin 'roofline') whose tables the roofline fills:
 - prefill: max_tokens_per_s = L / prefill_time(L) at the model's workload input lengths (up to 32 of
-  them; a log-spaced grid beyond that), so the capacity kernels read them like measurements;
+  them); beyond that the lengths are cut into 16 groups, each written as its two ends carrying the lower
+  of their two throughputs. L / t(L) with t = a + bL + cL^2 is unimodal in L, so that value bounds the
+  throughput of every length in the group from below: the table never overstates prefill;
 - decode: one TPOT-vs-batch table per workload context (up to 8 contexts; log-spaced beyond that),
   batch 1, 2, 4, ... up to the KV-memory limit. The roofline step time is a maximum of linear functions
   of the batch (convex), so reading it back by linear interpolation between grid batches can only
@@ -23,6 +25,7 @@ from pdfleet.perf.decode import mean_context
 from pdfleet.perf.memory import instance_memory_bytes
 
 MAX_PREFILL_POINTS = 32
+PREFILL_GROUPS = 16
 MAX_DECODE_TABLES = 16
 MAX_BATCH = 4096
 
@@ -33,13 +36,17 @@ class Prediction:
     skipped: list[str] = field(default_factory=list)  # why a combination was not predicted
 
 
-def _grid(values: list[float], limit: int) -> list[int]:
-    """The distinct values, or `limit` log-spaced points spanning them."""
+def _prefill_points(values: list[int]) -> tuple[list[int], list[tuple[int, int]]]:
+    """(lengths to evaluate, groups as (first, last) indices into them); see the module docstring."""
     distinct = sorted(set(int(v) for v in values))
-    if len(distinct) <= limit:
-        return distinct
-    pts = np.geomspace(distinct[0], distinct[-1], limit)
-    return sorted(set(int(round(x)) for x in pts))
+    if len(distinct) <= MAX_PREFILL_POINTS:
+        return distinct, [(i, i) for i in range(len(distinct))]
+    lengths, groups = [], []
+    for part in np.array_split(np.array(distinct), PREFILL_GROUPS):
+        ends = sorted({int(part[0]), int(part[-1])})
+        groups.append((len(lengths), len(lengths) + len(ends) - 1))
+        lengths += ends
+    return lengths, groups
 
 
 def _contexts(pairs: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
@@ -104,8 +111,7 @@ def predict(fleet: S.Fleet) -> Prediction:
                 if shape.weight_bytes >= instance_memory_bytes(tp, sku.memory_gib, util):
                     continue  # the weights alone do not fit: not a candidate
                 hw = roofline.hardware_from_sku(sku.model_dump(), tp, precision)
-                lengths = ([] if key in measured_prefill
-                           else _grid([w.input_tokens for w in workloads], MAX_PREFILL_POINTS))
+                lengths = ([], []) if key in measured_prefill else _prefill_points([w.input_tokens for w in workloads])
                 pairs = ([] if key in measured_decode
                          else _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES))
                 jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib)))
@@ -131,7 +137,7 @@ def _tables(jobs, util: float) -> list[S.Profile]:
 
     pre_args, dec_args, dec_index = [], [], []
     layouts = []
-    for j, (_, _, _, shape, hw, eff, lengths, pairs, memory) in enumerate(jobs):
+    for j, (_, _, _, shape, hw, eff, (lengths, _groups), pairs, memory) in enumerate(jobs):
         for L in lengths:
             pre_args.append((float(L), shape, hw, eff))
         tables = []
@@ -151,9 +157,11 @@ def _tables(jobs, util: float) -> list[S.Profile]:
     dec_s = _batched(roofline.decode_step_s_batched, dec_args)
     profiles, pi, di = [], 0, 0
     for (m_name, s_name, tp, *_rest), tables in zip(jobs, layouts):
-        lengths = _rest[3]
+        lengths, groups = _rest[3]
         tps = [L / pre_s[pi + i] for i, L in enumerate(lengths)]
         pi += len(lengths)
+        for lo, hi in groups:  # each group's ends carry the lower throughput of the two
+            tps[lo] = tps[hi] = min(tps[lo], tps[hi])
         decode_tables = []
         for inp, outp, batches in tables:
             tpot = [dec_s[di + i] * 1e3 for i in range(len(batches))]

@@ -125,3 +125,22 @@ def test_many_contexts_never_read_a_shorter_table():
     for row in plan.itertuples():
         used = next(t for t in prof.decode if t.label == row.decode_table)
         assert mean_context(used.input_tokens, used.output_tokens) >= mean_context(row.input_tokens, row.output_tokens)
+
+
+def test_many_prefill_lengths_never_overstate_throughput():
+    """Beyond 32 distinct input lengths the table is grouped; at every workload length the table's
+    throughput is at most the roofline's own."""
+    workloads = {f"w{i}": {"model": "llama-3.1-8b", "rate_rps": 1, "input_tokens": 200 + 2917 * i,
+                           "output_tokens": 100, "slo": {"ttft_s": 60, "tpot_ms": 200}} for i in range(45)}
+    fleet = spec.from_dict({"skus": ["H100-SXM"], "models": ["llama-3.1-8b"], "workloads": workloads,
+                            "planning": {"tp_degrees": [1]}})
+    prof = predicted.predict(fleet).profiles[0]
+    assert len(prof.prefill.input_tokens) <= 2 * predicted.PREFILL_GROUPS
+    model = roofline.model_shape_from_catalog(catalog.load_models()["llama-3.1-8b"])
+    hw = roofline.hardware_from_sku(catalog.load_skus()["H100-SXM"], 1, "bf16")
+    eff = calibrate.load_calibration("H100-SXM")
+    xs, ys = np.array(prof.prefill.input_tokens, float), np.array(prof.prefill.max_tokens_per_s)
+    for w in workloads.values():
+        L = float(w["input_tokens"])
+        true_tps = L / float(roofline.prefill_time_s(L, model, hw, eff))
+        assert np.interp(L, xs, ys) <= true_tps * (1 + 1e-5)
