@@ -14,7 +14,7 @@ import numpy as np
 
 from pdfleet import spec as S
 from pdfleet.perf import decode
-from pdfleet.perf.memory import GIB, instance_memory_bytes, kv_bytes_per_token, kv_replication, weight_bytes
+from pdfleet.perf.memory import instance_memory_bytes, kv_bytes_per_token, kv_replication, weight_bytes
 
 F = np.float32
 UNMEASURED_TPOT_MS = 1e9  # fills decode tables a profile lacks (finite, so padded arithmetic stays NaN-free)

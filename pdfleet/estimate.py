@@ -216,7 +216,7 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
 
         try:
             calib[q.sku] = calibrate.load_calibration(q.sku, ctx.engine, path=ctx.calibration, skus=ctx.skus)
-        except KeyError as exc:
+        except KeyError:
             engines = sorted(ctx.calibration_skus.get(q.sku, {}))
             if engines:
                 calib[q.sku] = (f"calibration {ctx.calibration} has entries for sku '{q.sku}' only by engine "

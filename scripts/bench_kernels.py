@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from pdfleet import arrays, reference
+from pdfleet.perf.memory import GIB
 from pdfleet.search import exact
 
 
@@ -37,7 +38,7 @@ def synthetic_problem(n_workloads: int, n_candidates: int, n_quarters: int, seed
         prefill_lo=lens[:, 0], prefill_hi=lens[:, -1],
         has_decode=rng.random(P) < 0.95, decode_batch=batch, decode_tpot=tpot, decode_hi=batch[:, :, -1],
         decode_ctx=rng.uniform(256, 8192, (P, T)).astype(f), decode_valid=np.ones((P, T), bool),
-        memory_bytes=(gpi * 80 * arrays.GIB * 0.9).astype(f), weight_bytes=np.full(P, 140e9, f) * (gpi >= 2),
+        memory_bytes=(gpi * 80 * GIB * 0.9).astype(f), weight_bytes=np.full(P, 140e9, f) * (gpi >= 2),
         kv_bytes_per_token=np.full(P, 327680, f), price_per_hour=(gpi * rng.uniform(1, 8, P)).astype(f),
     )
     W = n_workloads

@@ -244,6 +244,7 @@ def test_failure_reason_is_the_specific_one(tmp_path):
     doc["profiles"][1].pop("prefill")  # profile 1 decode only, and too slow for the SLO below
     doc["workloads"]["chat"]["slo"]["tpot_ms"] = 10
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 0, result.output
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
     assert set(plan.loc["prefill", "status"]) == {"ok"}
@@ -267,6 +268,7 @@ def test_prompt_that_does_not_fit_makes_prefill_kv_memory(tmp_path):
     # 70B bf16 on 4 x 80 GiB at 0.9: 288 GiB - 140 GB leaves ~169 GB; 600k tokens x 327,680 B = 197 GB
     doc = tiny_fleet(**{"workloads.chat.input_tokens": 600_000, "workloads.chat.slo": {"ttft_s": 600, "tpot_ms": 50}})
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 0, result.output
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["prefill", "status"]) == {"kv_memory"}
 

@@ -7,7 +7,6 @@ profile in fleet.yaml (deterministic). Then predict the TTFT and TPOT the chosen
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
