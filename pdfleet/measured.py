@@ -324,7 +324,25 @@ def read_csv(path) -> pd.DataFrame:
     bad = sorted(set(df["kind"]) - set(KINDS))
     if bad:
         raise ValueError(f"{path}: unknown kind {bad}; use one of {list(KINDS)}")
+    _check_rows(df, path)
     return _finish(df.copy())
+
+
+def _check_rows(df: pd.DataFrame, path) -> None:
+    """Reject rows a fit would silently misread: a fractional or < 1 tp, a batch < 1, a prefill or e2e
+    row without input_tokens, a time that is not positive. The message names the first bad CSV line."""
+    tp = pd.to_numeric(df["tp"], errors="coerce")
+    checks = [
+        ((tp < 1) | (tp != tp.round()) | tp.isna(), "tp must be a whole number >= 1"),
+        (~(pd.to_numeric(df["batch"], errors="coerce") >= 1), "batch must be >= 1"),
+        (df["kind"].isin(["prefill", "e2e"]) & ~(pd.to_numeric(df["input_tokens"], errors="coerce") >= 1),
+         "prefill and e2e rows need input_tokens >= 1"),
+        (~(pd.to_numeric(df["time_s"], errors="coerce") > 0), "time_s must be > 0"),
+    ]
+    for bad_rows, why in checks:
+        if bad_rows.any():
+            line = int(bad_rows.to_numpy().nonzero()[0][0]) + 2  # header is line 1
+            raise ValueError(f"{path}:{line}: {why}")
 
 
 def read_all(perf_dir=None) -> pd.DataFrame:

@@ -125,3 +125,21 @@ def test_read_all_concatenates_sources():
     assert {"splitwise", "llm-inference-bench"} <= set(df["source"])
     assert df["source"].str.startswith("mlenergy-v3:").any()
     assert len(df) == 250 + 2627 + 493
+
+
+@pytest.mark.parametrize("column,value,why", [("tp", 4.5, "tp must be a whole number"), ("batch", 0, "batch must be"),
+                                              ("input_tokens", float("nan"), "need input_tokens"),
+                                              ("time_s", -1.0, "time_s must be")])
+def test_plain_csv_rejects_rows_a_fit_would_misread(tmp_path, column, value, why):
+    from pdfleet import measured
+
+    row = {"model": "llama-3.1-8b", "sku": "H100-SXM", "tp": 1, "engine": "vllm", "kind": "prefill", "batch": 1,
+           "input_tokens": 512, "output_tokens": 0, "context_tokens": 512, "time_s": 0.05, "source": "t"}
+    good = pd.DataFrame([row, row])
+    good.to_csv(tmp_path / "ok.csv", index=False)
+    assert len(measured.read_csv(tmp_path / "ok.csv")) == 2
+    bad = good.astype({column: float})
+    bad.loc[1, column] = value
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=f"bad.csv:3: .*{why}"):
+        measured.read_csv(tmp_path / "bad.csv")
