@@ -45,8 +45,6 @@ OUTPUT_COLUMNS = [
     "max_batch_memory", "weights_gib", "kv_gib_per_request", "note",
 ]
 DEFAULT_MEMORY_UTILIZATION = 0.9
-_PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
-_PEAK_ORDER = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"]}
 
 
 class EstimateError(ValueError):
@@ -186,11 +184,10 @@ def _pad(xs: Sequence[float], ys: Sequence[float], k: int) -> tuple[list, list]:
 
 
 def _peak_precision(sku: dict, precision: str) -> str | None:
-    """The precision whose tflops the roofline uses (pdfleet.perf.roofline.peak_flops_of's fallback)."""
-    for p in _PEAK_ORDER.get(precision, ["bf16"]):
-        if sku.get(_PEAK_FIELD[p]):
-            return p
-    return None
+    """The precision whose tflops the roofline uses (pdfleet.perf.roofline.peak_precision)."""
+    from pdfleet.perf import roofline
+
+    return roofline.peak_precision(sku, precision)
 
 
 def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Context, calib: dict):
@@ -206,7 +203,7 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
                   "add them, or a profile for this model, sku and tp")
     compute = roofline.compute_precision(precision)
     if reason is None and _peak_precision(sku, compute) is None:
-        reason = (f"sku '{q.sku}' has no tflops for {compute} ({', '.join(_PEAK_FIELD[p] for p in _PEAK_ORDER[compute])}); "
+        reason = (f"sku '{q.sku}' has no tflops for {compute} ({', '.join(roofline.PEAK_FIELD[p] for p in roofline.PEAK_ORDER[compute])}); "
                   "add one, or a profile for this model, sku and tp")
     if reason is None and not sku.get("hbm_tbps"):
         reason = f"sku '{q.sku}' has no hbm_tbps, which the roofline needs; add it, or a profile"

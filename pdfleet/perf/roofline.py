@@ -190,7 +190,8 @@ e2e_latency_s_batched = jax.jit(over_candidates(e2e_latency_s))  # -> [C]
 
 # --- builders from catalog records (plain Python, run once at the edge) ----------------------
 
-_PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
+PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
+PEAK_ORDER = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"]}  # fallbacks
 
 
 def compute_precision(weight_dtype: str) -> str:
@@ -198,14 +199,20 @@ def compute_precision(weight_dtype: str) -> str:
     return {"fp8": "fp8", "int8": "fp8", "fp4": "fp4", "int4": "fp4"}.get(weight_dtype, "bf16")
 
 
+def peak_precision(sku: Mapping, precision: str = "bf16") -> str | None:
+    """The precision whose listed TFLOP/s serve `precision`: itself, else fp4 → fp8 → bf16; None if none."""
+    for p in PEAK_ORDER.get(precision, ["bf16"]):
+        if sku.get(PEAK_FIELD[p]):
+            return p
+    return None
+
+
 def peak_flops_of(sku: Mapping, precision: str = "bf16") -> float:
-    """Dense peak FLOP/s of one GPU at `precision`, falling back fp4 → fp8 → bf16 when unlisted."""
-    order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"]}.get(precision, ["bf16"])
-    for p in order:
-        v = sku.get(_PEAK_FIELD[p])
-        if v:
-            return float(v) * 1e12
-    raise ValueError(f"sku has no tflops for {precision} (fields {list(_PEAK_FIELD.values())})")
+    """Dense peak FLOP/s of one GPU at `precision` (with peak_precision's fallback)."""
+    used = peak_precision(sku, precision)
+    if used is None:
+        raise ValueError(f"sku has no tflops for {precision} (fields {list(PEAK_FIELD.values())})")
+    return float(sku[PEAK_FIELD[used]]) * 1e12
 
 
 def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardware:
