@@ -78,9 +78,9 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
     prof_i = int(choice["profile"][qi, wi])
     reason = int(choice["reason"][qi, wi])
     chosen = reason == E.OK and prof_i >= 0
-    served = chosen and demand_of(sol, qi, wi) > 0  # predictions exist only where traffic flows
+    demand = float(sol["demand_rps"][qi, wi])
+    served = chosen and demand > 0  # predictions exist only where traffic flows
     prof = fleet.profiles[prof_i] if chosen else None
-    demand = demand_of(sol, qi, wi)
     instances = int(choice["instances"][qi, wi]) if chosen else 0
     gpi = prof.gpus_per_instance if chosen else 0
     price = fleet.skus[prof.sku].price_usd_per_gpu_hour if chosen else 0.0
@@ -122,10 +122,6 @@ def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
         "pd_ratio": pd_ratio,
         "status": _status(reason, demand, predicted, slo),
     }
-
-
-def demand_of(sol: dict, qi: int, wi: int) -> float:
-    return float(sol["demand_rps"][qi, wi])
 
 
 def _to_numpy(sol) -> dict:

@@ -301,8 +301,9 @@ def from_dict(data, base_dir: str | Path = ".") -> Fleet:
     except ValidationError as exc:
         errors = exc.errors()
         # A union (number | per-quarter map) reports one error per branch; show the most specific.
-        first = max(errors[: max(1, len(errors))], key=lambda e: len(e["loc"])) if _same_field(errors) else errors[0]
-        more = "" if len(errors) == 1 or _same_field(errors) else f" [and {len(errors) - 1} more problem(s)]"
+        same = _same_field(errors)
+        first = max(errors, key=lambda e: len(e["loc"])) if same else errors[0]
+        more = "" if same else f" [and {len(errors) - 1} more problem(s)]"
         raise SpecError(_origin(_path(first["loc"]), origins), _hint(first) + more) from None
     try:
         _check_references(fleet)
