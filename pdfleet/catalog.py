@@ -26,6 +26,8 @@ SKU_REQUIRED = (
     "tflops_bf16",
     "hbm_tbps",
     "link_gbps",
+    "network_gbps",
+    "family",
     "source",
     "source_date",
 )

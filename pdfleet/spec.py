@@ -7,6 +7,8 @@ whose message is one line naming the YAML path and the fix.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -23,6 +25,9 @@ NonNegative = Annotated[float, Field(ge=0, le=LIMIT, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=10_000_000)]
 Price = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
 Quarter = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+GpuCount = Annotated[int, Field(ge=0, le=10_000_000)]  # a whole number of GPUs (0 allowed)
+PurchasePrice = Annotated[float, Field(gt=0, le=10_000_000, allow_inf_nan=False)]  # USD for one GPU
+HOURS_PER_QUARTER = 8760 / 4  # 2190: a 365-day year in four quarters
 
 
 class SpecError(Exception):
@@ -39,6 +44,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
 
 
+PerQuarter = Union[NonNegative, dict[Quarter, NonNegative]]
+PerQuarterGpus = Union[GpuCount, dict[Quarter, GpuCount]]  # whole GPUs: one number or {quarter: number}
+InstanceCount = Annotated[int, Field(ge=1, le=1000)]
+
+
+class MinInstances(Strict):
+    """Fewest instances per role of a served workload in a quarter (N+1 redundancy); each defaults to 1."""
+
+    prefill: InstanceCount = 1
+    decode: InstanceCount = 1
+
+
 class Planning(Strict):
     quarters: list[Quarter] = Field(default_factory=lambda: ["now"], min_length=1, max_length=200)
     rounding: Literal["ceil", "nearest"] = "ceil"
@@ -48,6 +65,17 @@ class Planning(Strict):
     roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
     tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
     calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
+    # ---- fleet economics (README "Fleet economics")
+    # hours that put hourly prices and one-time costs on one scale; 2208 = 92 days, the longest quarter
+    hours_per_quarter: Annotated[float, Field(gt=0, le=2208, allow_inf_nan=False)] = HOURS_PER_QUARTER
+    budget_usd_per_hour: PerQuarter | None = None  # cap on the fleet's USD per hour in a quarter; None: none
+    min_instances: InstanceCount | MinInstances = 1  # one number for both roles, or {prefill: n, decode: n}
+    headroom: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.0  # plan for demand x (1 + headroom)
+    # One-time USD per instance that changes sku or TP between consecutive quarters. 1000 is about a day of
+    # an 8-GPU node's rent (8 x ~$4-6/h x 24 h) plus the redeploy work: a service does not hop for a few
+    # dollars an hour, but does move when a cheaper sku saves more than that over a quarter (2190 h).
+    switch_cost_usd: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = 1000.0
+    pairing: Literal["any", "same_sku", "same_family"] = "any"  # which prefill sku may feed which decode sku
 
     @field_validator("quarters")
     @classmethod
@@ -56,8 +84,13 @@ class Planning(Strict):
             raise ValueError("quarter labels must be unique")
         return v
 
-
-PerQuarter = Union[NonNegative, dict[Quarter, NonNegative]]
+    def min_instances_for(self, role: str) -> int:
+        """`min_instances` of one role ('prefill' or 'decode')."""
+        if role not in ("prefill", "decode"):
+            raise ValueError(f"role must be 'prefill' or 'decode', not {role!r}")
+        if isinstance(self.min_instances, MinInstances):
+            return getattr(self.min_instances, role)
+        return self.min_instances
 
 
 class Sku(Strict):
@@ -69,10 +102,25 @@ class Sku(Strict):
     tflops_fp4: Positive | None = None
     hbm_tbps: Positive | None = None
     link_gbps: Positive | None = None
-    inventory: PerQuarter | None = None
+    inventory: PerQuarter | None = None  # cap on owned + bought + rented GPUs in use in a quarter
+    # ---- fleet economics (README "Fleet economics"); prices in USD, counts in whole GPUs
+    owned: PerQuarterGpus | None = None  # GPUs already owned (sunk); None: 0
+    owned_usd_per_gpu_hour: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 0.0  # power, hosting
+    rent_max: PerQuarterGpus | None = None  # GPUs rentable at price_usd_per_gpu_hour; None: unlimited
+    purchase_usd_per_gpu: PurchasePrice | None = None  # one GPU, bought; None: this sku cannot be bought
+    amortization_quarters: Annotated[int, Field(ge=1, le=200)] = 12  # straight line, 3 years; needs a purchase price
+    lead_time_quarters: Annotated[int, Field(ge=0, le=200)] = 0  # ordered in quarter t, usable from t + lead
+    buy_max: PerQuarterGpus | None = None  # GPUs that can be ordered per ordering quarter; None: unlimited
+    network_gbps: Positive | None = None  # per-GPU bandwidth to other nodes, Gb/s (bits); KV-cache transfer
+    family: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # e.g. hopper; pairing: same_family
     source: str | None = None
     price_source: str | None = None
     source_date: str | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _lower(cls, v: str | None) -> str | None:
+        return v.lower() if v is not None else None
 
 
 class Model(Strict):
@@ -220,6 +268,9 @@ class Fleet(Strict):
 # ---------------------------------------------------------------- cross-references and per-quarter values
 
 
+SKU_PER_QUARTER = ("owned", "rent_max", "buy_max", "inventory")  # sku fields given as a number or per quarter
+
+
 def per_quarter(value, quarters: list[str], path: str) -> list[float]:
     """Expand one value or a {quarter: value} map to one value per planning quarter."""
     if not isinstance(value, dict):
@@ -250,24 +301,39 @@ def _check_references(fleet: Fleet) -> None:
             raise SpecError(f"workloads.{name}.model", f"unknown model '{w.model}'; {known('models', fleet.models)}")
         field = "rate_rps" if w.rate_rps is not None else "tokens_per_minute"
         per_quarter(getattr(w, field), fleet.planning.quarters, f"workloads.{name}.{field}")
+    quarters = fleet.planning.quarters
+    if fleet.planning.budget_usd_per_hour is not None:
+        per_quarter(fleet.planning.budget_usd_per_hour, quarters, "planning.budget_usd_per_hour")
     for name, s in fleet.skus.items():
-        if s.inventory is not None:
-            per_quarter(s.inventory, fleet.planning.quarters, f"skus.{name}.inventory")
+        for field in SKU_PER_QUARTER:
+            if getattr(s, field) is not None:
+                per_quarter(getattr(s, field), quarters, f"skus.{name}.{field}")
+        if s.inventory is not None and s.owned is not None:
+            inventory = per_quarter(s.inventory, quarters, f"skus.{name}.inventory")
+            owned = per_quarter(s.owned, quarters, f"skus.{name}.owned")
+            for q, cap, own in zip(quarters, inventory, owned):
+                if cap < own:
+                    raise SpecError(f"skus.{name}.inventory", f"{cap:g} GPUs in quarter {q} is below owned ({own:g}); "
+                                    f"inventory caps owned + bought + rented GPUs, so it must be >= owned: "
+                                    f"raise inventory or lower owned")
 
 
 # ---------------------------------------------------------------- loading with one-line errors
 
 
-# Fields whose type is a union: pydantic puts the branch's name (e.g. 'float', 'dict[str,...]') in loc
-# right after them. Only there is such an item dropped, so a workload named 'int' keeps its name.
-_UNION_FIELDS = {"rate_rps", "tokens_per_minute", "inventory", "max_tokens_per_s", "ttft_quantile"}
+# Fields whose type is a union: pydantic puts the branch's name (e.g. 'constrained-float',
+# 'dict[constrained-str,constrained-int]', 'MinInstances') in loc right after them. Only there, and only an
+# item shaped like a branch name, is dropped, so a workload named 'int' or a sku named 'owned' keeps its name.
+_UNION_FIELDS = {"rate_rps", "tokens_per_minute", "inventory", "max_tokens_per_s", "ttft_quantile",
+                 "owned", "rent_max", "buy_max", "budget_usd_per_hour", "min_instances"}
+_BRANCH = re.compile(r"^(int|float|str|bool|constrained-\w+|\w+\[.*\]|MinInstances)$")
 
 
 def _path(loc) -> str:
     parts: list[str] = []
     previous = None
     for item in loc:
-        if previous in _UNION_FIELDS and isinstance(item, str):
+        if previous in _UNION_FIELDS and isinstance(item, str) and _BRANCH.match(item):
             previous = None
             continue
         parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
@@ -465,3 +531,27 @@ def ttft_quantile(fleet: Fleet, workload: Workload) -> float | None:
     """The TTFT quantile a workload's SLO bounds; None means the mean (the paper's choice)."""
     q = workload.slo.ttft_quantile if workload.slo.ttft_quantile is not None else fleet.planning.ttft_quantile
     return None if q == "mean" else float(q)
+
+
+def sku_per_quarter(fleet: Fleet, sku_name: str, field: str, default: float) -> list[float]:
+    """One value per planning quarter of a sku's `owned`, `rent_max`, `buy_max` or `inventory`.
+
+    An absent field gives `default` for every quarter (0 for owned, math.inf for an unlimited cap).
+    `buy_max` is indexed by the quarter a GPU is ordered in, the others by the quarter it is used in.
+    """
+    if field not in SKU_PER_QUARTER:
+        raise ValueError(f"field must be one of {SKU_PER_QUARTER}, not {field!r}")
+    value = getattr(fleet.skus[sku_name], field)
+    quarters = fleet.planning.quarters
+    if value is None:
+        return [float(default)] * len(quarters)
+    return per_quarter(value, quarters, f"skus.{sku_name}.{field}")
+
+
+def budget_per_quarter(fleet: Fleet) -> list[float]:
+    """The fleet's budget in USD per hour for each planning quarter; math.inf where none is given."""
+    budget = fleet.planning.budget_usd_per_hour
+    quarters = fleet.planning.quarters
+    if budget is None:
+        return [math.inf] * len(quarters)
+    return per_quarter(budget, quarters, "planning.budget_usd_per_hour")
