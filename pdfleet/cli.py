@@ -76,25 +76,40 @@ def schema() -> None:
 @click.argument("fleet_yaml", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder for plan.parquet, fleet.parquet, manifest.json [default: plans/<fleet name>].")
+@click.option("--solver", type=click.Choice(["auto", "exact", "lagrangian", "evolution", "milp"]), default="auto",
+              show_default=True,
+              help="auto: exact when no shared limit binds, else lagrangian (milp cross-checks small fleets). "
+                   "exact ignores shared limits; lagrangian (dual prices, optax) and evolution (CMA-ES) respect "
+                   "them and certify a gap; milp is HiGHS on the whole integer program (the reference).")
 @click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default=None,
               help="Whole instances: ceil (SLO-safe) or nearest (the paper's 3P4D). Overrides planning.rounding.")
 @click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
-              help="Arithmetic of the solve: auto is float64 unless the fleet is huge (then float32, faster).")
-@click.option("-q", "--quiet", is_flag=True, help="No summary table (warnings still go to stderr).")
-def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precision: str, quiet: bool) -> None:
-    """Cheapest prefill and decode allocation for every workload and quarter.
+              help="Arithmetic of the capacity kernels: auto is float64 unless the fleet is huge (then float32).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
+def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
+             quiet: bool) -> None:
+    """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
-    For each (quarter, workload, role) every profile of the workload's model is a candidate
-    (any sku, any gpus_per_instance); the cheapest one that meets the SLOs wins, exactly.
+    For each (quarter, workload) one (prefill, decode) pair of candidates is chosen (any sku and
+    gpus_per_instance with a profile of the workload's model; planning.pairing restricts which skus may
+    pair); the KV cache of every prompt crosses between them and its transfer time counts in the TTFT.
+    Owned GPUs, inventory, buy/rent limits, amortized purchases and a budget couple the workloads; the
+    solver minimizes the total cost over the horizon (plus planning.switch_cost_usd per instance that
+    changes sku or TP between quarters) and reports a certified lower bound and gap.
     (sku, TP) combinations nobody measured are predicted by the calibrated roofline
     (planning.roofline: false turns that off); the plan's `source` column says which.
 
     \b
+    Exit codes: 0 every row served; 2 bad input (nothing written);
+    3 some demand cannot be served within the limits (the best plan is still written; its rows'
+    `status` say why, and manifest.json names the binding limits).
+
+    \b
     Writes to the output folder (atomically; nothing on error):
-      plan.parquet   a row per quarter x workload x role: sku, instances, GPUs, $/hour,
-                     capacity, utilization, predicted TTFT/TPOT, SLOs, status
-      fleet.parquet  a row per quarter x sku: GPUs, $/hour, inventory check
-      manifest.json  input hash, version, solver, rounding, totals, timings
+      plan.parquet   a row per quarter x workload x role: sku, instances, GPUs, $/hour, capacity,
+                     predicted TTFT/TPOT, KV transfer, the paired sku, the runner-up and its extra cost
+      fleet.parquet  a row per quarter x sku: GPUs used, owned, purchased, rented, capex/opex $/hour
+      manifest.json  solver, cost, lower bound, gap, binding limits with dual prices, timings
     """
     start = time.perf_counter()
     f = _load(fleet_yaml)
@@ -107,17 +122,24 @@ def optimize(fleet_yaml: str, out_dir: str | None, rounding: str | None, precisi
     progress = _progress_printer() if not quiet else None
     from pdfleet import spec
 
-    try:
-        result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision)
-    except spec.SpecError as exc:
-        _fail(str(exc))
+    with report.search_progress(errors, enabled=not quiet) as search_progress:
+        try:
+            result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision,
+                             solver=solver, search_progress=search_progress)
+        except spec.SpecError as exc:
+            _fail(str(exc))
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
     result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
-    paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
+    try:
+        paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
+    except OSError as exc:
+        _fail(f"cannot write the plan to {out}: {exc.strerror or exc}")
     if not quiet:
-        report.summary(result.plan, result.fleet, console)
-    report.warnings(result.plan, result.fleet, errors, result.manifest.get("roofline_skipped", ()))
+        report.summary(result.plan, result.fleet, console, result.manifest)
+    report.warnings(result.plan, result.fleet, errors, result.manifest)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
+    if not result.serves_everything:
+        sys.exit(3)
 
 
 def _progress_printer():

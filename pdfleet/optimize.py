@@ -1,4 +1,5 @@
-"""`pdfleet optimize`: spec -> arrays -> exact solver -> plan tables -> files. The only orchestration."""
+"""`pdfleet optimize`: spec -> arrays -> capacities -> fleet problem -> solver -> predictions -> tables.
+The only orchestration."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pdfleet import __version__, arrays, io, plan, predicted
@@ -18,21 +20,52 @@ class Result:
     fleet: pd.DataFrame
     manifest: dict
     timings: dict = field(default_factory=dict)
+    serves_everything: bool = True
 
 
-# Fleets up to this many (row x candidate x quarter) cells are solved in float64: exact dollars and
-# counts at a cost nobody notices; larger ones in float32, the speed path (counts then carry float32's
-# ~1e-7 relative rounding, which only matters within a hair of a whole instance).
+# Fleets up to this many (row x candidate x quarter) cells get their capacities in float64: exact
+# dollars and counts at a cost nobody notices; larger ones in float32, the speed path (counts then carry
+# float32's ~1e-7 relative rounding, which only matters within a hair of a whole instance). The fleet
+# search itself always runs in float64 (dollars summed over a fleet need it).
 FLOAT64_CELLS = 1 << 22
 
 
-def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None,
-        precision: str = "auto") -> Result:
-    """Plan a validated fleet. rounding overrides planning.rounding when given; precision is
-    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'."""
+def capacities(problem, chunk: int, progress=None):
+    """evaluate.evaluate over the padded rows, `chunk` rows at a time (one compiled shape)."""
     import jax
 
-    from pdfleet.search import exact
+    from pdfleet import evaluate as E
+    from pdfleet.search.exact import _slice_rows
+
+    fn = jax.jit(E.evaluate)
+    n = problem.workloads.input_tokens.shape[0]
+    parts = []
+    for lo in range(0, n, chunk):
+        sub = _slice_rows(problem, lo, min(lo + chunk, n)) if n > chunk else problem
+        parts.append(jax.device_get(fn(sub.workloads, sub.profiles, sub.block_candidates)))
+        if progress:
+            progress(min(lo + chunk, n), n)
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+
+
+@dataclass
+class Prepared:
+    """Everything before the search: the fleet with roofline profiles, padded arrays, capacities and the
+    fleet problem (search/problem.py)."""
+
+    fleet: S.Fleet
+    problem: object  # arrays.Problem, in the capacity precision
+    rows: list
+    fleet_problem: object  # search.problem.FleetProblem
+    roofline: object  # predicted.Prediction
+    use64: bool
+    timings: dict
+
+
+def prepare(fleet: S.Fleet, rounding: str | None = None, precision: str = "auto", progress=None) -> Prepared:
+    import jax
+
+    from pdfleet.search import problem as fleet_problem
 
     t0 = time.perf_counter()
     rounding = rounding or fleet.planning.rounding
@@ -44,24 +77,70 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     use64 = precision == "float64" or (precision == "auto" and cells <= FLOAT64_CELLS)
     t1 = time.perf_counter()
     with jax.enable_x64(use64):
-        sol = jax.device_get(exact.solve_chunked(arrays.as_float64(problem) if use64 else problem,
-                                                 nearest=rounding == "nearest", chunk=arrays.CHUNK,
-                                                 progress=progress))
+        problem = arrays.as_float64(problem) if use64 else problem
+        cap = capacities(problem, arrays.CHUNK, progress)
     t2 = time.perf_counter()
-    plan_df = plan.plan_frame(fleet, rows, sol)
-    fleet_df = plan.fleet_frame(fleet, plan_df)
+    with jax.enable_x64(True):
+        fp = fleet_problem.build(fleet, arrays.as_float64(problem), rows, cap, nearest=rounding == "nearest")
     t3 = time.perf_counter()
-    timings = {"roofline_s": t_pred - t0, "build_s": t1 - t_pred, "solve_s": t2 - t1, "tables_s": t3 - t2}
+    timings = {"roofline_s": t_pred - t0, "build_s": t1 - t_pred, "capacity_s": t2 - t1, "problem_s": t3 - t2}
+    return Prepared(fleet, problem, rows, fp, prediction, use64, timings)
+
+
+def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None,
+        precision: str = "auto", solver: str = "auto", search_progress=None) -> Result:
+    """Plan a validated fleet. rounding overrides planning.rounding when given; precision is
+    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'; solver one of search.solve.SOLVERS."""
+    import jax
+
+    from pdfleet import chosen
+    from pdfleet.search import fleet as F
+    from pdfleet.search import solve
+
+    rounding = rounding or fleet.planning.rounding
+    prep = prepare(fleet, rounding, precision, progress)
+    fleet, fp, use64, prediction = prep.fleet, prep.fleet_problem, prep.use64, prep.roofline
+    t3 = time.perf_counter()
+    with jax.enable_x64(True):
+        outcome = solve.run(fp, solver, seed=fleet.planning.seed, progress=search_progress)
+        t4 = time.perf_counter()
+    with jax.enable_x64(use64):
+        pred = chosen.predict_plan(prep.problem, prep.rows, fp, outcome.plan)
+    with jax.enable_x64(True):
+        runner = F.runner_up(fp, outcome.plan, outcome.prices)
+        limits = solve.binding_limits(fp, outcome)
+    plan_df = plan.plan_frame(fleet, fp, outcome.plan, pred, runner)
+    fleet_df = plan.fleet_frame(fleet, fp, outcome.plan)
+    t5 = time.perf_counter()
+    timings = {**prep.timings, "search_s": t4 - t3, "tables_s": t5 - t4,
+               "solvers_s": {k: float(v) for k, v in outcome.seconds.items()}}
+    hours = fp.economics.hours * len(fp.quarters)
+    cost, bound = outcome.plan.cost_usd, outcome.lower_bound_usd
+    objective = outcome.plan.objective_usd
+    from pdfleet.search.lagrangian import gap
+
+    unserved = plan_df[(plan_df["demand_rps"] > 0) & ~plan_df["status"].isin(["ok", "over_slo"])]
     manifest = {
         "pdfleet_version": __version__,
         "input_file": str(source) if source else None,
         "input_sha256": io.sha256_file(source) if source else None,
-        "solver": "exact",
-        "optimal": True,  # for the problem without shared limits (inventory is checked, not enforced)
-        "gap": 0.0,
-        "shared_limits_enforced": False,
+        "solver": outcome.solver,
+        "solver_requested": solver,
+        "cost_usd": _num(cost),
+        "cost_usd_per_hour": _num(cost / hours),
+        "lower_bound_usd": _num(bound),
+        "lower_bound_usd_per_hour": _num(bound / hours),
+        "gap": _num(gap(objective, bound)),
+        "unserved_penalty_usd": _num(outcome.plan.penalty_usd),
+        "switch_usd": float(outcome.plan.switch_usd),
+        "solver_costs_usd": {k: _num(v) for k, v in outcome.costs.items()},
+        "solver_notes": outcome.notes,
+        "shared_limits_enforced": outcome.solver != "exact" or not outcome.breaks_limits,
+        "breaks_limits": bool(outcome.breaks_limits),
+        "binding_limits": limits,
         "rounding": rounding,
         "quarters": fleet.planning.quarters,
+        "hours_per_quarter": fp.economics.hours,
         "seed": fleet.planning.seed,
         "backend": jax.default_backend(),
         "precision": "float64" if use64 else "float32",
@@ -76,4 +155,10 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         .to_dict("records"),
         "timings_s": timings,
     }
-    return Result(plan_df, fleet_df, manifest, timings)
+    serves = unserved.empty and not outcome.breaks_limits
+    return Result(plan_df, fleet_df, manifest, timings, serves)
+
+
+def _num(x: float):
+    """JSON has no inf: None stands for 'no plan'."""
+    return float(x) if np.isfinite(x) else None

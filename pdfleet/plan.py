@@ -1,7 +1,8 @@
-"""From solver arrays to the plan tables users read: plan.parquet and fleet.parquet as DataFrames.
+"""From a solved fleet to the tables users read: plan.parquet and fleet.parquet as DataFrames.
 
-Host-side only. Integer counts come from the solver; GPUs and costs are recomputed here in float64
-from those integers and the spec's prices, so published dollars carry no float32 noise.
+Host-side only. Integer counts come from the fleet problem; GPUs and dollars from the procurement
+(search/procure.py) in float64. A plan row carries its GPUs x the average cost per used GPU of its sku
+and quarter, so rows add up to fleet.parquet's cost wherever GPUs are used.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ STATUS_TEXT = {
     "profile measured at smaller batches or on faster hardware",
     "kv_memory": "weights plus one request's KV cache do not fit in the instance memory on any candidate",
     "cost_overflow": "every feasible candidate needs more instances than can be counted; check demand and units",
+    "inventory": "no pair fits within the skus' inventory, owned, buy_max and rent_max limits in this quarter; "
+    "raise a limit or add a sku (manifest.json binding_limits says which limit and what it is worth)",
+    "budget": "the quarter's planning.budget_usd_per_hour cannot pay for this row; raise the budget",
+    "no_partner": "the other role of this workload cannot be served, so this one is not planned either",
 }
 REASON_STATUS = {
     E.NO_PROFILE: "no_profile",
@@ -37,122 +42,181 @@ REASON_STATUS = {
     E.NO_FINITE_COST: "cost_overflow",
 }
 STRING_COLUMNS = ("quarter", "workload", "model", "role", "sku", "engine", "source", "decode_table",
-                  "ttft_statistic", "status")
+                  "ttft_statistic", "pair_sku", "runner_up", "status")
 # Predicted latency may exceed the SLO by this relative slack before a row is flagged (float32 noise).
 _SLO_SLACK = 1e-4
 
 
-def _status(reason: int, demand: float, predicted: float, slo: float) -> str:
+def _status(reason: int, limited: str, served: bool, demand: float, predicted: float, slo: float) -> str:
     if reason != E.OK:
         return REASON_STATUS[reason]
+    if limited:
+        return limited
     if demand <= 0:
         return "no_demand"
+    if not served:
+        return "no_partner"
     if not predicted <= slo * (1 + _SLO_SLACK):
         return "over_slo"
     return "ok"
 
 
-def plan_frame(fleet: S.Fleet, solver_rows: list[str | None], sol) -> pd.DataFrame:
+def _label(fleet: S.Fleet, profile: int) -> str | None:
+    if profile < 0:
+        return None
+    p = fleet.profiles[profile]
+    return f"{p.sku}/{p.gpus_per_instance}"
+
+
+def gpu_cost(fp, plan) -> np.ndarray:
+    """[S, Q] USD per hour of one used GPU: the sku-quarter's capex + opex over the GPUs in use."""
+    from pdfleet.search import fleet as F
+
+    use = F._usage(fp, plan.pair_c, plan.pair_d)
+    proc = plan.procurement
+    if proc is None:
+        return np.broadcast_to(fp.economics.rent_price[:, None], use.shape)
+    total = proc.capex_per_hour + proc.opex_per_hour
+    return np.where(use > 0, total / np.where(use > 0, use, 1.0), 0.0)
+
+
+def plan_frame(fleet: S.Fleet, fp, plan, pred: dict, runner: dict) -> pd.DataFrame:
     """One row per quarter x workload x role, in fleet.yaml order (columns carry units).
 
-    solver_rows names the workload of each solver row (None for padding), as arrays.build returns it.
-    """
-    sol = _to_numpy(sol)
-    quarters = fleet.planning.quarters
-    where = {name: i for i, name in enumerate(solver_rows) if name is not None}
+    fp: search.problem.FleetProblem; plan: search.fleet.FleetPlan; pred: chosen.predict_plan;
+    runner: search.fleet.runner_up."""
+    per_gpu = gpu_cost(fp, plan)
+    sku_index = {n: i for i, n in enumerate(fp.skus)}
+    o = fp.options
     rows = []
-    for qi, quarter in enumerate(quarters):
-        for name in fleet.workloads:
-            wi = where[name]
+    for qi, quarter in enumerate(fp.quarters):
+        for wi, name in enumerate(fp.workloads):
             w = fleet.workloads[name]
             q = S.ttft_quantile(fleet, w)
-            pd_ratio = float(sol["pd_ratio"][qi, wi])
-            for role in ROLES:
-                rows.append(_row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio))
+            for ri, role in enumerate(ROLES):
+                rows.append(_row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi, quarter,
+                                 name, w, q))
     frame = pd.DataFrame(rows, columns=list(rows[0].keys()))
     return frame.astype({c: "string" for c in STRING_COLUMNS})  # typed even when every value is null
 
 
-def _row(fleet, sol, role, qi, wi, quarter, name, w, q, pd_ratio) -> dict:
-    choice = sol[role]
-    prof_i = int(choice["profile"][qi, wi])
-    reason = int(choice["reason"][qi, wi])
-    chosen = reason == E.OK and prof_i >= 0
-    demand = float(sol["demand_rps"][qi, wi])
-    served = chosen and demand > 0  # predictions exist only where traffic flows
-    prof = fleet.profiles[prof_i] if chosen else None
-    instances = int(choice["instances"][qi, wi]) if chosen else 0
-    gpi = prof.gpus_per_instance if chosen else 0
-    price = fleet.skus[prof.sku].price_usd_per_gpu_hour if chosen else 0.0
-    cap_rps = float(choice["capacity_rps"][qi, wi]) if chosen else math.nan
+def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi, quarter, name, w, q) -> dict:
+    key = "pre" if role == "prefill" else "dec"
+    other = "dec" if key == "pre" else "pre"
+    prof_i = int(pred[f"{key}_profile"][qi, wi])
+    served = prof_i >= 0
+    demand = float(fp.demand_rps[qi, wi]) / (1.0 + fleet.planning.headroom)
+    flowing = served and demand > 0
+    prof = fleet.profiles[prof_i] if served else None
+    instances = int(round(float(pred[f"{key}_instances"][qi, wi]))) if served else 0
+    gpi = prof.gpus_per_instance if served else 0
+    cost = instances * gpi * float(per_gpu[sku_index[prof.sku], qi]) if served else 0.0
+    rate = float(pred[f"{key}_rate"][qi, wi]) if served else math.nan
+    tokens = w.input_tokens if role == "prefill" else w.output_tokens
     if role == "prefill":
-        predicted, slo = float(sol["predicted_ttft_s"][qi, wi]), w.slo.ttft_s
+        predicted, slo = float(pred["predicted_ttft_s"][qi, wi]), w.slo.ttft_s
     else:
-        predicted, slo = float(sol["predicted_tpot_ms"][qi, wi]), w.slo.tpot_ms
-    table = int(sol["decode_table"][qi, wi])
+        predicted, slo = float(pred["predicted_tpot_ms"][qi, wi]), w.slo.tpot_ms
+    alt = int(runner[f"{key}_alt"][qi, wi])
+    alt_profile = int((o.pre_profile if key == "pre" else o.dec_profile)[wi, alt]) if alt >= 0 else -1
+    table = int(pred["decode_table"][qi, wi])
+    pre_f, dec_f = float(pred["pre_frac"][qi, wi]), float(pred["dec_frac"][qi, wi])
+    pd_ratio = pre_f / dec_f if served and dec_f > 0 and math.isfinite(pre_f) else math.nan
     return {
         "quarter": quarter,
         "workload": name,
         "model": w.model,
         "role": role,
-        "sku": prof.sku if chosen else None,
+        "sku": prof.sku if served else None,
         "gpus_per_instance": gpi,
-        "profile_index": prof_i if chosen else -1,
-        "engine": (prof.engine if chosen else None),
-        "source": (prof.origin if chosen else None),
+        "profile_index": prof_i,
+        "engine": (prof.engine if served else None),
+        "source": (prof.origin if served else None),
         "instances": instances,
-        "instances_fractional": float(choice["fractional"][qi, wi]) if chosen else math.nan,
+        "instances_fractional": float(pred[f"{key}_frac"][qi, wi]) if served else math.nan,
         "gpus": instances * gpi,
-        "cost_usd_per_hour": instances * gpi * price,
+        "cost_usd_per_hour": cost,
         "demand_rps": demand,
-        "capacity_rps": cap_rps,
-        "capacity_tokens_per_s": float(choice["capacity_tokens_per_s"][qi, wi]) if chosen else math.nan,
-        "utilization": demand / (instances * cap_rps) if chosen and instances > 0 else math.nan,
-        "decode_batch": float(sol["decode_batch"][qi, wi]) if role == "decode" and served else math.nan,
-        "decode_batch_max": float(sol["decode_batch_max"][qi, wi]) if role == "decode" and chosen else math.nan,
-        "decode_table": prof.decode[table].label if role == "decode" and chosen else None,
-        "prefill_extrapolated": bool(sol["prefill_extrapolated"][qi, wi]) if role == "prefill" else False,
-        "predicted_ttft_s": float(sol["predicted_ttft_s"][qi, wi]) if role == "prefill" and served else math.nan,
-        "predicted_tpot_ms": float(sol["predicted_tpot_ms"][qi, wi]) if role == "decode" and served else math.nan,
+        "capacity_rps": rate,
+        "capacity_tokens_per_s": rate * tokens if served else math.nan,
+        "utilization": demand / (instances * rate) if served and instances > 0 and rate > 0 else math.nan,
+        "decode_batch": float(pred["decode_batch"][qi, wi]) if role == "decode" and flowing else math.nan,
+        "decode_batch_max": float(pred["decode_batch_max"][qi, wi]) if role == "decode" and served else math.nan,
+        "decode_table": prof.decode[table].label if role == "decode" and served else None,
+        "prefill_extrapolated": bool(pred["prefill_extrapolated"][qi, wi]) if role == "prefill" else False,
+        "predicted_ttft_s": float(pred["predicted_ttft_s"][qi, wi]) if role == "prefill" and flowing else math.nan,
+        "predicted_tpot_ms": float(pred["predicted_tpot_ms"][qi, wi]) if role == "decode" and flowing else math.nan,
         "ttft_statistic": "mean" if q is None else f"p{q * 100:g}",
         "slo_ttft_s": w.slo.ttft_s,
         "slo_tpot_ms": w.slo.tpot_ms,
         "input_tokens": w.input_tokens,
         "output_tokens": w.output_tokens,
         "pd_ratio": pd_ratio,
-        "status": _status(reason, demand, predicted, slo),
+        "kv_transfer_s": float(pred["transfer_s"][qi, wi]) if served else math.nan,
+        "pair_sku": _label(fleet, int(pred[f"{other}_profile"][qi, wi])),
+        "runner_up": _label(fleet, alt_profile),
+        "runner_up_extra_usd_per_hour": float(runner[f"{key}_extra"][qi, wi]) if alt >= 0 else math.nan,
+        "status": _status(int(fp.row_reason[qi, wi, ri]), str(plan.limited[qi, wi] or ""), served, demand,
+                          predicted, slo),
     }
 
 
-def _to_numpy(sol) -> dict:
-    out = {role: {k: np.asarray(v) for k, v in getattr(sol, role)._asdict().items()} for role in ROLES}
-    for k, v in sol._asdict().items():
-        if k not in ROLES:
-            out[k] = np.asarray(v)
-    return out
+def fleet_frame(fleet: S.Fleet, fp, plan) -> pd.DataFrame:
+    """One row per quarter x sku: GPUs used by role, procurement (owned, purchased, rented), cost split
+    into capex (amortized purchases) and opex (owned GPUs in use + rent), and the inventory check."""
+    from pdfleet.search import fleet as F
 
-
-def fleet_frame(fleet: S.Fleet, plan: pd.DataFrame) -> pd.DataFrame:
-    """One row per quarter x sku: GPUs and cost by role, and the inventory check."""
-    quarters = fleet.planning.quarters
+    use = F._usage(fp, plan.pair_c, plan.pair_d)
+    econ = fp.economics
+    proc = plan.procurement
+    pre = _role_usage(fp, plan, "pre")
     rows = []
-    for qi, quarter in enumerate(quarters):
-        in_q = plan[plan["quarter"] == quarter]
-        for sku_name, sku in fleet.skus.items():
-            mine = in_q[in_q["sku"] == sku_name]
-            gpus = int(mine["gpus"].sum())
-            inventory = (S.per_quarter(sku.inventory, quarters, f"skus.{sku_name}.inventory")[qi]
-                         if sku.inventory is not None else math.nan)
+    for qi, quarter in enumerate(fp.quarters):
+        for si, sku_name in enumerate(fp.skus):
+            sku = fleet.skus[sku_name]
+            inventory = float(econ.inventory[si, qi]) if math.isfinite(econ.inventory[si, qi]) else math.nan
+            gpus = int(round(use[si, qi]))
+            if proc is not None:
+                owned, bought = float(proc.owned_total[si, qi]), float(proc.bought[si, qi])
+                rented, capex, opex = float(proc.rented[si, qi]), float(proc.capex_per_hour[si, qi]), \
+                    float(proc.opex_per_hour[si, qi])
+            else:  # limits broken: every GPU beyond the owned ones rented, nothing bought
+                owned, bought = float(econ.owned[si, qi]), 0.0
+                rented = max(0.0, gpus - owned)
+                capex = 0.0
+                opex = min(gpus, owned) * econ.own_price[si] + rented * econ.rent_price[si]
             rows.append({
                 "quarter": quarter,
                 "sku": sku_name,
                 "gpus": gpus,
-                "prefill_gpus": int(mine.loc[mine["role"] == "prefill", "gpus"].sum()),
-                "decode_gpus": int(mine.loc[mine["role"] == "decode", "gpus"].sum()),
-                "cost_usd_per_hour": float(mine["cost_usd_per_hour"].sum()),
+                "prefill_gpus": int(round(pre[si, qi])),
+                "decode_gpus": int(round(use[si, qi] - pre[si, qi])),
+                "owned": int(round(owned)),
+                "purchased": int(round(bought)),
+                "rented": int(round(rented)),
+                "capex_usd_per_hour": capex,
+                "opex_usd_per_hour": opex,
+                "cost_usd_per_hour": capex + opex,
                 "price_usd_per_gpu_hour": sku.price_usd_per_gpu_hour,
                 "inventory_gpus": inventory,
                 "over_inventory": bool(gpus > inventory) if not math.isnan(inventory) else False,
                 "gpus_short": max(0.0, gpus - inventory) if not math.isnan(inventory) else 0.0,
             })
     return pd.DataFrame(rows)
+
+
+def _role_usage(fp, plan, key: str) -> np.ndarray:
+    """[S, Q] GPUs of one role."""
+    o = fp.options
+    c, d = plan.pair_c, plan.pair_d
+    q, w = c.shape
+    served = c >= 0
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    qi, wi = np.meshgrid(np.arange(q), np.arange(w), indexing="ij")
+    if key == "pre":
+        g, sku = np.where(served, o.pre_n[qi, wi, cc, dd], 0.0) * o.pre_gpi[wi, cc], o.pre_sku[wi, cc]
+    else:
+        g, sku = np.where(served, o.dec_n[qi, wi, dd], 0.0) * o.dec_gpi[wi, dd], o.dec_sku[wi, dd]
+    out = np.zeros((len(fp.skus), q))
+    np.add.at(out, (sku, qi), g)
+    return out

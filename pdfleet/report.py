@@ -1,8 +1,10 @@
-"""The terminal summary of a plan (rich)."""
+"""The terminal summary of a plan, its warnings and the search progress bar (rich)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 
 import pandas as pd
 from rich.console import Console
@@ -22,7 +24,7 @@ def _num(x, fmt: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> None:
+def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, manifest: dict | None = None) -> None:
     table = Table(title="pdfleet plan", show_lines=False)
     for col in ("quarter", "workload", "prefill", "decode", "P/D", "TTFT s (SLO)", "TPOT ms (SLO)", "$/hour",
                 "status"):
@@ -41,20 +43,54 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console) -> None:
     console.print(table)
     for quarter, rows in fleet.groupby("quarter", sort=False):
         used = rows[rows["gpus"] > 0]
-        parts = ", ".join(f"{r.sku} {r.gpus}" for r in used.itertuples())
+        parts = ", ".join(_sku_line(r) for r in used.itertuples())
         console.print(escape(f"{quarter}: {rows['gpus'].sum()} GPUs ({parts or 'none'}), "
                              f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
+    if manifest:
+        console.print(escape(_cost_line(manifest)))
 
 
-def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, roofline_skipped=()) -> int:
+def _sku_line(r) -> str:
+    how = [f"{n} {k}" for n, k in ((r.owned, "owned"), (r.purchased, "bought"), (r.rented, "rented")) if n]
+    return f"{r.sku} {r.gpus}" + (f" [{', '.join(how)}]" if how and (r.owned or r.purchased) else "")
+
+
+def _cost_line(m: dict) -> str:
+    def money(x):
+        return "-" if x is None else f"${x:,.2f}"
+
+    gap = m.get("gap")
+    line = (f"solver {m['solver']}: cost {money(m.get('cost_usd_per_hour'))}/hour on average over the horizon "
+            f"({money(m.get('cost_usd'))} in all, switches {money(m.get('switch_usd'))}); "
+            f"lower bound {money(m.get('lower_bound_usd_per_hour'))}/hour; "
+            f"gap {'-' if gap is None else format(gap, '.3%')}")
+    if m.get("unserved_penalty_usd"):
+        line += " (bound and gap include the penalty of unserved demand)"
+    return line
+
+
+def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, manifest: dict | None = None) -> int:
     """Print what a planner must not miss (to stderr in the CLI, even with -q); returns how many.
-    roofline_skipped: why the roofline could not predict a (model, sku), shown for models left unserved."""
+    manifest: the run's manifest (binding limits, roofline_skipped: why the roofline could not predict a
+    (model, sku), shown for models left unserved)."""
+    manifest = manifest or {}
+    roofline_skipped = manifest.get("roofline_skipped", ())
     count = 0
-    for r in fleet[fleet["over_inventory"]].itertuples():
-        count += 1
-        console.print("[bold red]WARNING[/] " + escape(
-            f"{r.quarter}: plan needs {r.gpus} {r.sku} GPUs but inventory is {r.inventory_gpus:g} "
-            f"(short {r.gpus_short:g}); shared limits are not enforced yet"))
+    if manifest.get("breaks_limits"):
+        for r in fleet[fleet["over_inventory"]].itertuples():
+            count += 1
+            console.print("[bold red]WARNING[/] " + escape(
+                f"{r.quarter}: plan needs {r.gpus} {r.sku} GPUs but inventory is {r.inventory_gpus:g} "
+                f"(short {r.gpus_short:g}); --solver exact ignores shared limits: use --solver auto"))
+    for lim in manifest.get("binding_limits", ()):
+        if lim["limit"] == "budget":
+            console.print("[yellow]limit[/] " + escape(
+                f"{lim['quarter']}: budget ${lim['budget_usd_per_hour']:,.2f}/hour binds; one more $1/hour of "
+                f"budget would save ${lim['one_more_usd_per_hour_saves_usd']:,.2f} over the horizon"))
+        elif lim["one_more_gpu_saves_usd_per_hour"] > 0:
+            console.print("[yellow]limit[/] " + escape(
+                f"{lim['quarter']}: {lim['sku']} {lim['limit']} binds at {lim['cap_gpus']:g} GPUs; one more "
+                f"would save ${lim['one_more_gpu_saves_usd_per_hour']:,.2f}/hour"))
     bad = plan[~plan["status"].isin(["ok", "no_demand"])]
     for r in bad.drop_duplicates(["workload", "role", "status"]).itertuples():
         count += 1
@@ -62,6 +98,14 @@ def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, roofline
                                      & (bad["status"] == r.status), "quarter"])
         console.print("[bold red]WARNING[/] " + escape(
             f"{r.workload} {r.role} ({quarters}): {r.status}: {STATUS_TEXT[r.status]}"))
+        if r.status in ("inventory", "budget"):
+            for lim in manifest.get("binding_limits", ()):
+                if lim["quarter"] in quarters.split(", ") and (lim["limit"] == "budget") == (r.status == "budget"):
+                    if lim["limit"] != "budget" and r.workload not in lim.get("starves", ()):
+                        continue
+                    what = (f"budget ${lim['budget_usd_per_hour']:,.2f}/hour" if lim["limit"] == "budget" else
+                            f"{lim['sku']} {lim['limit']} {lim['cap_gpus']:g} GPUs ({lim['used_gpus']:g} used)")
+                    console.print(escape(f"  binding in {lim['quarter']}: {what}"))
         if r.status == "no_profile":
             for why in (s for s in roofline_skipped if s.startswith(f"{r.model} on ")):
                 console.print(escape(f"  roofline could not predict {why}"))
@@ -71,3 +115,31 @@ def warnings(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, roofline
             f"{r.workload}: input length {r.input_tokens} lies outside the measured prefill table of the "
             "chosen profile; its nearest measured throughput was used"))
     return count
+
+
+@contextlib.contextmanager
+def search_progress(console: Console, enabled: bool = True, after_s: float = 1.0):
+    """A callback progress(solver, step, steps, gap) that shows a rich progress bar on `console` once a
+    search has run for `after_s` seconds (short searches print nothing)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    start = time.perf_counter()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), console=console, transient=True)
+    tasks: dict[str, int] = {}
+
+    def update(solver: str, step: int, steps: int, gap: float) -> None:
+        if not enabled or time.perf_counter() - start < after_s:
+            return
+        if not tasks:
+            bar.start()
+        if solver not in tasks:
+            tasks[solver] = bar.add_task(solver, total=steps)
+        text = f"{solver} gap {gap:.3%}" if math.isfinite(gap) else f"{solver} (no plan yet)"
+        bar.update(tasks[solver], completed=step, description=text)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()

@@ -103,24 +103,42 @@ def test_same_input_same_bytes(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_inventory_overflow_is_loud(tmp_path):
-    doc = tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}})
+def test_inventory_is_enforced_and_a_starved_row_exits_3(tmp_path):
+    # q2 needs more 'fast' GPUs than its inventory of 8 and 'slow' has none in q2: no pair fits
+    doc = tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}, "skus.slow.inventory": {"q1": 1000, "q2": 0}})
     fleet = write(tmp_path, doc)
     result = CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     fl = pd.read_parquet(tmp_path / "o" / "fleet.parquet").set_index(["quarter", "sku"])
-    assert not fl.loc[("q1", "fast"), "over_inventory"]
-    assert fl.loc[("q2", "fast"), "over_inventory"]
-    assert fl.loc[("q2", "fast"), "gpus_short"] == fl.loc[("q2", "fast"), "gpus"] - 8
-    assert "WARNING q2: plan needs" in result.output
-    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["over_inventory"]
+    assert not fl["over_inventory"].any()
+    assert (fl["gpus"] <= fl["inventory_gpus"].fillna(float("inf"))).all()
+    plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index(["quarter", "role"])
+    assert set(plan.loc["q2", "status"]) == {"inventory"} and set(plan.loc["q1", "status"]) == {"ok"}
+    assert "WARNING chat prefill (q2): inventory" in result.output
+    assert "binding in q2: fast inventory 8 GPUs" in result.output
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    (limit,) = [x for x in manifest["binding_limits"] if x["quarter"] == "q2"]
+    assert limit["sku"] == "fast" and limit["starves"] == ["chat"]
+
+
+def test_exact_solver_ignores_limits_and_says_so(tmp_path):
+    doc = tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}, "skus.slow.inventory": {"q1": 1000, "q2": 0}})
+    result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"),
+                                       "--solver", "exact"])
+    assert result.exit_code == 3, result.output
+    fl = pd.read_parquet(tmp_path / "o" / "fleet.parquet")
+    over = fl[fl["over_inventory"]]
+    assert list(over["quarter"]) == ["q2"]
+    assert (over["gpus_short"] == over["gpus"] - over["inventory_gpus"]).all()
+    assert "WARNING q2: plan needs" in result.output and "--solver exact ignores shared limits" in result.output
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["breaks_limits"]
 
 
 def test_infeasible_workload_gets_a_status_not_a_crash(tmp_path):
     doc = tiny_fleet(**{"workloads.chat.slo": {"ttft_s": 0.05, "tpot_ms": 5}})
     fleet = write(tmp_path, doc)
     result = CliRunner().invoke(main, ["optimize", str(fleet), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # unserved demand: exit 3, the plan still written
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["prefill", "status"]) == {"ttft_unreachable"}
     assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
@@ -231,11 +249,12 @@ def test_overhead_error_names_the_field(tmp_path):
 
 
 def test_quiet_still_warns_on_stderr(tmp_path):
-    fleet = write(tmp_path, tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8}}))
+    fleet = write(tmp_path, tiny_fleet(**{"skus.fast.inventory": {"q1": 1000, "q2": 8},
+                                          "skus.slow.inventory": {"q1": 1000, "q2": 0}}))
     proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "optimize", str(fleet), "-o", str(tmp_path / "o"), "-q"],
                           capture_output=True, text=True)
-    assert proc.returncode == 0
-    assert "WARNING q2: plan needs" in proc.stderr and "WARNING" not in proc.stdout
+    assert proc.returncode == 3
+    assert "WARNING chat prefill (q2): inventory" in proc.stderr and "WARNING" not in proc.stdout
 
 
 def test_failure_reason_is_the_specific_one(tmp_path):
@@ -244,10 +263,12 @@ def test_failure_reason_is_the_specific_one(tmp_path):
     doc["profiles"][1].pop("prefill")  # profile 1 decode only, and too slow for the SLO below
     doc["workloads"]["chat"]["slo"]["tpot_ms"] = 10
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["decode", "status"]) == {"tpot_unreachable"}
-    assert set(plan.loc["prefill", "status"]) == {"ok"}
+    # a workload is served by a (prefill, decode) pair or not at all: prefill alone is not planned
+    assert set(plan.loc["prefill", "status"]) == {"no_partner"}
+    assert (plan["instances"] == 0).all()
 
 
 def test_noisy_decode_table_never_breaks_the_slo_under_ceil(tmp_path):
@@ -268,7 +289,7 @@ def test_prompt_that_does_not_fit_makes_prefill_kv_memory(tmp_path):
     # 70B bf16 on 4 x 80 GiB at 0.9: 288 GiB - 140 GB leaves ~169 GB; 600k tokens x 327,680 B = 197 GB
     doc = tiny_fleet(**{"workloads.chat.input_tokens": 600_000, "workloads.chat.slo": {"ttft_s": 600, "tpot_ms": 50}})
     result = CliRunner().invoke(main, ["optimize", str(write(tmp_path, doc)), "-o", str(tmp_path / "o"), "-q"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     plan = pd.read_parquet(tmp_path / "o" / "plan.parquet").set_index("role")
     assert set(plan.loc["prefill", "status"]) == {"kv_memory"}
 
@@ -292,5 +313,5 @@ def test_unserved_model_says_why_the_roofline_could_not_help(tmp_path):
     doc["models"]["m"]["params_b"] = 7
     proc = subprocess.run([sys.executable, "-m", "pdfleet.cli", "optimize", str(write(tmp_path, doc)), "-o",
                            str(tmp_path / "o"), "-q"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # nothing can serve the demand: the plan says why, exit 3
     assert "no_profile" in proc.stderr and "roofline could not predict m on fast: model needs hidden_size" in proc.stderr

@@ -1,0 +1,95 @@
+"""The shared last stage of every solver: the TTFT and TPOT a chosen plan reaches, and its counts.
+
+Solvers return choices only (a (prefill, decode) pair per quarter x workload); this stage recomputes the
+chosen candidates' capacities in full ([Q, W] instead of [W, C]) and predicts:
+- TTFT: overhead + KV transfer of the pair + the M/M/1 sojourn statistic at the per-instance arrival
+  rate (perf/queueing.py; the paper's eq. 13 read the other way);
+- TPOT: at the mean decode batch B = r TPOT(B) (Little's law) at the per-instance token rate r.
+Predictions are at the workload's demand (without planning.headroom, which only sizes the plan).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdfleet import evaluate as E
+from pdfleet.perf import decode, queueing
+
+
+class Latency(NamedTuple):
+    """Arrays [Q, W] over the padded solver rows."""
+
+    predicted_ttft_s: jax.Array
+    predicted_tpot_ms: jax.Array
+    decode_batch: jax.Array  # mean operating batch per decode instance
+    decode_batch_max: jax.Array  # B*
+    decode_table: jax.Array
+    prefill_extrapolated: jax.Array
+
+
+@jax.jit
+def predict(workloads, profiles, pre_profile, pre_instances, dec_profile, dec_instances, transfer_s) -> Latency:
+    """workloads/profiles: arrays.Problem fields (rows [W]); the rest [Q, W] (-1 profile = none)."""
+    w, p = workloads, profiles
+    demand = w.demand_rps
+    cpre = E.evaluate_chosen(w, p, pre_profile)
+    cdec = E.evaluate_chosen(w, p, dec_profile)
+    k = queueing.sojourn_factor(w.ttft_quantile)[None]
+    per_instance = demand / jnp.maximum(pre_instances, 1.0)
+    ttft = w.overhead_s[None] + transfer_s + queueing.mm1_sojourn_s(cpre.prefill_mu, per_instance, k)
+
+    table = cdec.decode_table
+    prof = jnp.maximum(dec_profile, 0)
+    tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
+    rate = demand * w.output_tokens[None] / jnp.maximum(dec_instances, 1.0)
+    op = decode.operating_batch(rate, tb, tt, cdec.decode_batch_limit)
+    tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
+    has_pre, has_dec = pre_profile >= 0, dec_profile >= 0
+    return Latency(
+        predicted_ttft_s=jnp.where(has_pre, ttft, jnp.nan),
+        predicted_tpot_ms=jnp.where(has_dec, tpot, jnp.nan),
+        decode_batch=jnp.where(has_dec, op, jnp.nan),
+        decode_batch_max=jnp.where(has_dec, cdec.decode_bstar, jnp.nan),
+        decode_table=jnp.where(has_dec, table, -1),
+        prefill_extrapolated=has_pre & cpre.prefill_extrapolated,
+    )
+
+
+def predict_plan(problem, solver_rows: list[str | None], fleet_problem, plan) -> dict:
+    """Predictions for a FleetPlan, as NumPy arrays [Q, W] in fleet.yaml workload order."""
+    fp, o = fleet_problem, fleet_problem.options
+    names = fp.workloads
+    where = {n: i for i, n in enumerate(solver_rows) if n is not None}
+    r = np.array([where[n] for n in names])
+    q, wpad = problem.workloads.demand_rps.shape
+    c, d = plan.pair_c, plan.pair_d
+    served = c >= 0
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    qi = np.arange(q)[:, None]
+    wi = np.arange(len(names))[None, :]
+    fields = {
+        "pre_profile": np.where(served, o.pre_profile[wi, cc], -1),
+        "dec_profile": np.where(served, o.dec_profile[wi, dd], -1),
+        "pre_instances": np.where(served, o.pre_n[qi, wi, cc, dd], 0.0),
+        "dec_instances": np.where(served, o.dec_n[qi, wi, dd], 0.0),
+        "transfer_s": np.where(served, o.transfer_s[wi, cc, dd], 0.0),
+    }
+    padded = {}
+    for key, value in fields.items():
+        full = np.full((q, wpad), -1 if key.endswith("profile") else 0.0, value.dtype)
+        full[:, r] = value
+        padded[key] = full
+    dtype = problem.workloads.input_tokens.dtype
+    lat = predict(problem.workloads, problem.profiles, padded["pre_profile"], padded["pre_instances"].astype(dtype),
+                  padded["dec_profile"], padded["dec_instances"].astype(dtype), padded["transfer_s"].astype(dtype))
+    out = {k: np.asarray(v)[:, r] for k, v in lat._asdict().items()}
+    out.update(fields)
+    out["pre_frac"] = np.where(served, o.pre_frac[qi, wi, cc, dd], np.nan)
+    out["dec_frac"] = np.where(served, o.dec_frac[qi, wi, dd], np.nan)
+    out["pre_rate"] = np.where(served, o.pre_rate[wi, cc, dd], np.nan)
+    out["dec_rate"] = np.where(served, o.dec_rate[wi, dd], np.nan)
+    return out

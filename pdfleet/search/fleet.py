@@ -1,0 +1,276 @@
+"""What every fleet solver shares: the Lagrangian dual value, a plan's true cost, repair and improvement.
+
+A plan chooses one pair per (quarter, workload), or leaves the row unserved (-1). Its true cost is the
+cheapest procurement covering its GPU usage (procure.cover) plus its switch costs, in USD over the
+horizon. Relaxing "usage <= supply" of every (sku, quarter) cell with prices lambda >= 0 (USD per
+GPU-hour) splits the problem into one path search per workload (paths.best_paths at prices lambda)
+and one procurement LP (procure.dual); their sum L(lambda) is a lower bound on every plan's cost
+(weak duality), so each plan reports a certified gap (cost - bound) / cost.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from pdfleet.search import paths, procure
+from pdfleet.search.problem import FleetProblem, _finite, max_usage
+
+EPS = 1e-6
+
+
+class FleetPlan(NamedTuple):
+    pair_c: np.ndarray  # [Q, W] prefill column (-1 = unserved)
+    pair_d: np.ndarray  # [Q, W] decode column
+    limited: np.ndarray  # [Q, W] str: '' or the limit that left the row unserved ('inventory' | 'budget')
+    procurement: procure.Procurement | None  # None when no procurement covers the plan (limits broken)
+    cost_usd: float  # true spend over the horizon (procurement + switches); inf when procurement is None
+    switch_usd: float
+    penalty_usd: float  # penalties of rows left unserved while they have demand (problem.unserved_usd)
+
+    @property
+    def objective_usd(self) -> float:
+        """What every solver minimizes and the bound bounds: spend + penalties of unserved rows."""
+        return self.cost_usd + self.penalty_usd
+
+
+class Bound(NamedTuple):
+    value_usd: float  # L(prices)
+    prices: np.ndarray  # [S, Q]
+    pair_c: np.ndarray
+    pair_d: np.ndarray
+    usage: np.ndarray  # [S, Q]
+    supply: np.ndarray  # [S, Q]
+    budget_price: np.ndarray  # [Q] shadow price of each quarter's budget (USD over the horizon per USD/hour)
+
+
+def dual(problem: FleetProblem, prices: np.ndarray, supply_max: np.ndarray | None = None) -> Bound:
+    """L(prices) = sum of the workloads' cheapest paths at prices + the procurement dual term."""
+    supply_max = max_usage(problem) if supply_max is None else supply_max
+    c, d, values, use = paths.solve_paths(problem, prices)
+    proc_value, supply, budget = procure.dual(problem.economics, prices, supply_max)
+    return Bound(float(values.sum()) + proc_value, prices, c, d, use, supply, budget)
+
+
+def switch_usd(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> float:
+    """Switch costs of chosen paths over the horizon (USD)."""
+    if c.shape[0] < 2 or problem.economics.switch_usd == 0:
+        return 0.0
+    return float(_switch_per_workload(problem, c, d).sum())
+
+
+def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray, limited=None) -> FleetPlan:
+    """True cost of a choice: cheapest covering procurement + switch costs (inf when none covers)."""
+    use = paths.usage_of(paths.inputs(problem), c, d, n_skus=len(problem.skus))
+    proc = procure.cover(problem.economics, np.asarray(use, np.float64))
+    sw = switch_usd(problem, c, d)
+    limited = np.full(c.shape, "", dtype=object) if limited is None else limited
+    cost = proc.cost_usd + sw if proc is not None else np.inf
+    penalty = float(np.sum(np.where(c < 0, problem.unserved_usd, 0.0)))
+    return FleetPlan(c, d, limited, proc, cost, sw, penalty)
+
+
+def path_values(problem: FleetProblem, prices: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """[W] cost of each workload's given path at prices (USD over the horizon, switches included)."""
+    x = paths.inputs(problem)
+    cost = np.asarray(paths.pair_costs(x, jnp.asarray(prices), problem.economics.hours))  # [Q, W, P, D]
+    q, w = c.shape
+    cp, cd = cost.shape[2] - 1, cost.shape[3] - 1
+    cc, dd = np.where(c >= 0, c, cp), np.where(d >= 0, d, cd)
+    per_q = cost[np.arange(q)[:, None], np.arange(w)[None, :], cc, dd]
+    per_w = per_q.sum(axis=0)
+    if q > 1 and problem.economics.switch_usd > 0:
+        per_w = per_w + _switch_per_workload(problem, c, d)
+    return per_w
+
+
+def _switch_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """[W] switch_usd x the new instances of every role whose candidate (sku or TP) changed from the
+    previous quarter (the column of a pair is per workload, so a new column is a new profile)."""
+    o = problem.options
+    q, w = c.shape
+    wi = np.arange(w)[None, :]
+    qi = np.arange(q)[:, None]
+    served = c >= 0
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    pp = np.where(served, o.pre_profile[wi, cc], -1)
+    dp = np.where(served, o.dec_profile[wi, dd], -1)
+    pn = np.where(served, np.nan_to_num(o.pre_n[qi, wi, cc, dd], posinf=0.0), 0.0)
+    dn = np.where(served, np.nan_to_num(o.dec_n[qi, wi, dd], posinf=0.0), 0.0)
+    moved = ((pp[1:] != pp[:-1]) & served[1:]) * pn[1:] + ((dp[1:] != dp[:-1]) & served[1:]) * dn[1:]
+    return problem.economics.switch_usd * moved.sum(axis=0)
+
+
+def _cell_mask(problem: FleetProblem, cells: np.ndarray) -> np.ndarray:
+    """[Q, W, Cp, Cd] True where a pair uses a sku in a quarter marked in cells [S, Q]."""
+    o = problem.options
+    pre = cells.T[:, o.pre_sku]  # [Q, W, Cp]
+    dec = cells.T[:, o.dec_sku]  # [Q, W, Cd]
+    return pre[:, :, :, None] | dec[:, :, None, :]
+
+
+def _usage_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """[W, S, Q] GPUs each workload's path uses in each cell."""
+    o = problem.options
+    q, w = c.shape
+    s = len(problem.skus)
+    served = c >= 0
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    qi, wi = np.meshgrid(np.arange(q), np.arange(w), indexing="ij")
+    pre = np.where(served, _finite(o.pre_n[qi, wi, cc, dd]) * o.pre_gpi[wi, cc], 0.0)
+    dec = np.where(served, _finite(o.dec_n[qi, wi, dd]) * o.dec_gpi[wi, dd], 0.0)
+    out = np.zeros((w, s, q))
+    np.add.at(out, (wi, o.pre_sku[wi, cc], qi), pre)
+    np.add.at(out, (wi, o.dec_sku[wi, dd], qi), dec)
+    return out
+
+
+def repair(problem: FleetProblem, c: np.ndarray, d: np.ndarray, prices: np.ndarray,
+           max_rounds: int = 60) -> FleetPlan:
+    """Make a choice respect every cell's supply cap (inventory, owned + buyable + rentable), then the
+    budget, moving the workloads whose moves cost least per GPU freed (at prices); a workload with no
+    other way is left unserved (limited = 'inventory' / 'budget'). Each round is one vectorized path
+    search with every cell found overfull so far forbidden to the moved workloads (so moves cannot
+    oscillate between two full cells); rounds repeat until nothing is overfull, and improve() may later
+    use what slack the moves left."""
+    econ = problem.economics
+    cap = procure.supply_cap(econ)
+    c, d = c.copy(), d.copy()
+    limited = np.full(c.shape, "", dtype=object)
+    forbidden = np.zeros(cap.shape, bool)  # cells found overfull so far: moved workloads avoid them all
+    for _ in range(max_rounds):
+        per_w = _usage_per_workload(problem, c, d)  # [W, S, Q]
+        use = per_w.sum(axis=0)
+        over = use > cap + EPS
+        if not over.any():
+            break
+        forbidden |= over
+        mask = _cell_mask(problem, forbidden)
+        ac, ad, alt_value, _ = paths.solve_paths(problem, prices, mask=mask)
+        delta = alt_value - path_values(problem, prices, c, d)
+        freed = per_w - _usage_per_workload(problem, ac, ad)  # [W, S, Q]
+        move = np.zeros(len(problem.workloads), bool)
+        for s_i, q_i in zip(*np.nonzero(over)):  # overfull cells: few
+            excess = use[s_i, q_i] - cap[s_i, q_i]
+            gain = freed[:, s_i, q_i]
+            who = np.nonzero(gain > EPS)[0]
+            excess -= gain[move].sum()
+            if excess <= EPS:
+                continue
+            move[_cheapest_cover(who, gain[who], delta[who], excess)] = True
+        if not move.any():
+            break
+        c[:, move], d[:, move] = ac[:, move], ad[:, move]
+        newly = (c < 0) & (limited == "") & (problem.demand_rps > 0)
+        limited[newly] = "inventory"
+    plan = evaluate(problem, c, d, limited)
+    if plan.procurement is None and not (_usage(problem, c, d) > cap + EPS).any():
+        plan = _repair_budget(problem, plan, prices)
+    return plan
+
+
+def _cheapest_cover(who, gain, delta, excess):
+    """Workloads to move so their freed GPUs cover excess at a small total extra cost: the better of the
+    ratio-greedy prefix (least extra cost per GPU freed first) and the single cheapest workload that frees
+    enough alone (the greedy prefix can overshoot with a big workload where one small move would do)."""
+    order = np.lexsort((who, delta / gain))
+    need = np.cumsum(gain[order])
+    prefix = order[: int(np.searchsorted(need, excess - EPS)) + 1]
+    alone = np.nonzero(gain >= excess - EPS)[0]
+    if len(alone):
+        one = alone[np.argmin(delta[alone])]
+        if delta[one] < delta[prefix].sum():
+            return who[[one]]
+    return who[prefix]
+
+
+def _usage(problem, c, d):
+    return np.asarray(paths.usage_of(paths.inputs(problem), c, d, n_skus=len(problem.skus)), np.float64)
+
+
+def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> FleetPlan:
+    """No procurement within the budget: leave rows unserved, dearest per request first, in the quarters
+    whose budget binds, until a procurement exists."""
+    econ = problem.economics
+    c, d, limited = plan.pair_c.copy(), plan.pair_d.copy(), plan.limited.copy()
+    per_w = _usage_per_workload(problem, c, d)
+    row_cost = np.einsum("wsq,sq->qw", per_w, prices)  # USD per hour at prices
+    per_request = row_cost / np.maximum(problem.demand_rps, EPS)
+    for qi in range(c.shape[0]):
+        if not np.isfinite(econ.budget[qi]):
+            continue
+        order = np.argsort(-per_request[qi], kind="stable")
+        for wi in order:  # stops at the first feasible plan; each step is one small LP
+            trial = evaluate(problem, c, d, limited)
+            if trial.procurement is not None:
+                return trial
+            if c[qi, wi] >= 0:
+                c[qi, wi], d[qi, wi] = -1, -1
+                limited[qi, wi] = "budget"
+    return evaluate(problem, c, d, limited)
+
+
+def improve(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray, rounds: int = 4) -> FleetPlan:
+    """Vectorized local search from a feasible plan: every workload's best path at prices with the full
+    cells forbidden; moves are taken in order of their saving at prices while every cell stays within
+    its cap; a round is kept only if the true cost falls."""
+    if plan.procurement is None:
+        return plan
+    econ = problem.economics
+    cap = procure.supply_cap(econ)
+    for _ in range(rounds):
+        c, d = plan.pair_c, plan.pair_d
+        per_w = _usage_per_workload(problem, c, d)
+        use = per_w.sum(axis=0)
+        full = use >= cap - EPS
+        mask = _cell_mask(problem, full)
+        ac, ad, alt_value, _ = paths.solve_paths(problem, prices, mask=mask)
+        saving = path_values(problem, prices, c, d) - alt_value
+        keep_limited = (plan.limited != "").any(axis=0)
+        who = np.nonzero((saving > EPS * np.maximum(1.0, np.abs(alt_value))) & ~keep_limited)[0]
+        if len(who) == 0:
+            break
+        order = who[np.argsort(-saving[who], kind="stable")]
+        change = _usage_per_workload(problem, ac[:, order], ad[:, order]) - per_w[order]  # [M, S, Q]
+        running = use[None] + np.cumsum(change, axis=0)
+        ok = (running <= cap[None] + EPS).all(axis=(1, 2))
+        n_ok = int(np.argmin(ok)) if not ok.all() else len(order)
+        if n_ok == 0:
+            break
+        take = order[:n_ok]
+        nc, nd = c.copy(), d.copy()
+        nc[:, take], nd[:, take] = ac[:, take], ad[:, take]
+        trial = evaluate(problem, nc, nd, plan.limited)
+        if not trial.objective_usd < plan.objective_usd - EPS:
+            break
+        plan = trial
+    return plan
+
+
+def runner_up(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> dict:
+    """Why each chosen role won: the best other candidate for that role with the other role kept, and
+    its extra cost in USD per hour at prices (the plan's dual prices; the cheapest source where no
+    limit binds). Arrays [Q, W]: pre_alt / dec_alt columns (-1 = none) and pre_extra / dec_extra."""
+    x = paths.inputs(problem)
+    h = problem.economics.hours
+    cost = np.asarray(paths.pair_costs(x, jnp.asarray(prices), h))[:, :, :-1, :-1] / h  # [Q, W, Cp, Cd]
+    c, d = plan.pair_c, plan.pair_d
+    served = c >= 0
+    q, w = c.shape
+    qi, wi = np.arange(q)[:, None], np.arange(w)[None, :]
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    chosen = cost[qi, wi, cc, dd]
+    pre_row = cost[qi, wi, :, dd]  # [Q, W, Cp] other prefill, same decode
+    pre_row[qi, wi, cc] = np.inf
+    dec_row = cost[qi, wi, cc, :]  # [Q, W, Cd]
+    dec_row[qi, wi, dd] = np.inf
+    out = {}
+    for role, row in (("pre", pre_row), ("dec", dec_row)):
+        alt = np.argmin(row, axis=2)
+        best = np.take_along_axis(row, alt[..., None], 2)[..., 0]
+        ok = served & np.isfinite(best)
+        out[f"{role}_alt"] = np.where(ok, alt, -1)
+        out[f"{role}_extra"] = np.where(ok, np.where(ok, best, 0.0) - np.where(ok, chosen, 0.0), np.nan)
+    return out

@@ -1,0 +1,165 @@
+"""Per workload, the cheapest sequence of (prefill, decode) pairs over the quarters: an exact Viterbi.
+
+State = pair (c, d), plus one 'unserved' state (index Cp, Cd) whose cost is the row's penalty. Moving a
+role to another candidate (sku or TP) between consecutive quarters costs switch_usd per instance of the
+new candidate. The transition cost from (c, d) to (c', d') is separable,
+    s * n_p(c', d') * [c != c'] + s * n_d(d') * [d != d'],
+so the minimum over predecessors is the least of four terms, each a plain min over an axis of the
+previous values: stay; change decode only (min over d of V(c', d)); change prefill only (min over c
+of V(c, d')); change both (min over all). Charging a change where none happened only overestimates,
+and every predecessor is also reached by the term that charges it right, so the recursion is exact:
+O(Q x Cp x Cd) per workload, vectorized over workloads. Backtracking recomputes each step's argmin.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class PathInputs(NamedTuple):
+    """Device arrays of the fleet problem the path search reads (see problem.Options)."""
+
+    pre_n: jax.Array  # [Q, W, Cp, Cd]
+    dec_n: jax.Array  # [Q, W, Cd]
+    pre_gpi: jax.Array  # [W, Cp]
+    dec_gpi: jax.Array  # [W, Cd]
+    pre_sku: jax.Array  # [W, Cp]
+    dec_sku: jax.Array  # [W, Cd]
+    unserved: jax.Array  # [Q, W]
+
+
+def inputs(problem, lo: int = 0, hi: int | None = None) -> PathInputs:
+    o = problem.options
+    sl = slice(lo, hi)
+    return PathInputs(o.pre_n[:, sl], o.dec_n[:, sl], o.pre_gpi[sl], o.dec_gpi[sl], o.pre_sku[sl], o.dec_sku[sl],
+                      problem.unserved_usd[:, sl])
+
+
+def pair_costs(x: PathInputs, prices, hours):
+    """USD over each quarter of every state [Q, W, Cp+1, Cd+1] at prices [S, Q] (USD per GPU-hour);
+    the last row and column are the unserved state (its penalty at [.., Cp, Cd], inf elsewhere)."""
+    x = PathInputs(*(jnp.asarray(a) for a in x))
+    q = jnp.arange(x.pre_n.shape[0])[:, None, None]
+    p_price = prices[x.pre_sku[None], q]  # [Q, W, Cp]
+    d_price = prices[x.dec_sku[None], q]  # [Q, W, Cd]
+    ok = jnp.isfinite(x.pre_n) & jnp.isfinite(x.dec_n)[:, :, None, :]
+    pre = jnp.where(jnp.isfinite(x.pre_n), x.pre_n, 0.0) * (x.pre_gpi[None] * p_price)[..., None]
+    dec = jnp.where(jnp.isfinite(x.dec_n), x.dec_n, 0.0) * x.dec_gpi[None] * d_price
+    cost = jnp.where(ok, hours * (pre + dec[:, :, None, :]), jnp.inf)
+    cost = jnp.pad(cost, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=jnp.inf)
+    return cost.at[:, :, -1, -1].set(x.unserved)
+
+
+def _counts(x: PathInputs):
+    """Instances of the new state's prefill [Q, W, Cp+1, Cd+1] and decode [Q, W, 1, Cd+1] (0 = unserved)."""
+    pn = jnp.pad(jnp.where(jnp.isfinite(x.pre_n), x.pre_n, 0.0), ((0, 0), (0, 0), (0, 1), (0, 1)))
+    dn = jnp.pad(jnp.where(jnp.isfinite(x.dec_n), x.dec_n, 0.0), ((0, 0), (0, 0), (0, 1)))[:, :, None, :]
+    return pn, dn
+
+
+def _step_terms(prev, pn, dn, switch):
+    """The four predecessor terms (see the module docstring) for one quarter: [W, Cp+1, Cd+1] each."""
+    stay = prev
+    dec_only = jnp.min(prev, axis=2, keepdims=True) + switch * dn
+    pre_only = jnp.min(prev, axis=1, keepdims=True) + switch * pn
+    both = jnp.min(prev, axis=(1, 2), keepdims=True) + switch * (pn + dn)
+    return stay, dec_only, pre_only, both
+
+
+@jax.jit
+def best_paths(x: PathInputs, prices, hours, switch):
+    """Cheapest path per workload at prices [S, Q]: (pair_c [Q, W], pair_d [Q, W] with -1 = unserved,
+    value [W] in USD over the horizon incl. switches)."""
+    cost = pair_costs(x, prices, hours)
+    pn, dn = _counts(x)
+
+    def forward(prev, inp):
+        c, p, d = inp
+        stay, dec_only, pre_only, both = _step_terms(prev, p, d, switch)
+        v = c + jnp.minimum(jnp.minimum(stay, dec_only), jnp.minimum(pre_only, both))
+        return v, v
+
+    v0 = cost[0]
+    last, vs = jax.lax.scan(forward, v0, (cost[1:], pn[1:], dn[1:]))
+    values = jnp.concatenate([v0[None], vs], axis=0)  # [Q, W, P, D]
+    nw, np_, nd = v0.shape
+    flat = last.reshape(nw, -1)
+    end = jnp.argmin(flat, axis=1)
+    value = jnp.min(flat, axis=1)
+
+    def backward(state, inp):
+        prev, p, d = inp  # values at q-1, counts at q
+        c1, d1 = state // nd, state % nd
+        w = jnp.arange(nw)
+        trans = (prev + switch * p[w, c1, d1][:, None, None] * (jnp.arange(np_)[None, :, None] != c1[:, None, None])
+                 + switch * d[w, 0, d1][:, None, None] * (jnp.arange(nd)[None, None, :] != d1[:, None, None]))
+        before = jnp.argmin(trans.reshape(nw, -1), axis=1)
+        return before, state
+
+    first, states = jax.lax.scan(backward, end, (values[:-1], pn[1:], dn[1:]), reverse=True)
+    states = jnp.concatenate([first[None], states], axis=0)  # [Q, W]
+    c, d = states // nd, states % nd
+    unserved = (c == np_ - 1) | (d == nd - 1)
+    return jnp.where(unserved, -1, c), jnp.where(unserved, -1, d), value
+
+
+@partial(jax.jit, static_argnames="n_skus")
+def usage_of(x: PathInputs, pair_c, pair_d, n_skus: int):
+    """[S, Q] GPUs used by the chosen pairs (-1 = unserved)."""
+    q, w = pair_c.shape
+    served = pair_c >= 0
+    c, d = jnp.maximum(pair_c, 0), jnp.maximum(pair_d, 0)
+    qi = jnp.arange(q)[:, None]
+    wi = jnp.arange(w)[None, :]
+    pre = jnp.where(served, x.pre_n[qi, wi, c, d] * x.pre_gpi[wi, c], 0.0)
+    dec = jnp.where(served, x.dec_n[qi, wi, d] * x.dec_gpi[wi, d], 0.0)
+    out = jnp.zeros((n_skus, q), pre.dtype)
+    out = out.at[x.pre_sku[wi, c], jnp.broadcast_to(qi, c.shape)].add(pre)
+    return out.at[x.dec_sku[wi, d], jnp.broadcast_to(qi, d.shape)].add(dec)
+
+
+def solve_paths(problem, prices, chunk: int = 8192, mask=None):
+    """best_paths over all workloads in chunks of `chunk` workloads (one compiled shape per chunk size).
+
+    mask: optional [Q, W, Cp, Cd] bool of forbidden pairs (repair). Returns NumPy (pair_c, pair_d, value,
+    usage [S, Q])."""
+    econ = problem.economics
+    w = len(problem.workloads)
+    n_skus = len(problem.skus)
+    cs, ds, vs = [], [], []
+    use = np.zeros((n_skus, len(problem.quarters)))
+    for lo in range(0, w, chunk):
+        hi = min(lo + chunk, w)
+        x = inputs(problem, lo, hi)
+        if mask is not None:
+            x = x._replace(pre_n=np.where(mask[:, lo:hi], np.inf, x.pre_n))
+        x = _pad_workloads(x, chunk if w > chunk else hi - lo)
+        c, d, v = best_paths(x, jnp.asarray(prices), econ.hours, econ.switch_usd)
+        u = usage_of(x, c, d, n_skus=n_skus)
+        n = hi - lo
+        cs.append(np.asarray(c)[:, :n])
+        ds.append(np.asarray(d)[:, :n])
+        vs.append(np.asarray(v)[:n])
+        use += np.asarray(u)
+    return np.concatenate(cs, 1), np.concatenate(ds, 1), np.concatenate(vs), use
+
+
+def _pad_workloads(x: PathInputs, width: int) -> PathInputs:
+    """Pad the workload axis to `width` with empty workloads (unserved at cost 0, no usage)."""
+    n = x.pre_gpi.shape[0]
+    if n == width:
+        return x
+    extra = width - n
+
+    def pad(a, axis, value):
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, extra)
+        return np.pad(np.asarray(a), widths, constant_values=value)
+
+    return PathInputs(pad(x.pre_n, 1, np.inf), pad(x.dec_n, 1, np.inf), pad(x.pre_gpi, 0, 0), pad(x.dec_gpi, 0, 0),
+                      pad(x.pre_sku, 0, 0), pad(x.dec_sku, 0, 0), pad(x.unserved, 1, 0.0))

@@ -1,0 +1,292 @@
+"""The fleet problem: for every workload, its (prefill, decode) pair options with instance counts per
+quarter, and for every sku the economics that couple workloads (owned, inventory, buy, rent, budget).
+
+Host-side assembly (NumPy) around one jitted kernel (`pair_counts`). Shapes: W workloads (real, in
+fleet.yaml order), Q quarters, S skus, Cp / Cd usable prefill / decode candidates per workload (padded,
+bucketed), so a pair option is (c, d) with c < Cp, d < Cd. A pair is infeasible (count inf) when either
+side is padding, the pairing rule forbids it, or the KV transfer leaves no TTFT budget.
+
+KV transfer (DESIGN.md, Fleet optimization): every prompt's KV cache crosses from the prefill instance to
+the decode instance: transfer_s = input_tokens x KV bytes per token / min(bandwidth of the two instances),
+an instance's bandwidth being network_gbps x gpus_per_instance / 8 bytes/s (x 1e9). It is spent inside
+the TTFT budget, so the pair's prefill capacity is the M/M/1 rate at budget (SLO - overhead - transfer).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdfleet import evaluate as E
+from pdfleet import spec as S
+from pdfleet.perf import queueing, sizing
+from pdfleet.perf.memory import kv_bytes_per_token
+
+INF = np.inf
+UNSERVED_FACTOR = 10.0  # an unserved row costs this many times its dearest feasible pair (see unserved_usd)
+
+
+class Options(NamedTuple):
+    """Per workload, its usable candidates by role; counts per quarter. Host NumPy arrays."""
+
+    pre_profile: np.ndarray  # [W, Cp] int profile index (-1 = padding)
+    pre_sku: np.ndarray  # [W, Cp] int sku index
+    pre_gpi: np.ndarray  # [W, Cp] GPUs per instance (0 = padding)
+    dec_profile: np.ndarray  # [W, Cd]
+    dec_sku: np.ndarray  # [W, Cd]
+    dec_gpi: np.ndarray  # [W, Cd]
+    pre_n: np.ndarray  # [Q, W, Cp, Cd] whole prefill instances of the pair (inf = infeasible)
+    dec_n: np.ndarray  # [Q, W, Cd] whole decode instances (inf = infeasible)
+    pre_frac: np.ndarray  # [Q, W, Cp, Cd] fractional prefill instances
+    dec_frac: np.ndarray  # [Q, W, Cd]
+    pre_rate: np.ndarray  # [W, Cp, Cd] prefill capacity per instance of the pair [req/s]
+    dec_rate: np.ndarray  # [W, Cd] decode capacity per instance [req/s]
+    transfer_s: np.ndarray  # [W, Cp, Cd] KV transfer time of the pair
+
+
+class Economics(NamedTuple):
+    """Per sku and quarter: what can be used and at which price. Host NumPy arrays, float64."""
+
+    owned: np.ndarray  # [S, Q] GPUs owned before any purchase
+    inventory: np.ndarray  # [S, Q] cap on owned + bought + rented (inf = none)
+    rent_price: np.ndarray  # [S] USD per GPU-hour rented
+    own_price: np.ndarray  # [S] USD per GPU-hour of an owned GPU in use
+    purchase: np.ndarray  # [S] USD per GPU bought (inf = cannot buy)
+    amortization: np.ndarray  # [S] quarters
+    lead: np.ndarray  # [S] quarters from order to use
+    buy_max: np.ndarray  # [S, Q] per ordering quarter (inf = unlimited)
+    rent_max: np.ndarray  # [S, Q] (inf = unlimited)
+    budget: np.ndarray  # [Q] USD per hour (inf = none)
+    hours: float  # hours per quarter
+    switch_usd: float  # one-time USD per instance that changes sku or TP between quarters
+
+
+class FleetProblem(NamedTuple):
+    workloads: list[str]  # [W] names in fleet.yaml order
+    skus: list[str]  # [S]
+    quarters: list[str]  # [Q]
+    demand_rps: np.ndarray  # [Q, W] demand as planned (x (1 + headroom))
+    options: Options
+    economics: Economics
+    row_reason: np.ndarray  # [Q, W, 2] evaluate reason per role when no pair is feasible (OK otherwise)
+    unserved_usd: np.ndarray  # [Q, W] penalty of leaving a row unserved (USD over the quarter)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        q, w, cp, cd = self.options.pre_n.shape
+        return q, w, cp, cd
+
+
+def economics(fleet: S.Fleet) -> Economics:
+    quarters = fleet.planning.quarters
+    names = list(fleet.skus)
+
+    def per_sku(field: str, default: float) -> np.ndarray:
+        return np.array([S.sku_per_quarter(fleet, n, field, default) for n in names], np.float64)
+
+    skus = [fleet.skus[n] for n in names]
+    return Economics(
+        owned=per_sku("owned", 0.0),
+        inventory=per_sku("inventory", INF),
+        rent_price=np.array([s.price_usd_per_gpu_hour for s in skus], np.float64),
+        own_price=np.array([s.owned_usd_per_gpu_hour for s in skus], np.float64),
+        purchase=np.array([s.purchase_usd_per_gpu if s.purchase_usd_per_gpu is not None else INF for s in skus]),
+        amortization=np.array([s.amortization_quarters for s in skus], np.float64),
+        lead=np.array([s.lead_time_quarters for s in skus], np.float64),
+        buy_max=per_sku("buy_max", INF),
+        rent_max=per_sku("rent_max", INF),
+        budget=np.array(S.budget_per_quarter(fleet), np.float64),
+        hours=float(fleet.planning.hours_per_quarter),
+        switch_usd=float(fleet.planning.switch_cost_usd),
+    )
+
+
+def base_prices(econ: Economics) -> np.ndarray:
+    """[S, Q] USD per GPU-hour of the cheapest source of each sku ignoring every limit: an owned GPU
+    where some are owned, else renting or buying (a purchase arriving in quarter q and used to the end
+    of the horizon costs purchase x min(A, Q - q) / A spread over its Q - q quarters)."""
+    s, q = econ.owned.shape
+    left = np.arange(q, 0, -1, dtype=np.float64)[None, :]  # Q - q
+    buy = econ.purchase[:, None] * np.minimum(econ.amortization[:, None], left) / econ.amortization[:, None]
+    buy = buy / (left * econ.hours)
+    buy = np.where(np.arange(q)[None, :] >= econ.lead[:, None], buy, INF)
+    best = np.minimum(econ.rent_price[:, None], buy)
+    best = np.where(econ.rent_max > 0, best, np.minimum(buy, INF))
+    return np.where(econ.owned > 0, np.minimum(econ.own_price[:, None], best), best)
+
+
+def _family_index(fleet: S.Fleet, names: list[str]) -> np.ndarray:
+    fams: dict[str, int] = {}
+    out = []
+    for i, n in enumerate(names):
+        fam = fleet.skus[n].family or f"\0{n}"  # no family: a family of its own
+        out.append(fams.setdefault(fam, len(fams)))
+    return np.array(out, np.int32)
+
+
+def _instance_bandwidth(fleet: S.Fleet, profile_index: np.ndarray) -> np.ndarray:
+    """Bytes/s of one instance to other nodes; inf when the sku gives no network_gbps (transfer free)."""
+    per_profile = np.array([
+        (fleet.skus[p.sku].network_gbps or INF) * 1e9 / 8.0 * p.gpus_per_instance for p in fleet.profiles
+    ] + [INF])
+    return per_profile[profile_index]
+
+
+def _compact(usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the usable entries first (stable), cut to the largest count bucketed: (cols, mask)."""
+    from pdfleet.arrays import bucket
+
+    n = max(int(usable.sum(axis=1).max(initial=0)), 1)
+    width = min(bucket(n), usable.shape[1])
+    cols = np.argsort(~usable, axis=1, kind="stable")[:, :width]
+    return cols, np.take_along_axis(usable, cols, axis=1)
+
+
+@jax.jit
+def _pair_rates(mu, pre_ok, k, budget, transfer, pair_ok):
+    """Prefill capacity per instance of each pair: M/M/1 at the budget left after the transfer [W,Cp,Cd]."""
+    left = budget[:, None, None] - transfer
+    rate = queueing.mm1_max_rate(mu[:, :, None], jnp.where(left > 0, left, 1.0), k[:, None, None])
+    return jnp.where(pre_ok[:, :, None] & pair_ok & (left > 0), rate, 0.0)
+
+
+def _counts(demand, rate, minimum: float, nearest: bool):
+    """(whole, fractional) instances for demand [Q, W, ...] at capacity rate [W, ...] per instance:
+    the paper's eqs. 5-6, rounded (sizing.round_instances), at least `minimum` where demand is positive,
+    0 without demand, inf where the capacity is 0 (with or without demand: such a pair is never chosen)."""
+    frac = sizing.fractional_instances(demand, rate[None])
+    whole = sizing.round_instances(frac, nearest)
+    whole = jnp.where(demand > 0, jnp.maximum(whole, minimum), 0.0)
+    return jnp.where(rate[None] > 0, whole, jnp.inf), frac
+
+
+_counts_jit = jax.jit(_counts, static_argnames="nearest")
+
+
+def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, nearest: bool) -> FleetProblem:
+    """The fleet problem from the padded arrays (arrays.build) and their capacities (evaluate.evaluate,
+    fields [Wpad, C]). Only real workloads are kept, in fleet.yaml order."""
+    names = list(fleet.workloads)
+    where = {n: i for i, n in enumerate(rows) if n is not None}
+    r = np.array([where[n] for n in names], np.int64)
+    w = problem.workloads
+    cand = np.asarray(problem.candidates)[r]
+    valid = np.asarray(problem.candidate_valid)[r]
+    pre_reason = np.asarray(cap.prefill_reason)[r]
+    dec_reason = np.asarray(cap.decode_reason)[r]
+    pre_usable = valid & (pre_reason == E.OK)
+    dec_usable = valid & (dec_reason == E.OK)
+    pcols, pmask = _compact(pre_usable)
+    dcols, dmask = _compact(dec_usable)
+    npro = len(fleet.profiles)
+    pre_profile = np.where(pmask, np.take_along_axis(cand, pcols, 1), -1)
+    dec_profile = np.where(dmask, np.take_along_axis(cand, dcols, 1), -1)
+
+    sku_names = list(fleet.skus)
+    sku_of = np.array([sku_names.index(p.sku) for p in fleet.profiles] + [0], np.int32)
+    gpi_of = np.array([p.gpus_per_instance for p in fleet.profiles] + [0], np.float64)
+    fam = _family_index(fleet, sku_names)
+    pick = lambda table, idx: table[np.where(idx >= 0, idx, npro)]  # noqa: E731
+
+    # KV bytes per token of each workload's model (un-replicated: what crosses the network).
+    kv = np.array([_kv_bytes(fleet.models[fleet.workloads[n].model]) for n in names])
+    inp = np.asarray(w.input_tokens, np.float64)[r]
+    bw = np.minimum(_instance_bandwidth(fleet, pre_profile)[:, :, None], _instance_bandwidth(fleet, dec_profile)[:, None])
+    transfer = np.where(np.isfinite(bw), (inp * kv)[:, None, None] / np.where(np.isfinite(bw), bw, 1.0), 0.0)
+
+    pairing = fleet.planning.pairing
+    ps, ds = pick(sku_of, pre_profile), pick(sku_of, dec_profile)
+    if pairing == "same_sku":
+        pair_ok = ps[:, :, None] == ds[:, None, :]
+    elif pairing == "same_family":
+        pair_ok = fam[ps][:, :, None] == fam[ds][:, None, :]
+    else:
+        pair_ok = np.ones(transfer.shape, bool)
+    pair_ok &= pmask[:, :, None] & dmask[:, None, :]
+
+    mu = np.take_along_axis(np.asarray(cap.prefill_mu)[r], pcols, 1)
+    k = np.asarray(queueing.sojourn_factor(np.asarray(w.ttft_quantile)[r]))
+    budget = np.asarray(w.budget_s, np.float64)[r]
+    dtype = np.asarray(cap.decode_tps).dtype
+    pre_rate = np.asarray(_pair_rates(mu.astype(dtype), pmask, k.astype(dtype), budget.astype(dtype),
+                                      transfer.astype(dtype), pair_ok))
+    dec_tps = np.take_along_axis(np.asarray(cap.decode_tps)[r], dcols, 1)
+    dec_rate = np.where(dmask, dec_tps / np.asarray(w.output_tokens, np.float64)[r][:, None], 0.0).astype(dtype)
+
+    demand = np.asarray(w.demand_rps, np.float64)[:, r] * (1.0 + fleet.planning.headroom)
+    pmin = float(fleet.planning.min_instances_for("prefill"))
+    dmin = float(fleet.planning.min_instances_for("decode"))
+    pre_n, pre_frac = _counts_jit(demand[:, :, None, None].astype(dtype), pre_rate, pmin, nearest=nearest)
+    dec_n, dec_frac = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
+    options = Options(
+        pre_profile=pre_profile.astype(np.int32), pre_sku=ps, pre_gpi=pick(gpi_of, pre_profile),
+        dec_profile=dec_profile.astype(np.int32), dec_sku=ds, dec_gpi=pick(gpi_of, dec_profile),
+        pre_n=np.asarray(pre_n, np.float64), dec_n=np.asarray(dec_n, np.float64),
+        pre_frac=np.asarray(pre_frac, np.float64), dec_frac=np.asarray(dec_frac, np.float64),
+        pre_rate=pre_rate.astype(np.float64), dec_rate=dec_rate.astype(np.float64), transfer_s=transfer,
+    )
+    econ = economics(fleet)
+    reason = _row_reasons(options, demand, pre_reason, dec_reason, valid)
+    return FleetProblem(names, sku_names, list(fleet.planning.quarters), demand, options, econ, reason,
+                        np.where(demand > 0, _unserved_usd(options, econ), 0.0))
+
+
+def _kv_bytes(model: S.Model) -> float:
+    return kv_bytes_per_token(model.layers, model.kv_heads or 0, model.head_dim or 0, model.kv_dtype_bytes,
+                              model.kv_lora_rank or 0, model.qk_rope_head_dim)
+
+
+def _row_reasons(options: Options, demand, pre_reason, dec_reason, valid) -> np.ndarray:
+    """[Q, W, 2] why a row with demand has no feasible pair (evaluate codes; OK where one exists).
+
+    A role with no usable candidate gets the most specific failure among candidates that measure it
+    (as the separable search reports); when both roles have candidates but no pair works (the KV
+    transfer eats the TTFT budget, or the pairing rule), prefill is TTFT_UNREACHABLE."""
+    from pdfleet.search.exact import failure_reason
+
+    q = demand.shape[0]
+    pre_fail = np.asarray(failure_reason(pre_reason, valid))
+    dec_fail = np.asarray(failure_reason(dec_reason, valid))
+    any_pre = (valid & (pre_reason == E.OK)).any(1)
+    any_dec = (valid & (dec_reason == E.OK)).any(1)
+    finite = np.isfinite(options.pre_n + options.dec_n[:, :, None, :]).any(axis=(2, 3))  # [Q, W]
+    pre = np.where(any_pre, np.where(any_dec, E.TTFT_UNREACHABLE, E.OK), pre_fail)
+    dec = np.where(any_dec, E.OK, dec_fail)
+    out = np.stack([np.broadcast_to(pre, (q, pre.shape[0])), np.broadcast_to(dec, (q, dec.shape[0]))], -1)
+    return np.where(finite[..., None] | (demand[..., None] <= 0), E.OK, out).astype(np.int32)
+
+
+def _unserved_usd(options: Options, econ: Economics) -> np.ndarray:
+    """[Q, W] penalty for leaving a row with demand unserved (0 without demand): UNSERVED_FACTOR x the dearest feasible pair priced at
+    the dearest GPU-hour of any source, over the quarter. Large enough that a plan serving the row
+    always wins where one exists; finite so that the dual and the MILP stay bounded."""
+    top = max(float(np.max(econ.rent_price)), float(np.max(econ.own_price)),
+              float(np.max(np.where(np.isfinite(econ.purchase), econ.purchase / econ.hours, 0.0))), 1.0)
+    pre, dec = _finite(options.pre_n), _finite(options.dec_n)
+    gpus = pre * options.pre_gpi[None, :, :, None] + (dec * options.dec_gpi[None])[:, :, None, :]
+    worst = np.max(gpus, axis=(2, 3))
+    return UNSERVED_FACTOR * (worst + 1.0) * top * econ.hours + econ.switch_usd * 4 * (worst + 1.0)
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    """Infinite counts (infeasible pairs) as 0, so that they can be multiplied by a padding's 0 GPUs."""
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def max_usage(problem: FleetProblem) -> np.ndarray:
+    """[S, Q] the most GPUs of each sku any choice could use (bounds the dual's supply)."""
+    o = problem.options
+    s = len(problem.skus)
+    pre_g = (_finite(o.pre_n) * o.pre_gpi[None, :, :, None]).max(axis=3)  # [Q,W,Cp]
+    dec_g = _finite(o.dec_n) * o.dec_gpi[None]  # [Q,W,Cd]
+    out = np.zeros((s, pre_g.shape[0]))
+    for role_g, sku in ((pre_g, o.pre_sku), (dec_g, o.dec_sku)):
+        per = np.zeros((pre_g.shape[0], role_g.shape[1], s))
+        qi = np.arange(role_g.shape[0])[:, None, None]
+        wi = np.arange(role_g.shape[1])[None, :, None]
+        np.maximum.at(per, (qi, wi, sku[None]), role_g)
+        out += per.sum(axis=1).T
+    return out
