@@ -212,40 +212,84 @@ def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -
     return evaluate(problem, c, d, limited)
 
 
-def improve(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray, rounds: int = 4) -> FleetPlan:
-    """Vectorized local search from a feasible plan: every workload's best path at prices with the full
-    cells forbidden; moves are taken in order of their saving at prices while every cell stays within
-    its cap; a round is kept only if the true cost falls."""
+def _room_mask(problem: FleetProblem, per_w: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """[Q, W, Cp, Cd] True where a pair would not fit in what its cells have left (room [S, Q]) plus what
+    the workload itself uses there now: a single move to an unmasked pair never breaks a cap."""
+    o = problem.options
+    q = room.shape[1]
+    left = room.T[:, None, :] + per_w.transpose(2, 0, 1)  # [Q, W, S]
+    pre_need = _finite(o.pre_n) * o.pre_gpi[None, :, :, None]  # [Q, W, Cp, Cd]
+    dec_need = _finite(o.dec_n) * o.dec_gpi[None]  # [Q, W, Cd]
+    qi = np.arange(q)[:, None, None]
+    wi = np.arange(o.pre_sku.shape[0])[None, :, None]
+    pre_left = left[qi, wi, o.pre_sku[None]]  # [Q, W, Cp]
+    dec_left = left[qi, wi, o.dec_sku[None]]  # [Q, W, Cd]
+    same = o.pre_sku[:, :, None] == o.dec_sku[:, None, :]  # [W, Cp, Cd]
+    total = pre_need + dec_need[:, :, None, :]
+    return np.where(same[None], total > pre_left[..., None] + EPS,
+                    (pre_need > pre_left[..., None] + EPS) | (dec_need > dec_left + EPS)[:, :, None, :])
+
+
+def marginal_prices(problem: FleetProblem, plan: FleetPlan) -> np.ndarray:
+    """[S, Q] USD per GPU-hour of one more GPU in each cell given the plan's procurement: an idle owned
+    (or already bought) GPU costs its running price; else renting where the caps leave room; else
+    buying where that can arrive (base price of a purchase, problem.base_prices); else BLOCKED."""
+    from pdfleet.search.problem import base_prices
+
+    econ, proc = problem.economics, plan.procurement
+    use = _usage(problem, plan.pair_c, plan.pair_d)
+    idle = proc.owned_total - proc.owned_used
+    rent_room = np.minimum(econ.rent_max - proc.rented, econ.inventory - proc.owned_total - proc.rented)
+    buy_room = np.minimum(procure.buy_upper(econ) - proc.bought, econ.inventory - proc.owned_total - proc.rented)
+    buy = np.where(buy_room >= 1, base_prices(econ._replace(owned=np.zeros_like(econ.owned),
+                                                             rent_max=np.zeros_like(econ.rent_max))), np.inf)
+    rent = np.where(rent_room >= 1, econ.rent_price[:, None], np.inf)
+    price = np.where(idle >= 1, econ.own_price[:, None], np.minimum(rent, buy))
+    del use
+    return np.where(np.isfinite(price), price, BLOCKED)
+
+
+BLOCKED = 1e6  # USD per GPU-hour of a cell with no GPU left: finite, so 0 instances x price stays 0
+
+
+def improve(problem: FleetProblem, plan: FleetPlan, prices=None, rounds: int = 8) -> FleetPlan:
+    """Vectorized local search from a feasible plan. Each round prices every cell at the cost of one more
+    GPU there (marginal_prices), finds every workload's best path at those prices, and applies the moves
+    in order of their saving while every cell stays within its cap; the round is kept only if the true
+    cost (procure.cover + switches) falls, else half as many moves are tried. `prices` is unused (the
+    marginal prices of the current plan replace any dual prices)."""
+    del prices
     if plan.procurement is None:
         return plan
-    econ = problem.economics
-    cap = procure.supply_cap(econ)
+    cap = procure.supply_cap(problem.economics)
     for _ in range(rounds):
         c, d = plan.pair_c, plan.pair_d
+        marg = marginal_prices(problem, plan)
         per_w = _usage_per_workload(problem, c, d)
         use = per_w.sum(axis=0)
-        full = use >= cap - EPS
-        mask = _cell_mask(problem, full)
-        ac, ad, alt_value, _ = paths.solve_paths(problem, prices, mask=mask)
-        saving = path_values(problem, prices, c, d) - alt_value
+        ac, ad, alt_value, _ = paths.solve_paths(problem, marg, mask=_room_mask(problem, per_w, cap - use))
+        saving = path_values(problem, marg, c, d) - alt_value
         keep_limited = (plan.limited != "").any(axis=0)
         who = np.nonzero((saving > EPS * np.maximum(1.0, np.abs(alt_value))) & ~keep_limited)[0]
         if len(who) == 0:
             break
         order = who[np.argsort(-saving[who], kind="stable")]
-        change = _usage_per_workload(problem, ac[:, order], ad[:, order]) - per_w[order]  # [M, S, Q]
+        change = (_usage_per_workload(problem, ac, ad) - per_w)[order]  # [M, S, Q]
         running = use[None] + np.cumsum(change, axis=0)
         ok = (running <= cap[None] + EPS).all(axis=(1, 2))
         n_ok = int(np.argmin(ok)) if not ok.all() else len(order)
-        if n_ok == 0:
+        better = None
+        while n_ok > 0 and better is None:
+            take = order[:n_ok]
+            nc, nd = c.copy(), d.copy()
+            nc[:, take], nd[:, take] = ac[:, take], ad[:, take]
+            trial = evaluate(problem, nc, nd, plan.limited)
+            if trial.objective_usd < plan.objective_usd - EPS:
+                better = trial
+            n_ok //= 2
+        if better is None:
             break
-        take = order[:n_ok]
-        nc, nd = c.copy(), d.copy()
-        nc[:, take], nd[:, take] = ac[:, take], ad[:, take]
-        trial = evaluate(problem, nc, nd, plan.limited)
-        if not trial.objective_usd < plan.objective_usd - EPS:
-            break
-        plan = trial
+        plan = better
     return plan
 
 
