@@ -61,12 +61,47 @@ def switch_usd(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> float:
     return float(_switch_per_workload(problem, c, d).sum())
 
 
-def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray, limited=None) -> FleetPlan:
-    """True cost of a choice: cheapest covering procurement + switch costs (inf when none covers)."""
+def cheapest_needs(problem: FleetProblem, rows: np.ndarray) -> np.ndarray:
+    """[n, S] GPUs per sku of the cheapest pair of each (quarter, workload) row in rows [n, 2], at the
+    cheapest source prices and ignoring every limit (what the row would ask for)."""
+    from pdfleet.search.problem import base_prices
+
+    o = problem.options
+    need = np.zeros((len(rows), len(problem.skus)))
+    if len(rows) == 0:
+        return need
+    base = base_prices(problem.economics)
+    prices = np.where(np.isfinite(base), base, BLOCKED)
+    cost = np.asarray(paths.pair_costs(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
+    for k, (q_i, w_i) in enumerate(rows):  # unserved rows are few; each reads only its own [Cp, Cd] slice
+        pc, pd_ = np.unravel_index(np.argmin(cost[q_i, w_i]), cost.shape[2:])
+        if np.isfinite(cost[q_i, w_i, pc, pd_]):
+            need[k, o.pre_sku[w_i, pc]] += o.pre_n[q_i, w_i, pc, pd_] * o.pre_gpi[w_i, pc]
+            need[k, o.dec_sku[w_i, pd_]] += o.dec_n[q_i, w_i, pd_] * o.dec_gpi[w_i, pd_]
+    return need
+
+
+def label_unserved(problem: FleetProblem, c: np.ndarray, d: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """[Q, W] the limit that leaves each row with demand (and some feasible pair) unserved: 'inventory'
+    when its cheapest pair ignoring limits does not fit in what its cells have left (supply caps), else
+    'budget' (the GPUs are there, the money is not)."""
+    out = np.full(c.shape, "", dtype=object)
+    rows = np.argwhere((c < 0) & (problem.demand_rps > 0) & (problem.row_reason == 0).all(axis=2))
+    room = procure.supply_cap(problem.economics) - use
+    budget = np.isfinite(problem.economics.budget)
+    for (q_i, w_i), need in zip(rows, cheapest_needs(problem, rows)):
+        fits = bool((need <= room[:, q_i] + EPS).all())
+        out[q_i, w_i] = "budget" if fits and budget[q_i] else "inventory"
+    return out
+
+
+def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> FleetPlan:
+    """True cost of a choice: cheapest covering procurement + switch costs (inf when none covers), and
+    the limit that leaves each unserved row unserved."""
     use = paths.usage_of(paths.inputs(problem), c, d, n_skus=len(problem.skus))
     proc = procure.cover(problem.economics, np.asarray(use, np.float64))
     sw = switch_usd(problem, c, d)
-    limited = np.full(c.shape, "", dtype=object) if limited is None else limited
+    limited = label_unserved(problem, c, d, np.asarray(use, np.float64))
     cost = proc.cost_usd + sw if proc is not None else np.inf
     penalty = float(np.sum(np.where(c < 0, problem.unserved_usd, 0.0)))
     return FleetPlan(c, d, limited, proc, cost, sw, penalty)
@@ -138,7 +173,6 @@ def repair(problem: FleetProblem, c: np.ndarray, d: np.ndarray, prices: np.ndarr
     econ = problem.economics
     cap = procure.supply_cap(econ)
     c, d = c.copy(), d.copy()
-    limited = np.full(c.shape, "", dtype=object)
     forbidden = np.zeros(cap.shape, bool)  # cells found overfull so far: moved workloads avoid them all
     for _ in range(max_rounds):
         per_w = _usage_per_workload(problem, c, d)  # [W, S, Q]
@@ -163,9 +197,7 @@ def repair(problem: FleetProblem, c: np.ndarray, d: np.ndarray, prices: np.ndarr
         if not move.any():
             break
         c[:, move], d[:, move] = ac[:, move], ad[:, move]
-        newly = (c < 0) & (limited == "") & (problem.demand_rps > 0)
-        limited[newly] = "inventory"
-    plan = evaluate(problem, c, d, limited)
+    plan = evaluate(problem, c, d)
     if plan.procurement is None and not (_usage(problem, c, d) > cap + EPS).any():
         plan = _repair_budget(problem, plan, prices)
     return plan
@@ -194,7 +226,7 @@ def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -
     """No procurement within the budget: leave rows unserved, dearest per request first, in the quarters
     whose budget binds, until a procurement exists."""
     econ = problem.economics
-    c, d, limited = plan.pair_c.copy(), plan.pair_d.copy(), plan.limited.copy()
+    c, d = plan.pair_c.copy(), plan.pair_d.copy()
     per_w = _usage_per_workload(problem, c, d)
     row_cost = np.einsum("wsq,sq->qw", per_w, prices)  # USD per hour at prices
     per_request = row_cost / np.maximum(problem.demand_rps, EPS)
@@ -203,13 +235,12 @@ def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -
             continue
         order = np.argsort(-per_request[qi], kind="stable")
         for wi in order:  # stops at the first feasible plan; each step is one small LP
-            trial = evaluate(problem, c, d, limited)
+            trial = evaluate(problem, c, d)
             if trial.procurement is not None:
                 return trial
             if c[qi, wi] >= 0:
                 c[qi, wi], d[qi, wi] = -1, -1
-                limited[qi, wi] = "budget"
-    return evaluate(problem, c, d, limited)
+    return evaluate(problem, c, d)
 
 
 def _room_mask(problem: FleetProblem, per_w: np.ndarray, room: np.ndarray) -> np.ndarray:
@@ -269,8 +300,7 @@ def improve(problem: FleetProblem, plan: FleetPlan, prices=None, rounds: int = 8
         use = per_w.sum(axis=0)
         ac, ad, alt_value, _ = paths.solve_paths(problem, marg, mask=_room_mask(problem, per_w, cap - use))
         saving = path_values(problem, marg, c, d) - alt_value
-        keep_limited = (plan.limited != "").any(axis=0)
-        who = np.nonzero((saving > EPS * np.maximum(1.0, np.abs(alt_value))) & ~keep_limited)[0]
+        who = np.nonzero(saving > EPS * np.maximum(1.0, np.abs(alt_value)))[0]
         if len(who) == 0:
             break
         order = who[np.argsort(-saving[who], kind="stable")]
@@ -283,7 +313,7 @@ def improve(problem: FleetProblem, plan: FleetPlan, prices=None, rounds: int = 8
             take = order[:n_ok]
             nc, nd = c.copy(), d.copy()
             nc[:, take], nd[:, take] = ac[:, take], ad[:, take]
-            trial = evaluate(problem, nc, nd, plan.limited)
+            trial = evaluate(problem, nc, nd)
             if trial.objective_usd < plan.objective_usd - EPS:
                 better = trial
             n_ok //= 2

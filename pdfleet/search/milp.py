@@ -140,8 +140,7 @@ def solve(problem: FleetProblem, time_limit: float | None = None) -> Result:
     pd_ = np.full((nq, nw), -1)
     pc[qx[chosen], wx[chosen]] = cx[chosen]
     pd_[qx[chosen], wx[chosen]] = dx[chosen]
-    limited = np.where((pc < 0) & (problem.demand_rps > 0), "inventory", "").astype(object)
-    plan = fleet.evaluate(problem, pc, pd_, limited)
+    plan = fleet.evaluate(problem, pc, pd_)
     bound = getattr(res, "mip_dual_bound", None)
     bound = float(bound) if bound is not None and np.isfinite(bound) else float(res.fun)
     return Result(plan, min(bound, float(res.fun)), res.status == 0, seconds, res.message)

@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from pdfleet.search import fleet, lagrangian, milp, paths, procure
+from pdfleet.search import fleet, lagrangian, milp, procure
 from pdfleet.search.problem import FleetProblem
 
 SOLVERS = ("auto", "exact", "lagrangian", "evolution", "milp")
@@ -138,21 +138,10 @@ def binding_limits(problem: FleetProblem, outcome: Outcome) -> list[dict]:
 
 def _starved(problem: FleetProblem, plan: fleet.FleetPlan, use: np.ndarray, cap: np.ndarray) -> np.ndarray:
     """[S, Q] comma-joined workloads left unserved for want of GPUs in that cell: each unserved row's
-    cheapest pair at the start prices, ignoring limits, would take the cell past its cap."""
+    cheapest pair ignoring limits (fleet.cheapest_needs) would take the cell past its cap."""
     out = np.full(use.shape, "", dtype=object)
     rows = np.argwhere(plan.limited == "inventory")
-    if len(rows) == 0:
-        return out
-    o = problem.options
-    prices = lagrangian.start_prices(problem)
-    cost = np.asarray(paths.pair_costs(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
-    for q_i, w_i in rows:  # unserved rows: few, and each needs only its own [Cp, Cd] slice
-        c, d = np.unravel_index(np.argmin(cost[q_i, w_i]), cost.shape[2:])
-        if not np.isfinite(cost[q_i, w_i, c, d]):
-            continue
-        need = np.zeros(use.shape[0])
-        need[o.pre_sku[w_i, c]] += o.pre_n[q_i, w_i, c, d] * o.pre_gpi[w_i, c]
-        need[o.dec_sku[w_i, d]] += o.dec_n[q_i, w_i, d] * o.dec_gpi[w_i, d]
+    for (q_i, w_i), need in zip(rows, fleet.cheapest_needs(problem, rows)):
         for s_i in np.nonzero((need > 0) & (use[:, q_i] + need > cap[:, q_i] + 1e-6))[0]:
             name = problem.workloads[w_i]
             out[s_i, q_i] = f"{out[s_i, q_i]},{name}" if out[s_i, q_i] else name
