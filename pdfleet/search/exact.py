@@ -1,4 +1,6 @@
-"""The exact solver: with no coupling limit, each (quarter, workload, role) is its own problem.
+"""The per-role argmin kernels: with no coupling limit and no pairing, each (quarter, workload, role) is
+its own problem. The fleet search (search/solve.py) builds on the same capacities; this separable form
+remains the fastest path for the kernel benchmark (scripts/bench_kernels.py) and its NumPy reference test.
 
 For every row pick the feasible candidate of least cost = instances x price per instance-hour, as one
 vectorized argmin over the candidate axis; ties go to the smaller fractional cost, then the earlier
@@ -12,8 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pdfleet import chosen
 from pdfleet import evaluate as E
-from pdfleet.perf import decode, queueing, sizing
+from pdfleet.perf import sizing
 
 
 class RoleChoice(NamedTuple):
@@ -139,33 +142,17 @@ def _predict(problem, candidates, pre: RoleChoice, dec: RoleChoice) -> Solution:
     pre = pre._replace(profile=jnp.where(pre.candidate >= 0, _take_wc(candidates, pre.candidate), -1))
     dec = dec._replace(profile=jnp.where(dec.candidate >= 0, _take_wc(candidates, dec.candidate), -1))
 
-    cpre = E.evaluate_chosen(w, p, pre.profile)  # [Q, W]
-    cdec = E.evaluate_chosen(w, p, dec.profile)
-
-    # Predicted TTFT: M/M/1 sojourn at the per-instance arrival rate, plus the overhead.
-    k = queueing.sojourn_factor(w.ttft_quantile)[None]
-    per_instance = demand / jnp.maximum(pre.instances, 1.0)
-    ttft = w.overhead_s[None] + queueing.mm1_sojourn_s(cpre.prefill_mu, per_instance, k)
-
-    # Predicted TPOT: the mean batch B = r TPOT(B) at the per-instance output-token rate r.
-    table = cdec.decode_table
-    prof = jnp.maximum(dec.profile, 0)
-    tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
-    bmax = cdec.decode_batch_limit
-    rate = demand * w.output_tokens[None] / jnp.maximum(dec.instances, 1.0)
-    op = decode.operating_batch(rate, tb, tt, bmax)
-    tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
-
+    lat = chosen.predict(w, p, pre.profile, pre.instances, dec.profile, dec.instances, jnp.zeros_like(demand))
     chosen_pre, chosen_dec = pre.reason == E.OK, dec.reason == E.OK
     return Solution(
         prefill=pre,
         decode=dec,
-        predicted_ttft_s=jnp.where(chosen_pre, ttft, jnp.nan),
-        predicted_tpot_ms=jnp.where(chosen_dec, tpot, jnp.nan),
-        decode_batch=jnp.where(chosen_dec, op, jnp.nan),
-        decode_batch_max=jnp.where(chosen_dec, cdec.decode_bstar, jnp.nan),
-        decode_table=jnp.where(chosen_dec, table, -1),
-        prefill_extrapolated=chosen_pre & cpre.prefill_extrapolated,
+        predicted_ttft_s=jnp.where(chosen_pre, lat.predicted_ttft_s, jnp.nan),
+        predicted_tpot_ms=jnp.where(chosen_dec, lat.predicted_tpot_ms, jnp.nan),
+        decode_batch=jnp.where(chosen_dec, lat.decode_batch, jnp.nan),
+        decode_batch_max=jnp.where(chosen_dec, lat.decode_batch_max, jnp.nan),
+        decode_table=jnp.where(chosen_dec, lat.decode_table, -1),
+        prefill_extrapolated=chosen_pre & lat.prefill_extrapolated,
         demand_rps=demand,
         pd_ratio=sizing.pd_ratio(pre.fractional, dec.fractional),
     )
