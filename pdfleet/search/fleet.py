@@ -51,14 +51,19 @@ def dual(problem: FleetProblem, prices: np.ndarray, supply_max: np.ndarray | Non
     supply_max = max_usage(problem) if supply_max is None else supply_max
     c, d, values, use = paths.solve_paths(problem, prices)
     proc_value, supply, budget = procure.dual(problem.economics, prices, supply_max)
-    return Bound(float(values.sum()) + proc_value, prices, c, d, use, supply, budget)
+    paths_value = float(values.sum())
+    paths_value -= paths.RELATIVE_SLACK * abs(paths_value)  # the float32 search (paths.solve_paths)
+    return Bound(paths_value + proc_value, prices, c, d, use, supply, budget)
 
 
 def switch_usd(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> float:
-    """Switch costs of chosen paths over the horizon (USD)."""
+    """Switch costs of chosen paths over the horizon (USD): paths.path_costs at zero prices, no penalty."""
     if c.shape[0] < 2 or problem.economics.switch_usd == 0:
         return 0.0
-    return float(_switch_per_workload(problem, c, d).sum())
+    x = paths.inputs(problem)
+    x = x._replace(unserved=np.zeros_like(x.unserved))
+    zero = np.zeros((len(problem.skus), c.shape[0]))
+    return float(np.sum(paths.path_costs(x, c, d, zero, problem.economics.hours, problem.economics.switch_usd)))
 
 
 def cheapest_needs(problem: FleetProblem, rows: np.ndarray) -> np.ndarray:
@@ -72,7 +77,7 @@ def cheapest_needs(problem: FleetProblem, rows: np.ndarray) -> np.ndarray:
         return need
     base = base_prices(problem.economics)
     prices = np.where(np.isfinite(base), base, BLOCKED)
-    cost = np.asarray(paths.pair_costs(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
+    cost = np.asarray(paths.pair_costs_jit(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
     for k, (q_i, w_i) in enumerate(rows):  # unserved rows are few; each reads only its own [Cp, Cd] slice
         pc, pd_ = np.unravel_index(np.argmin(cost[q_i, w_i]), cost.shape[2:])
         if np.isfinite(cost[q_i, w_i, pc, pd_]):
@@ -109,33 +114,8 @@ def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> FleetPlan:
 
 def path_values(problem: FleetProblem, prices: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
     """[W] cost of each workload's given path at prices (USD over the horizon, switches included)."""
-    x = paths.inputs(problem)
-    cost = np.asarray(paths.pair_costs(x, jnp.asarray(prices), problem.economics.hours))  # [Q, W, P, D]
-    q, w = c.shape
-    cp, cd = cost.shape[2] - 1, cost.shape[3] - 1
-    cc, dd = np.where(c >= 0, c, cp), np.where(d >= 0, d, cd)
-    per_q = cost[np.arange(q)[:, None], np.arange(w)[None, :], cc, dd]
-    per_w = per_q.sum(axis=0)
-    if q > 1 and problem.economics.switch_usd > 0:
-        per_w = per_w + _switch_per_workload(problem, c, d)
-    return per_w
-
-
-def _switch_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """[W] switch_usd x the new instances of every role whose candidate (sku or TP) changed from the
-    previous quarter (the column of a pair is per workload, so a new column is a new profile)."""
-    o = problem.options
-    q, w = c.shape
-    wi = np.arange(w)[None, :]
-    qi = np.arange(q)[:, None]
-    served = c >= 0
-    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
-    pp = np.where(served, o.pre_profile[wi, cc], -1)
-    dp = np.where(served, o.dec_profile[wi, dd], -1)
-    pn = np.where(served, np.nan_to_num(o.pre_n[qi, wi, cc, dd], posinf=0.0), 0.0)
-    dn = np.where(served, np.nan_to_num(o.dec_n[qi, wi, dd], posinf=0.0), 0.0)
-    moved = ((pp[1:] != pp[:-1]) & served[1:]) * pn[1:] + ((dp[1:] != dp[:-1]) & served[1:]) * dn[1:]
-    return problem.economics.switch_usd * moved.sum(axis=0)
+    econ = problem.economics
+    return np.asarray(paths.path_costs(paths.inputs(problem), c, d, prices, econ.hours, econ.switch_usd))
 
 
 def _cell_mask(problem: FleetProblem, cells: np.ndarray) -> np.ndarray:
@@ -329,7 +309,7 @@ def runner_up(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> dic
     limit binds). Arrays [Q, W]: pre_alt / dec_alt columns (-1 = none) and pre_extra / dec_extra."""
     x = paths.inputs(problem)
     h = problem.economics.hours
-    cost = np.asarray(paths.pair_costs(x, jnp.asarray(prices), h))[:, :, :-1, :-1] / h  # [Q, W, Cp, Cd]
+    cost = np.asarray(paths.pair_costs_jit(x, jnp.asarray(prices), h))[:, :, :-1, :-1] / h  # [Q, W, Cp, Cd]
     c, d = plan.pair_c, plan.pair_d
     served = c >= 0
     q, w = c.shape

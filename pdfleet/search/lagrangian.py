@@ -3,7 +3,8 @@
 L(lambda) (search/fleet.py) is concave and piecewise linear; its subgradient at lambda is
 H x (usage - supply): the GPUs the workloads' cheapest paths use at those prices minus what the
 procurement term supplies. The ascent takes Polyak steps (optax.polyak_sgd on -L with the best plan's
-cost as the target value), projected onto lambda >= 0; the step scale halves when the bound stalls.
+cost, capped at 10% above the bound, as the target value), projected onto lambda >= 0; the step scale
+halves when the bound stalls for 5 steps.
 Every few steps the current paths are repaired into a feasible plan and improved (fleet.repair,
 fleet.improve); the cheapest plan and the best bound are kept, so the reported gap is certified.
 """
@@ -63,7 +64,11 @@ def solve(problem: FleetProblem, max_iter: int = 150, tol: float = 1e-4, repair_
         norm2 = float(np.sum(grad**2))
         if norm2 == 0.0:
             break
-        target = plan.objective_usd if np.isfinite(plan.objective_usd) else best_bound.value_usd * 1.05 + 1.0
+        # Polyak's target: the best plan's cost, but never more than 10% above the bound (a plan with
+        # unserved rows carries huge penalties, and a far target makes steps that overshoot).
+        lb = best_bound.value_usd
+        cap = lb + 0.1 * abs(lb) + 1.0
+        target = min(plan.objective_usd, cap) if np.isfinite(plan.objective_usd) else cap
         step = optax.polyak_sgd(max_learning_rate=1e6, scaling=scale, f_min=-target)
         updates, _ = step.update(jnp.asarray(-grad), step.init(jnp.asarray(prices)), jnp.asarray(prices),
                                  value=-bound.value_usd)

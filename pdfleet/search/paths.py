@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdfleet.search.exact import first_argmin
+
 
 class PathInputs(NamedTuple):
     """Device arrays of the fleet problem the path search reads (see problem.Options)."""
@@ -55,6 +57,27 @@ def pair_costs(x: PathInputs, prices, hours):
     return cost.at[:, :, -1, -1].set(x.unserved)
 
 
+pair_costs_jit = jax.jit(pair_costs)
+
+
+@jax.jit
+def path_costs(x: PathInputs, c, d, prices, hours, switch):
+    """[W] USD over the horizon of given paths (c, d [Q, W], -1 = unserved) at prices [S, Q], with the
+    same charges as best_paths: each quarter's pair (or the unserved penalty), plus switch x the new
+    instances of a role whose candidate column changed from the previous quarter."""
+    q, w = c.shape
+    qi, wi = jnp.arange(q)[:, None], jnp.arange(w)[None, :]
+    served = c >= 0
+    cc, dd = jnp.maximum(c, 0), jnp.maximum(d, 0)
+    pn = jnp.where(served, x.pre_n[qi, wi, cc, dd], 0.0)
+    dn = jnp.where(served, x.dec_n[qi, wi, dd], 0.0)
+    pg = pn * x.pre_gpi[wi, cc] * prices[x.pre_sku[wi, cc], qi]
+    dg = dn * x.dec_gpi[wi, dd] * prices[x.dec_sku[wi, dd], qi]
+    per_q = jnp.where(served, hours * (pg + dg), x.unserved)
+    moved = jnp.where(c[1:] != c[:-1], pn[1:], 0.0) + jnp.where(d[1:] != d[:-1], dn[1:], 0.0)
+    return per_q.sum(axis=0) + switch * moved.sum(axis=0)
+
+
 def _counts(x: PathInputs):
     """Instances of the new state's prefill [Q, W, Cp+1, Cd+1] and decode [Q, W, 1, Cd+1] (0 = unserved)."""
     pn = jnp.pad(jnp.where(jnp.isfinite(x.pre_n), x.pre_n, 0.0), ((0, 0), (0, 0), (0, 1), (0, 1)))
@@ -85,11 +108,11 @@ def best_paths(x: PathInputs, prices, hours, switch):
         return v, v
 
     v0 = cost[0]
-    last, vs = jax.lax.scan(forward, v0, (cost[1:], pn[1:], dn[1:]))
+    last, vs = jax.lax.scan(forward, v0, (cost[1:], pn[1:], dn[1:]), unroll=8)
     values = jnp.concatenate([v0[None], vs], axis=0)  # [Q, W, P, D]
     nw, np_, nd = v0.shape
     flat = last.reshape(nw, -1)
-    end = jnp.argmin(flat, axis=1)
+    end = first_argmin(flat)
     value = jnp.min(flat, axis=1)
 
     def backward(state, inp):
@@ -98,10 +121,10 @@ def best_paths(x: PathInputs, prices, hours, switch):
         w = jnp.arange(nw)
         trans = (prev + switch * p[w, c1, d1][:, None, None] * (jnp.arange(np_)[None, :, None] != c1[:, None, None])
                  + switch * d[w, 0, d1][:, None, None] * (jnp.arange(nd)[None, None, :] != d1[:, None, None]))
-        before = jnp.argmin(trans.reshape(nw, -1), axis=1)
+        before = first_argmin(trans.reshape(nw, -1))
         return before, state
 
-    first, states = jax.lax.scan(backward, end, (values[:-1], pn[1:], dn[1:]), reverse=True)
+    first, states = jax.lax.scan(backward, end, (values[:-1], pn[1:], dn[1:]), reverse=True, unroll=8)
     states = jnp.concatenate([first[None], states], axis=0)  # [Q, W]
     c, d = states // nd, states % nd
     unserved = (c == np_ - 1) | (d == nd - 1)
@@ -126,20 +149,26 @@ def usage_of(x: PathInputs, pair_c, pair_d, n_skus: int):
 def solve_paths(problem, prices, chunk: int = 8192, mask=None):
     """best_paths over all workloads in chunks of `chunk` workloads (one compiled shape per chunk size).
 
-    mask: optional [Q, W, Cp, Cd] bool of forbidden pairs (repair). Returns NumPy (pair_c, pair_d, value,
-    usage [S, Q])."""
+    The search runs in float32 (twice as fast on CPU as float64); each chosen path is then priced again
+    in float64 (path_costs), so values and usage are exact for the paths returned. Ties within float32
+    rounding (~1e-7 relative) may pick a path that is not the float64 cheapest, so a bound summed from
+    these values can exceed the true dual value by that much: fleet.dual takes RELATIVE_SLACK off.
+    mask: optional [Q, W, Cp, Cd] bool of forbidden pairs (repair). Returns NumPy (pair_c, pair_d,
+    value [W], usage [S, Q])."""
     econ = problem.economics
     w = len(problem.workloads)
     n_skus = len(problem.skus)
     cs, ds, vs = [], [], []
     use = np.zeros((n_skus, len(problem.quarters)))
+    prices32 = jnp.asarray(np.asarray(prices), jnp.float32)
     for lo in range(0, w, chunk):
         hi = min(lo + chunk, w)
-        x = inputs(problem, lo, hi)
+        x, x32 = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
         if mask is not None:
-            x = x._replace(pre_n=np.where(mask[:, lo:hi], np.inf, x.pre_n))
-        x = _pad_workloads(x, chunk if w > chunk else hi - lo)
-        c, d, v = best_paths(x, jnp.asarray(prices), econ.hours, econ.switch_usd)
+            m = jnp.asarray(_pad_mask(mask[:, lo:hi], x.pre_n.shape[1]))
+            x32 = x32._replace(pre_n=jnp.where(m, jnp.inf, x32.pre_n))
+        c, d, _ = best_paths(x32, prices32, econ.hours, econ.switch_usd)
+        v = path_costs(x, c, d, prices, econ.hours, econ.switch_usd)
         u = usage_of(x, c, d, n_skus=n_skus)
         n = hi - lo
         cs.append(np.asarray(c)[:, :n])
@@ -147,6 +176,30 @@ def solve_paths(problem, prices, chunk: int = 8192, mask=None):
         vs.append(np.asarray(v)[:n])
         use += np.asarray(u)
     return np.concatenate(cs, 1), np.concatenate(ds, 1), np.concatenate(vs), use
+
+
+RELATIVE_SLACK = 1e-6
+_DEVICE: dict = {}  # (id of the problem's pre_n, lo, hi) -> device inputs in float64 and float32
+
+
+def _device_inputs(problem, lo: int, hi: int, width: int):
+    """The path inputs of workloads [lo, hi), padded to width, on the device in float64 and float32;
+    kept for the last problem seen, since every solver step searches the same arrays again."""
+    key = (id(problem.options.pre_n), lo, hi, width)
+    if key not in _DEVICE:
+        if not any(k[0] == key[0] for k in _DEVICE):
+            _DEVICE.clear()
+        x = _pad_workloads(inputs(problem, lo, hi), width)
+        x64 = PathInputs(*(jnp.asarray(a) for a in x))
+        x32 = PathInputs(*(jnp.asarray(a, jnp.float32) if np.asarray(a).dtype == np.float64 else jnp.asarray(a)
+                           for a in x))
+        _DEVICE[key] = (x64, x32)
+    return _DEVICE[key]
+
+
+def _pad_mask(mask, width: int):
+    extra = width - mask.shape[1]
+    return np.pad(mask, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra else mask
 
 
 def _pad_workloads(x: PathInputs, width: int) -> PathInputs:
