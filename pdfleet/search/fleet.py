@@ -210,9 +210,12 @@ def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -
     per_w = _usage_per_workload(problem, c, d)
     row_cost = np.einsum("wsq,sq->qw", per_w, prices)  # USD per hour at prices
     per_request = row_cost / np.maximum(problem.demand_rps, EPS)
-    for qi in range(c.shape[0]):
-        if not np.isfinite(econ.budget[qi]):
-            continue
+    free = problem._replace(economics=econ._replace(budget=np.full_like(econ.budget, np.inf)))
+    unbudgeted = evaluate(free, c, d).procurement
+    if unbudgeted is None:
+        return plan
+    hourly = (unbudgeted.capex_per_hour + unbudgeted.opex_per_hour).sum(axis=0)
+    for qi in np.nonzero(hourly > econ.budget + EPS)[0]:  # only the quarters whose budget is short
         order = np.argsort(-per_request[qi], kind="stable")
         for wi in order:  # stops at the first feasible plan; each step is one small LP
             trial = evaluate(problem, c, d)
@@ -241,46 +244,47 @@ def _room_mask(problem: FleetProblem, per_w: np.ndarray, room: np.ndarray) -> np
                     (pre_need > pre_left[..., None] + EPS) | (dec_need > dec_left + EPS)[:, :, None, :])
 
 
-def marginal_prices(problem: FleetProblem, plan: FleetPlan) -> np.ndarray:
-    """[S, Q] USD per GPU-hour of one more GPU in each cell given the plan's procurement: an idle owned
-    (or already bought) GPU costs its running price; else renting where the caps leave room; else
-    buying where that can arrive (base price of a purchase, problem.base_prices); else BLOCKED."""
+def marginal_prices(problem: FleetProblem, plan: FleetPlan) -> tuple[np.ndarray, np.ndarray]:
+    """([S, Q] USD per GPU-hour of one more GPU in each cell, [S, Q] what one GPU less saves), given the
+    plan's procurement. One more: an idle owned (or already bought) GPU costs its running price; else
+    renting where the caps leave room; else buying where that can arrive (problem.base_prices); else
+    BLOCKED. One less: the rent of a rented GPU where some are rented, else the running price of an
+    owned one (a purchase is not undone by one GPU)."""
     from pdfleet.search.problem import base_prices
 
     econ, proc = problem.economics, plan.procurement
-    use = _usage(problem, plan.pair_c, plan.pair_d)
     idle = proc.owned_total - proc.owned_used
     rent_room = np.minimum(econ.rent_max - proc.rented, econ.inventory - proc.owned_total - proc.rented)
     buy_room = np.minimum(procure.buy_upper(econ) - proc.bought, econ.inventory - proc.owned_total - proc.rented)
     buy = np.where(buy_room >= 1, base_prices(econ._replace(owned=np.zeros_like(econ.owned),
                                                              rent_max=np.zeros_like(econ.rent_max))), np.inf)
     rent = np.where(rent_room >= 1, econ.rent_price[:, None], np.inf)
-    price = np.where(idle >= 1, econ.own_price[:, None], np.minimum(rent, buy))
-    del use
-    return np.where(np.isfinite(price), price, BLOCKED)
+    more = np.where(idle >= 1, econ.own_price[:, None], np.minimum(rent, buy))
+    less = np.where(proc.rented >= 1, econ.rent_price[:, None], np.broadcast_to(econ.own_price[:, None], idle.shape))
+    return np.where(np.isfinite(more), more, BLOCKED), less
 
 
 BLOCKED = 1e6  # USD per GPU-hour of a cell with no GPU left: finite, so 0 instances x price stays 0
 
 
-def improve(problem: FleetProblem, plan: FleetPlan, prices=None, rounds: int = 8) -> FleetPlan:
-    """Vectorized local search from a feasible plan. Each round prices every cell at the cost of one more
-    GPU there (marginal_prices), finds every workload's best path at those prices, and applies the moves
-    in order of their saving while every cell stays within its cap; the round is kept only if the true
-    cost (procure.cover + switches) falls, else half as many moves are tried. `prices` is unused (the
-    marginal prices of the current plan replace any dual prices)."""
-    del prices
+def improve(problem: FleetProblem, plan: FleetPlan, rounds: int = 8, singles: int = 16) -> FleetPlan:
+    """Vectorized local search from a feasible plan. Each round finds every workload's best path with
+    one more GPU priced at its marginal cost (marginal_prices) and compares it with its current path
+    valued at what its GPUs would save if released; the moves are applied in order of that saving while
+    every cell stays within its cap, and the round is kept only if the true cost (procure.cover +
+    switches) falls. Failing that, half as many moves, then each of the `singles` best moves alone."""
     if plan.procurement is None:
         return plan
     cap = procure.supply_cap(problem.economics)
     for _ in range(rounds):
         c, d = plan.pair_c, plan.pair_d
-        marg = marginal_prices(problem, plan)
+        more, less = marginal_prices(problem, plan)
         per_w = _usage_per_workload(problem, c, d)
         use = per_w.sum(axis=0)
-        ac, ad, alt_value, _ = paths.solve_paths(problem, marg, mask=_room_mask(problem, per_w, cap - use))
-        saving = path_values(problem, marg, c, d) - alt_value
-        who = np.nonzero(saving > EPS * np.maximum(1.0, np.abs(alt_value)))[0]
+        ac, ad, alt_value, _ = paths.solve_paths(problem, more, mask=_room_mask(problem, per_w, cap - use))
+        saving = path_values(problem, less, c, d) - alt_value
+        moved = (ac != c).any(axis=0) | (ad != d).any(axis=0)
+        who = np.nonzero((saving > EPS * np.maximum(1.0, np.abs(alt_value))) & moved)[0]
         if len(who) == 0:
             break
         order = who[np.argsort(-saving[who], kind="stable")]
@@ -288,15 +292,19 @@ def improve(problem: FleetProblem, plan: FleetPlan, prices=None, rounds: int = 8
         running = use[None] + np.cumsum(change, axis=0)
         ok = (running <= cap[None] + EPS).all(axis=(1, 2))
         n_ok = int(np.argmin(ok)) if not ok.all() else len(order)
+        tries = []
+        while n_ok > 1:
+            tries.append(order[:n_ok])
+            n_ok //= 2
+        tries += [order[i:i + 1] for i in range(min(singles, len(order)))]
         better = None
-        while n_ok > 0 and better is None:
-            take = order[:n_ok]
+        for take in tries:
             nc, nd = c.copy(), d.copy()
             nc[:, take], nd[:, take] = ac[:, take], ad[:, take]
             trial = evaluate(problem, nc, nd)
             if trial.objective_usd < plan.objective_usd - EPS:
                 better = trial
-            n_ok //= 2
+                break
         if better is None:
             break
         plan = better

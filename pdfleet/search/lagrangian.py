@@ -47,16 +47,23 @@ def gap(cost: float, bound: float) -> float:
     return max(0.0, (cost - bound) / cost)
 
 
+POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are solved by HiGHS
+
+
 def solve(problem: FleetProblem, max_iter: int = 150, tol: float = 1e-4, repair_every: int = 10,
-          progress: Callable[[int, int, float], None] | None = None, prices=None) -> Result:
+          progress: Callable[[int, int, float], None] | None = None, prices=None,
+          polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0) -> Result:
     t0 = time.perf_counter()
     econ = problem.economics
     supply_max = max_usage(problem)
     prices = start_prices(problem) if prices is None else np.asarray(prices, np.float64)
+    top = price_ceiling(problem)
+    unit = float(np.median(prices[prices > 0])) if (prices > 0).any() else 1.0
     bound = fleet.dual(problem, prices, supply_max)
     best_bound = bound
-    plan = fleet.improve(problem, fleet.repair(problem, bound.pair_c, bound.pair_d, prices), prices)
-    scale, stall, it = 1.0, 0, 0
+    seen = _visit(None, bound)
+    plan = _primal(problem, bound)
+    eta, stall, it = 1.0, 0, 0
     for it in range(1, max_iter + 1):
         if gap(plan.objective_usd, best_bound.value_usd) <= tol:
             break
@@ -64,32 +71,83 @@ def solve(problem: FleetProblem, max_iter: int = 150, tol: float = 1e-4, repair_
         norm2 = float(np.sum(grad**2))
         if norm2 == 0.0:
             break
-        # Polyak's target: the best plan's cost, but never more than 10% above the bound (a plan with
-        # unserved rows carries huge penalties, and a far target makes steps that overshoot).
-        lb = best_bound.value_usd
-        cap = lb + 0.1 * abs(lb) + 1.0
-        target = min(plan.objective_usd, cap) if np.isfinite(plan.objective_usd) else cap
-        step = optax.polyak_sgd(max_learning_rate=1e6, scaling=scale, f_min=-target)
+        target = plan.objective_usd if np.isfinite(plan.objective_usd) else 2.0 * abs(best_bound.value_usd) + 1.0
+        # Polyak's step, but no price moves by more than eta x a typical price per step.
+        limit = eta * unit / (float(np.max(np.abs(grad))) + 1e-30)
+        step = optax.polyak_sgd(max_learning_rate=limit, scaling=eta, f_min=-target)
         updates, _ = step.update(jnp.asarray(-grad), step.init(jnp.asarray(prices)), jnp.asarray(prices),
                                  value=-bound.value_usd)
-        prices = np.maximum(np.asarray(optax.apply_updates(jnp.asarray(prices), updates), np.float64), 0.0)
+        prices = np.clip(np.asarray(optax.apply_updates(jnp.asarray(prices), updates), np.float64), 0.0, top)
         bound = fleet.dual(problem, prices, supply_max)
+        seen = _visit(seen, bound)
         if bound.value_usd > best_bound.value_usd + 1e-9 * abs(best_bound.value_usd):
             best_bound, stall = bound, 0
         else:
             stall += 1
-            if stall >= 5:
-                scale, stall = scale / 2.0, 0
-        if it % repair_every == 0 or scale < 1e-3:
-            trial = fleet.improve(problem, fleet.repair(problem, bound.pair_c, bound.pair_d, prices), prices)
+            if stall >= 5:  # restart from the best prices with half the step
+                eta, stall, prices, bound = eta / 2.0, 0, best_bound.prices, best_bound
+        if it % repair_every == 0:
+            trial = _primal(problem, bound)
             if trial.objective_usd < plan.objective_usd:
                 plan = trial
         if progress:
             progress(it, max_iter, gap(plan.objective_usd, best_bound.value_usd))
-        if scale < 1e-3:
+        if eta < 1e-3:
             break
-    trial = fleet.improve(problem, fleet.repair(problem, best_bound.pair_c, best_bound.pair_d, best_bound.prices),
-                          best_bound.prices)
+    trial = _primal(problem, best_bound)
     if trial.objective_usd < plan.objective_usd:
         plan = trial
+    if gap(plan.objective_usd, best_bound.value_usd) > tol:
+        plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_seconds)
     return Result(plan, best_bound.value_usd, best_bound.prices, it, time.perf_counter() - t0)
+
+
+def price_ceiling(problem: FleetProblem) -> float:
+    """No dual price needs to exceed the largest penalty of a row per GPU-hour: at that price every
+    row would rather go unserved than use one GPU."""
+    return float(np.max(problem.unserved_usd, initial=1.0)) / problem.economics.hours + \
+        float(np.max(problem.economics.rent_price))
+
+
+def _primal(problem: FleetProblem, bound: fleet.Bound) -> fleet.FleetPlan:
+    return fleet.improve(problem, fleet.repair(problem, bound.pair_c, bound.pair_d, bound.prices))
+
+
+def _visit(seen, bound: fleet.Bound):
+    """The paths of every dual step (the pairs a restricted program keeps): {'c': [...], 'd': [...]}."""
+    if seen is None:
+        return {"c": [bound.pair_c.copy()], "d": [bound.pair_d.copy()]}
+    seen["c"].append(bound.pair_c.copy())
+    seen["d"].append(bound.pair_d.copy())
+    return seen
+
+
+def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs: int, seconds: float,
+           cheapest: int = 2) -> fleet.FleetPlan:
+    """Primal polish: the integer program (milp.py) restricted, per workload, to the pairs the dual
+    search visited, the plan's own and each row's `cheapest` pairs at prices, when that is at most
+    max_pairs variables; kept if cheaper. A plan of the restricted program is a plan of the full one,
+    so the certified bound still holds."""
+    from pdfleet.search import milp, paths
+
+    o = problem.options
+    q, w, cp, cd = o.pre_n.shape
+    keep = np.zeros((w, cp, cd), bool)
+    cost = np.asarray(paths.pair_costs_jit(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
+    flat = cost.reshape(q, w, -1)
+    best = np.argsort(flat, axis=2, kind="stable")[:, :, :cheapest]  # [Q, W, k]
+    finite = np.take_along_axis(flat, best, 2) < np.inf
+    wk = np.broadcast_to(np.arange(w)[None, :, None], best.shape)
+    keep[wk[finite], best[finite] // cd, best[finite] % cd] = True
+    wi = np.arange(w)[None, :]
+    for c, d in zip(seen["c"] + [plan.pair_c], seen["d"] + [plan.pair_d]):
+        ok = c >= 0
+        keep[np.broadcast_to(wi, c.shape)[ok], c[ok], d[ok]] = True
+    if int(keep.sum()) * q > max_pairs:
+        return plan
+    restricted = problem._replace(options=o._replace(pre_n=np.where(keep[None], o.pre_n, np.inf)))
+    res = milp.solve(restricted, time_limit=seconds)
+    if res.plan.procurement is None:
+        return plan
+    trial = fleet.evaluate(problem, res.plan.pair_c, res.plan.pair_d)
+    return trial if trial.objective_usd < plan.objective_usd else plan

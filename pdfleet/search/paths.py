@@ -185,10 +185,12 @@ _DEVICE: dict = {}  # (id of the problem's pre_n, lo, hi) -> device inputs in fl
 def _device_inputs(problem, lo: int, hi: int, width: int):
     """The path inputs of workloads [lo, hi), padded to width, on the device in float64 and float32;
     kept for the last problem seen, since every solver step searches the same arrays again."""
-    key = (id(problem.options.pre_n), lo, hi, width)
+    owner = problem.options.pre_n
+    if _DEVICE.get("owner") is not owner:  # identity, not id(): the cache holds the array alive
+        _DEVICE.clear()
+        _DEVICE["owner"] = owner
+    key = (lo, hi, width)
     if key not in _DEVICE:
-        if not any(k[0] == key[0] for k in _DEVICE):
-            _DEVICE.clear()
         x = _pad_workloads(inputs(problem, lo, hi), width)
         x64 = PathInputs(*(jnp.asarray(a) for a in x))
         x32 = PathInputs(*(jnp.asarray(a, jnp.float32) if np.asarray(a).dtype == np.float64 else jnp.asarray(a)

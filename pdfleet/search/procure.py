@@ -153,12 +153,16 @@ def dual(econ: Economics, prices: np.ndarray, supply_max: np.ndarray) -> tuple[f
     cost, rows, lo, hi, upper = program(econ, supply_max)
     credit = econ.hours * prices.ravel()
     shifted = cost - np.concatenate([credit, credit, np.zeros(n)])
-    res = linprog(shifted, A_ub=sp.vstack(rows).tocsr(), b_ub=np.concatenate(hi),
+    scale = max(float(np.max(np.abs(shifted))), 1.0)  # HiGHS fails on objectives of 1e12 and more
+    res = linprog(shifted / scale, A_ub=sp.vstack(rows).tocsr(), b_ub=np.concatenate(hi),
                   bounds=np.stack([np.zeros(3 * n), upper], axis=1), method="highs")
-    if res.x is None:  # cannot happen: x = 0 is feasible (every limit is >= 0)
-        raise RuntimeError(f"procurement dual: {res.message}")
+    if res.x is None:  # x = 0 is feasible (every limit is >= 0): only a numerical failure lands here
+        res = linprog(shifted / scale, A_ub=sp.vstack(rows).tocsr(), b_ub=np.concatenate(hi),
+                      bounds=np.stack([np.zeros(3 * n), upper], axis=1), method="highs-ipm")
+        if res.x is None:
+            raise RuntimeError(f"procurement dual: {res.message}")
     supply = (res.x[:n] + res.x[n:2 * n]).reshape(s, q)
     budget = np.zeros(q)
     if np.isfinite(econ.budget).any():
-        budget[np.isfinite(econ.budget)] = -res.ineqlin.marginals[-int(np.isfinite(econ.budget).sum()):]
-    return float(res.fun), supply, budget
+        budget[np.isfinite(econ.budget)] = -scale * res.ineqlin.marginals[-int(np.isfinite(econ.budget).sum()):]
+    return float(res.fun) * scale, supply, budget

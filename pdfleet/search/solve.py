@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from pdfleet.search import fleet, lagrangian, milp, procure
+from pdfleet.search import fleet, lagrangian, milp, paths, procure
 from pdfleet.search.problem import FleetProblem
 
 SOLVERS = ("auto", "exact", "lagrangian", "evolution", "milp")
@@ -71,7 +71,8 @@ def run(problem: FleetProblem, solver: str = "auto", seed: int = 0,
     if solver in ("auto", "exact"):
         plan, bound, breaks = timed("exact", lambda: exact(problem))
         costs["exact"] = plan.objective_usd
-        if solver == "exact" or (not breaks and lagrangian.gap(plan.objective_usd, bound.value_usd) <= 1e-9):
+        exact_gap = lagrangian.gap(plan.objective_usd, bound.value_usd)
+        if solver == "exact" or (not breaks and exact_gap <= 2 * paths.RELATIVE_SLACK):
             return Outcome("exact", plan, bound.value_usd, bound.prices, bound.budget_price, seconds, costs, breaks,
                            notes)
         notes.append("shared limits bind (inventory, owned GPUs, budget or purchase caps): searched with lagrangian")
