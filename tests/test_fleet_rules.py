@@ -90,3 +90,21 @@ def test_manifest_reports_cost_bound_gap_and_solver_times(tmp_path):
     assert fleet["cost_usd_per_hour"].sum() * m["hours_per_quarter"] + m["switch_usd"] == pytest.approx(m["cost_usd"])
     assert m["cost_usd_per_hour"] == pytest.approx(m["cost_usd"] / hours)
     assert "lower bound" in result.output and "gap" in result.output
+
+
+def test_search_progress_bar_shows_only_after_its_delay():
+    import io
+
+    from rich.console import Console
+
+    from pdfleet import report
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with report.search_progress(console, after_s=0.0) as update:
+        update("lagrangian", 3, 10, 0.0123)
+    assert "lagrangian" in out.getvalue() and "1.230%" in out.getvalue()
+    quiet = io.StringIO()
+    with report.search_progress(Console(file=quiet, force_terminal=True), after_s=60.0) as update:
+        update("lagrangian", 3, 10, 0.0123)
+    assert quiet.getvalue() == ""
