@@ -23,6 +23,7 @@ from fleet_economics import random_economics_doc
 # the prices; in 9 and 20 it finds the prices whose bound meets the optimum. 9, 20 and 24 can serve
 # every row; 11's budget leaves rows unserved.
 SEEDS = (9, 11, 20, 24)
+HARD = (7, 12)  # the search alone ended 24% and 17% above milp here; the restricted-program polish closes it
 TOL = 1e-6
 
 
@@ -61,7 +62,7 @@ def assert_keeps_limits(fp, plan):
     assert np.isfinite(plan.objective_usd)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS + HARD)
 def test_plan_keeps_limits_and_is_near_milp(seed):
     fp = problem(seed)
     res, ref = solved(seed)

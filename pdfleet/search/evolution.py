@@ -38,7 +38,8 @@ Bound. Any prices >= 0 give a lower bound L(prices) (fleet.dual, weak duality). 
 kept (its path values come from the same vmapped call; the procurement term is one small LP), with
 L at the start prices; the best is reported, so the gap (objective - bound) / objective is certified.
 
-Stops after `max_generations`, when the gap <= tol, when neither the best objective nor the best bound
+A last polish solves the integer program restricted to the pairs some member's paths chose
+(lagrangian.polish), when that program is small. Stops after `max_generations`, when the gap <= tol, when neither the best objective nor the best bound
 has moved for `patience` generations, or when CMA-ES reports convergence. Deterministic for a fixed
 seed (CMA's sampler is seeded; everything else is deterministic). Generation 0 is the start prices
 themselves; where no limit binds its plan is optimal (gap 0) and no generation runs.
@@ -55,7 +56,7 @@ import numpy as np
 from cmaes import CMA
 
 from pdfleet.search import fleet, paths, procure
-from pdfleet.search.lagrangian import gap, start_prices
+from pdfleet.search.lagrangian import POLISH_PAIRS, gap, polish, start_prices
 from pdfleet.search.problem import FleetProblem, max_usage
 
 PATH_CELLS = 8192  # population members x workloads per compiled path-search call (paths.solve_paths' chunk)
@@ -174,10 +175,13 @@ def solve(problem: FleetProblem, seed: int = 0, max_generations: int = 30, tol: 
     cma = CMA(mean=np.zeros(n_dim), sigma=sigma0, bounds=search_bounds(problem, ref, bounds), seed=seed,
               population_size=size)
     stall, generation = 0, 0
+    seen = {"c": [bound0.pair_c], "d": [bound0.pair_d]}  # every member's paths: the polish's columns
     for generation in range(1, max_generations + 1):
         ms = np.stack([cma.ask() for _ in range(cma.population_size)])  # [P, S x Q]
         prices = ref[None] * np.exp(ms.reshape(-1, *shape))  # [P, S, Q]
         pc, pd, values = population_paths(problem, prices)
+        seen["c"] += list(pc)
+        seen["d"] += list(pd)
         objective, dual_value, improved = np.empty(len(ms)), np.empty(len(ms)), False
         for i in range(len(ms)):
             dual_value[i] = _dual_value(econ, prices[i], supply_max, values[i])
@@ -195,4 +199,6 @@ def solve(problem: FleetProblem, seed: int = 0, max_generations: int = 30, tol: 
             progress(generation, max_generations, g)
         if g <= tol or stall >= patience or cma.should_stop():
             break
+    if gap(plan.objective_usd, best_bound) > tol:  # the same restricted-program polish as lagrangian's
+        plan = polish(problem, plan, seen, np.asarray(best_prices, np.float64), POLISH_PAIRS, 30.0)
     return Result(plan, best_bound, np.asarray(best_prices, np.float64), generation, time.perf_counter() - t0)
