@@ -50,7 +50,7 @@ def gap(cost: float, bound: float) -> float:
 POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are solved by HiGHS
 
 
-def solve(problem: FleetProblem, max_iter: int = 150, tol: float = 1e-4, repair_every: int = 10,
+def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_every: int = 10,
           progress: Callable[[int, int, float], None] | None = None, prices=None,
           polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0) -> Result:
     t0 = time.perf_counter()
