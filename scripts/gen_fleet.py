@@ -184,7 +184,7 @@ def _nice(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _capacity(prefill: dict, tables: list[dict], inp: int, out: int, ttft: float, tpot: float, k: float, tp: int):
+def _capacity(prefill: dict, tables: list[dict], inp: int, out: int, ttft: float, tpot: float, k: float):
     """(prefill req/s, decode req/s) per instance by the paper's rules on this generator's tables (a
     close estimate of what pdfleet computes, for sizing SLOs and economics)."""
     tps = float(np.interp(inp, prefill["input_tokens"], prefill["max_tokens_per_s"]))
@@ -237,6 +237,8 @@ def generate(rows: int, seed: int = 0, quarters: int = 4) -> dict:
     base_rate = np.clip(rng.lognormal(np.log(1.5), 1.2, n_work), 0.05, 200.0)
     growth = rng.uniform(0.0, 0.30, (n_work, quarters))
     launch = np.where(rng.random(n_work) < 0.05, rng.integers(1, max(quarters, 2), n_work), 0)
+    if quarters == 1:
+        launch[:] = 0  # a single quarter: every workload has demand in it
     lens_z = rng.normal(0.0, 1.0, (n_work, 2))
     slo_u = rng.random((n_work, 2))
     p90 = rng.random(n_work) < 0.3
@@ -279,7 +281,7 @@ def generate(rows: int, seed: int = 0, quarters: int = 4) -> dict:
         best = None
         for j in by_model[model]:
             _, s, tp, pre, tabs = prof_meta[j]
-            pre_r, dec_r = _capacity(pre, tabs, inp, out, ttft - overhead[i], tpot, k, tp)
+            pre_r, dec_r = _capacity(pre, tabs, inp, out, ttft - overhead[i], tpot, k)
             if pre_r <= 0 or dec_r <= 0:
                 continue
             gpus = tp * (np.maximum(np.ceil(rate / pre_r), 1) + np.maximum(np.ceil(rate / dec_r), 1))
