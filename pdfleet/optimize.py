@@ -106,11 +106,11 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         t4 = time.perf_counter()
     with jax.enable_x64(use64):
         pred = chosen.predict_plan(prep.problem, prep.rows, fp, outcome.plan)
-    with jax.enable_x64(True):
+    with jax.enable_x64(True):  # dollars and GPU counts of the tables in float64 too
         runner = F.runner_up(fp, outcome.plan, outcome.prices)
         limits = solve.binding_limits(fp, outcome)
-    plan_df = plan.plan_frame(fleet, fp, outcome.plan, pred, runner)
-    fleet_df = plan.fleet_frame(fleet, fp, outcome.plan)
+        plan_df = plan.plan_frame(fleet, fp, outcome.plan, pred, runner)
+        fleet_df = plan.fleet_frame(fleet, fp, outcome.plan)
     t5 = time.perf_counter()
     timings = {**prep.timings, "search_s": t4 - t3, "tables_s": t5 - t4,
                "solvers_s": {k: float(v) for k, v in outcome.seconds.items()}}

@@ -169,7 +169,7 @@ def fleet_frame(fleet: S.Fleet, fp, plan) -> pd.DataFrame:
     use = F._usage(fp, plan.pair_c, plan.pair_d)
     econ = fp.economics
     proc = plan.procurement
-    pre = _role_usage(fp, plan, "pre")
+    pre = F._usage_per_workload(fp, plan.pair_c, plan.pair_d, roles=("prefill",)).sum(axis=0)
     rows = []
     for qi, quarter in enumerate(fp.quarters):
         for si, sku_name in enumerate(fp.skus):
@@ -203,20 +203,3 @@ def fleet_frame(fleet: S.Fleet, fp, plan) -> pd.DataFrame:
                 "gpus_short": max(0.0, gpus - inventory) if not math.isnan(inventory) else 0.0,
             })
     return pd.DataFrame(rows)
-
-
-def _role_usage(fp, plan, key: str) -> np.ndarray:
-    """[S, Q] GPUs of one role."""
-    o = fp.options
-    c, d = plan.pair_c, plan.pair_d
-    q, w = c.shape
-    served = c >= 0
-    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
-    qi, wi = np.meshgrid(np.arange(q), np.arange(w), indexing="ij")
-    if key == "pre":
-        g, sku = np.where(served, o.pre_n[qi, wi, cc, dd], 0.0) * o.pre_gpi[wi, cc], o.pre_sku[wi, cc]
-    else:
-        g, sku = np.where(served, o.dec_n[qi, wi, dd], 0.0) * o.dec_gpi[wi, dd], o.dec_sku[wi, dd]
-    out = np.zeros((len(fp.skus), q))
-    np.add.at(out, (sku, qi), g)
-    return out

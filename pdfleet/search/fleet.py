@@ -60,8 +60,8 @@ def switch_usd(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> float:
     """Switch costs of chosen paths over the horizon (USD): paths.path_costs at zero prices, no penalty."""
     if c.shape[0] < 2 or problem.economics.switch_usd == 0:
         return 0.0
-    x = paths.inputs(problem)
-    x = x._replace(unserved=np.zeros_like(x.unserved))
+    x = paths.device_inputs(problem)
+    x = x._replace(unserved=jnp.zeros_like(x.unserved))
     zero = np.zeros((len(problem.skus), c.shape[0]))
     return float(np.sum(paths.path_costs(x, c, d, zero, problem.economics.hours, problem.economics.switch_usd)))
 
@@ -77,7 +77,7 @@ def cheapest_needs(problem: FleetProblem, rows: np.ndarray) -> np.ndarray:
         return need
     base = base_prices(problem.economics)
     prices = np.where(np.isfinite(base), base, BLOCKED)
-    cost = np.asarray(paths.pair_costs_jit(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
+    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
     for k, (q_i, w_i) in enumerate(rows):  # unserved rows are few; each reads only its own [Cp, Cd] slice
         pc, pd_ = np.unravel_index(np.argmin(cost[q_i, w_i]), cost.shape[2:])
         if np.isfinite(cost[q_i, w_i, pc, pd_]):
@@ -103,7 +103,7 @@ def label_unserved(problem: FleetProblem, c: np.ndarray, d: np.ndarray, use: np.
 def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> FleetPlan:
     """True cost of a choice: cheapest covering procurement + switch costs (inf when none covers), and
     the limit that leaves each unserved row unserved."""
-    use = paths.usage_of(paths.inputs(problem), c, d, n_skus=len(problem.skus))
+    use = paths.usage_of(paths.device_inputs(problem), c, d, n_skus=len(problem.skus))
     proc = procure.cover(problem.economics, np.asarray(use, np.float64))
     sw = switch_usd(problem, c, d)
     limited = label_unserved(problem, c, d, np.asarray(use, np.float64))
@@ -115,7 +115,7 @@ def evaluate(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> FleetPlan:
 def path_values(problem: FleetProblem, prices: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
     """[W] cost of each workload's given path at prices (USD over the horizon, switches included)."""
     econ = problem.economics
-    return np.asarray(paths.path_costs(paths.inputs(problem), c, d, prices, econ.hours, econ.switch_usd))
+    return np.asarray(paths.path_costs(paths.device_inputs(problem), c, d, prices, econ.hours, econ.switch_usd))
 
 
 def _cell_mask(problem: FleetProblem, cells: np.ndarray) -> np.ndarray:
@@ -126,8 +126,9 @@ def _cell_mask(problem: FleetProblem, cells: np.ndarray) -> np.ndarray:
     return pre[:, :, :, None] | dec[:, :, None, :]
 
 
-def _usage_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """[W, S, Q] GPUs each workload's path uses in each cell."""
+def _usage_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray,
+                        roles: tuple[str, ...] = ("prefill", "decode")) -> np.ndarray:
+    """[W, S, Q] GPUs each workload's path uses in each cell (of the given roles)."""
     o = problem.options
     q, w = c.shape
     s = len(problem.skus)
@@ -137,8 +138,10 @@ def _usage_per_workload(problem: FleetProblem, c: np.ndarray, d: np.ndarray) -> 
     pre = np.where(served, _finite(o.pre_n[qi, wi, cc, dd]) * o.pre_gpi[wi, cc], 0.0)
     dec = np.where(served, _finite(o.dec_n[qi, wi, dd]) * o.dec_gpi[wi, dd], 0.0)
     out = np.zeros((w, s, q))
-    np.add.at(out, (wi, o.pre_sku[wi, cc], qi), pre)
-    np.add.at(out, (wi, o.dec_sku[wi, dd], qi), dec)
+    if "prefill" in roles:
+        np.add.at(out, (wi, o.pre_sku[wi, cc], qi), pre)
+    if "decode" in roles:
+        np.add.at(out, (wi, o.dec_sku[wi, dd], qi), dec)
     return out
 
 
@@ -199,7 +202,7 @@ def _cheapest_cover(who, gain, delta, excess):
 
 
 def _usage(problem, c, d):
-    return np.asarray(paths.usage_of(paths.inputs(problem), c, d, n_skus=len(problem.skus)), np.float64)
+    return np.asarray(paths.usage_of(paths.device_inputs(problem), c, d, n_skus=len(problem.skus)), np.float64)
 
 
 def _repair_budget(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> FleetPlan:
@@ -247,17 +250,16 @@ def _room_mask(problem: FleetProblem, per_w: np.ndarray, room: np.ndarray) -> np
 def marginal_prices(problem: FleetProblem, plan: FleetPlan) -> tuple[np.ndarray, np.ndarray]:
     """([S, Q] USD per GPU-hour of one more GPU in each cell, [S, Q] what one GPU less saves), given the
     plan's procurement. One more: an idle owned (or already bought) GPU costs its running price; else
-    renting where the caps leave room; else buying where that can arrive (problem.base_prices); else
+    renting where the caps leave room; else buying where that can arrive (problem.buy_prices); else
     BLOCKED. One less: the rent of a rented GPU where some are rented, else the running price of an
     owned one (a purchase is not undone by one GPU)."""
-    from pdfleet.search.problem import base_prices
+    from pdfleet.search.problem import buy_prices
 
     econ, proc = problem.economics, plan.procurement
     idle = proc.owned_total - proc.owned_used
     rent_room = np.minimum(econ.rent_max - proc.rented, econ.inventory - proc.owned_total - proc.rented)
     buy_room = np.minimum(procure.buy_upper(econ) - proc.bought, econ.inventory - proc.owned_total - proc.rented)
-    buy = np.where(buy_room >= 1, base_prices(econ._replace(owned=np.zeros_like(econ.owned),
-                                                             rent_max=np.zeros_like(econ.rent_max))), np.inf)
+    buy = np.where(buy_room >= 1, buy_prices(econ), np.inf)
     rent = np.where(rent_room >= 1, econ.rent_price[:, None], np.inf)
     more = np.where(idle >= 1, econ.own_price[:, None], np.minimum(rent, buy))
     less = np.where(proc.rented >= 1, econ.rent_price[:, None], np.broadcast_to(econ.own_price[:, None], idle.shape))
@@ -315,7 +317,7 @@ def runner_up(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> dic
     """Why each chosen role won: the best other candidate for that role with the other role kept, and
     its extra cost in USD per hour at prices (the plan's dual prices; the cheapest source where no
     limit binds). Arrays [Q, W]: pre_alt / dec_alt columns (-1 = none) and pre_extra / dec_extra."""
-    x = paths.inputs(problem)
+    x = paths.device_inputs(problem)
     h = problem.economics.hours
     cost = np.asarray(paths.pair_costs_jit(x, jnp.asarray(prices), h))[:, :, :-1, :-1] / h  # [Q, W, Cp, Cd]
     c, d = plan.pair_c, plan.pair_d
@@ -334,5 +336,6 @@ def runner_up(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> dic
         best = np.take_along_axis(row, alt[..., None], 2)[..., 0]
         ok = served & np.isfinite(best)
         out[f"{role}_alt"] = np.where(ok, alt, -1)
-        out[f"{role}_extra"] = np.where(ok, np.where(ok, best, 0.0) - np.where(ok, chosen, 0.0), np.nan)
+        with np.errstate(invalid="ignore"):  # inf - inf where no alternative: masked to NaN
+            out[f"{role}_extra"] = np.where(ok, best - chosen, np.nan)
     return out

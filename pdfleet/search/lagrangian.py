@@ -133,7 +133,7 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     o = problem.options
     q, w, cp, cd = o.pre_n.shape
     keep = np.zeros((w, cp, cd), bool)
-    cost = np.asarray(paths.pair_costs_jit(paths.inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
+    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
     flat = cost.reshape(q, w, -1)
     best = np.argsort(flat, axis=2, kind="stable")[:, :, :cheapest]  # [Q, W, k]
     finite = np.take_along_axis(flat, best, 2) < np.inf

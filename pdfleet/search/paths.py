@@ -189,7 +189,7 @@ def _device_inputs(problem, lo: int, hi: int, width: int):
     if _DEVICE.get("owner") is not owner:  # identity, not id(): the cache holds the array alive
         _DEVICE.clear()
         _DEVICE["owner"] = owner
-    key = (lo, hi, width)
+    key = (lo, hi, width, jnp.asarray(1.0).dtype.name)  # float64 arrays exist only under x64
     if key not in _DEVICE:
         x = _pad_workloads(inputs(problem, lo, hi), width)
         x64 = PathInputs(*(jnp.asarray(a) for a in x))
@@ -197,6 +197,13 @@ def _device_inputs(problem, lo: int, hi: int, width: int):
                            for a in x))
         _DEVICE[key] = (x64, x32)
     return _DEVICE[key]
+
+
+def device_inputs(problem) -> PathInputs:
+    """Every workload's path inputs on the device in float64 (cached like the search's chunks), for the
+    many small evaluations of chosen paths (usage, costs) that would otherwise copy them again."""
+    w = len(problem.workloads)
+    return _device_inputs(problem, 0, w, w)[0]
 
 
 def _pad_mask(mask, width: int):

@@ -1,7 +1,7 @@
 """The fleet problem: for every workload, its (prefill, decode) pair options with instance counts per
 quarter, and for every sku the economics that couple workloads (owned, inventory, buy, rent, budget).
 
-Host-side assembly (NumPy) around one jitted kernel (`pair_counts`). Shapes: W workloads (real, in
+Host-side assembly (NumPy) around two jitted kernels (`_pair_rates`, `_counts`). Shapes: W workloads (real, in
 fleet.yaml order), Q quarters, S skus, Cp / Cd usable prefill / decode candidates per workload (padded,
 bucketed), so a pair option is (c, d) with c < Cp, d < Cd. A pair is infeasible (count inf) when either
 side is padding, the pairing rule forbids it, or the KV transfer leaves no TTFT budget.
@@ -81,7 +81,6 @@ class FleetProblem(NamedTuple):
 
 
 def economics(fleet: S.Fleet) -> Economics:
-    quarters = fleet.planning.quarters
     names = list(fleet.skus)
 
     def per_sku(field: str, default: float) -> np.ndarray:
@@ -104,17 +103,21 @@ def economics(fleet: S.Fleet) -> Economics:
     )
 
 
-def base_prices(econ: Economics) -> np.ndarray:
-    """[S, Q] USD per GPU-hour of the cheapest source of each sku ignoring every limit: an owned GPU
-    where some are owned, else renting or buying (a purchase arriving in quarter q and used to the end
-    of the horizon costs purchase x min(A, Q - q) / A spread over its Q - q quarters)."""
-    s, q = econ.owned.shape
+def buy_prices(econ: Economics) -> np.ndarray:
+    """[S, Q] USD per GPU-hour of a GPU bought to arrive in quarter q and used to the end of the horizon:
+    purchase x min(A, Q - q) / A spread over its Q - q quarters; inf before the lead time or where the
+    sku cannot be bought."""
+    q = econ.owned.shape[1]
     left = np.arange(q, 0, -1, dtype=np.float64)[None, :]  # Q - q
     buy = econ.purchase[:, None] * np.minimum(econ.amortization[:, None], left) / econ.amortization[:, None]
-    buy = buy / (left * econ.hours)
-    buy = np.where(np.arange(q)[None, :] >= econ.lead[:, None], buy, INF)
-    best = np.minimum(econ.rent_price[:, None], buy)
-    best = np.where(econ.rent_max > 0, best, np.minimum(buy, INF))
+    return np.where(np.arange(q)[None, :] >= econ.lead[:, None], buy / (left * econ.hours), INF)
+
+
+def base_prices(econ: Economics) -> np.ndarray:
+    """[S, Q] USD per GPU-hour of the cheapest source of each sku ignoring every limit: an owned GPU
+    where some are owned, else renting (where rent_max allows any) or buying (buy_prices)."""
+    buy = buy_prices(econ)
+    best = np.where(econ.rent_max > 0, np.minimum(econ.rent_price[:, None], buy), buy)
     return np.where(econ.owned > 0, np.minimum(econ.own_price[:, None], best), best)
 
 
