@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pdfleet import spec as S
-from pdfleet.perf import decode
+from pdfleet.perf import decode, queueing
 from pdfleet.perf.memory import instance_memory_bytes, kv_bytes_per_token, kv_replication, weight_bytes
 
 F = np.float32
@@ -28,6 +28,9 @@ class Workloads(NamedTuple):
     ttft_quantile: np.ndarray  # [W] 0 encodes the mean
     tpot_slo_ms: np.ndarray  # [W]
     demand_rps: np.ndarray  # [Q, W]
+    input_scv: np.ndarray  # [W] squared coefficient of variation of the input length (0: fixed)
+    queue: np.ndarray  # [W] prefill queue model (perf.queueing.MM1 / MG1 / MMC)
+    tpot_quantile: np.ndarray  # [W] -1: TPOT at the mean batch (the paper); 0: live-batch mean; q: quantile
 
 
 class Profiles(NamedTuple):
@@ -99,14 +102,21 @@ def workload_arrays(fleet: S.Fleet, rows: list[str | None]) -> Workloads:
         if w is not None:
             demand[:, i] = S.demand_rps(w, quarters, n)
     return Workloads(
-        input_tokens=col(lambda w: w.input_tokens, 1),
-        output_tokens=col(lambda w: w.output_tokens, 1),
+        input_tokens=col(lambda w: w.input_mean, 1),
+        output_tokens=col(lambda w: w.output_mean, 1),
         overhead_s=col(lambda w: w.overhead_s, 0),
         budget_s=col(lambda w: w.slo.ttft_s - w.overhead_s, 1),
         ttft_quantile=col(lambda w: S.ttft_quantile(fleet, w) or 0.0, 0),
         tpot_slo_ms=col(lambda w: w.slo.tpot_ms, 1),
         demand_rps=demand,
+        input_scv=col(lambda w: w.input_scv, 0),
+        queue=col(lambda w: queueing.QUEUE_CODES[S.queue_model(fleet, w)], 0),
+        tpot_quantile=col(lambda w: _tpot_code(S.tpot_quantile(fleet, w)), -1),
     )
+
+
+def _tpot_code(q: float | None) -> float:
+    return -1.0 if q is None else q
 
 
 def profile_arrays(fleet: S.Fleet) -> Profiles:

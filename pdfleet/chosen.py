@@ -10,6 +10,7 @@ Predictions are at the workload's demand (without planning.headroom, which only 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdfleet import evaluate as E
-from pdfleet.perf import decode, queueing
+from pdfleet.perf import decode, live_decode, queueing
 
 
 class Latency(NamedTuple):
@@ -31,23 +32,23 @@ class Latency(NamedTuple):
     prefill_extrapolated: jax.Array
 
 
-@jax.jit
-def predict(workloads, profiles, pre_profile, pre_instances, dec_profile, dec_instances, transfer_s) -> Latency:
-    """workloads/profiles: arrays.Problem fields (rows [W]); the rest [Q, W] (-1 profile = none)."""
+@partial(jax.jit, static_argnames=("queues", "live"))
+def predict(workloads, profiles, pre_profile, pre_instances, dec_profile, dec_instances, transfer_s,
+            queues: tuple = (queueing.MM1,), live: bool = False) -> Latency:
+    """workloads/profiles: arrays.Problem fields (rows [W]); the rest [Q, W] (-1 profile = none). queues:
+    the queue models some row uses, live: whether some row uses the live-batch decode model (static: the
+    other models are not computed)."""
     w, p = workloads, profiles
     demand = w.demand_rps
     cpre = E.evaluate_chosen(w, p, pre_profile)
     cdec = E.evaluate_chosen(w, p, dec_profile)
-    k = queueing.sojourn_factor(w.ttft_quantile)[None]
-    per_instance = demand / jnp.maximum(pre_instances, 1.0)
-    ttft = w.overhead_s[None] + transfer_s + queueing.mm1_sojourn_s(cpre.prefill_mu, per_instance, k)
+    ttft = w.overhead_s[None] + transfer_s + prefill_sojourn_s(w, cpre.prefill_mu, demand, pre_instances, queues)
 
     table = cdec.decode_table
     prof = jnp.maximum(dec_profile, 0)
     tb, tt = p.decode_batch[prof, table], p.decode_tpot[prof, table]  # [Q, W, K]
     rate = demand * w.output_tokens[None] / jnp.maximum(dec_instances, 1.0)
-    op = decode.operating_batch(rate, tb, tt, cdec.decode_batch_limit)
-    tpot = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
+    op, tpot = decode_operating_point(w.tpot_quantile[None], rate, tb, tt, cdec.decode_batch_limit, live)
     has_pre, has_dec = pre_profile >= 0, dec_profile >= 0
     return Latency(
         predicted_ttft_s=jnp.where(has_pre, ttft, jnp.nan),
@@ -57,6 +58,36 @@ def predict(workloads, profiles, pre_profile, pre_instances, dec_profile, dec_in
         decode_table=jnp.where(has_dec, table, -1),
         prefill_extrapolated=has_pre & cpre.prefill_extrapolated,
     )
+
+
+def prefill_sojourn_s(w, mu, demand, instances, queues=(queueing.MM1,)):
+    """Prefill queue + compute statistic [s] at the workload's demand over `instances` instances under
+    its queue model: M/M/1 or M/G/1 per instance (demand split evenly), or one M/M/c pool. `queues`
+    (static) lists the models in use; the others are not computed."""
+    n = jnp.maximum(instances, 1.0)
+    per_instance = demand / n
+    q, scv, model = w.ttft_quantile[None], w.input_scv[None], w.queue[None]
+    out = queueing.mm1_sojourn_s(mu, per_instance, queueing.sojourn_factor(q))
+    if queueing.MG1 in queues:
+        out = jnp.where(model == queueing.MG1, queueing.mg1_sojourn_s(mu, per_instance, scv, q), out)
+    if queueing.MMC in queues:
+        out = jnp.where(model == queueing.MMC, queueing.mmc_sojourn_s(mu, demand, n, q), out)
+    return out
+
+
+def decode_operating_point(tpot_quantile, rate, tb, tt, limit, live: bool = True):
+    """(mean batch, TPOT [ms]) of a decode instance carrying `rate` output tokens/s: the paper's mean batch
+    B = r TPOT(B) and its TPOT (tpot_quantile < 0), or the live-batch model (perf.live_decode) where
+    tpot_quantile >= 0 (computed only when `live`)."""
+    op = decode.operating_batch(rate, tb, tt, limit)
+    table = jnp.where(jnp.isfinite(op), decode.tpot_ms(op, tb, tt), jnp.inf)
+    if not live:
+        return op, table
+    live_op = live_decode.operating_batch(rate, tb, tt, limit)
+    live = jnp.where(jnp.isfinite(live_op), live_decode.tpot_stat_ms(jnp.where(jnp.isfinite(live_op), live_op, 0.0),
+                                                                      tpot_quantile, tb, tt), jnp.inf)
+    use_live = tpot_quantile >= 0
+    return jnp.where(use_live, live_op, op), jnp.where(use_live, live, table)
 
 
 def predict_plan(problem, solver_rows: list[str | None], fleet_problem, plan) -> dict:
@@ -84,8 +115,11 @@ def predict_plan(problem, solver_rows: list[str | None], fleet_problem, plan) ->
         full[:, r] = value
         padded[key] = full
     dtype = problem.workloads.input_tokens.dtype
-    lat = predict(problem.workloads, problem.profiles, padded["pre_profile"], padded["pre_instances"].astype(dtype),
-                  padded["dec_profile"], padded["dec_instances"].astype(dtype), padded["transfer_s"].astype(dtype))
+    w = problem.workloads
+    queues = tuple(sorted({int(x) for x in np.unique(np.asarray(w.queue))}))
+    lat = predict(w, problem.profiles, padded["pre_profile"], padded["pre_instances"].astype(dtype),
+                  padded["dec_profile"], padded["dec_instances"].astype(dtype), padded["transfer_s"].astype(dtype),
+                  queues=queues, live=bool((np.asarray(w.tpot_quantile) >= 0).any()))
     out = {k: np.asarray(v)[:, r] for k, v in lat._asdict().items()}
     out.update(fields)
     out["pre_frac"] = np.where(served, o.pre_frac[qi, wi, cc, dd], np.nan)

@@ -6,6 +6,7 @@ a prefill candidate, a decode candidate, or both. The capacity kernels are vmapp
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -23,6 +24,8 @@ class WorkloadRow(NamedTuple):
     budget_s: jax.Array
     ttft_quantile: jax.Array
     tpot_slo_ms: jax.Array
+    input_scv: jax.Array
+    queue: jax.Array
 
 
 class Capacity(NamedTuple):
@@ -65,11 +68,11 @@ def _decode_on_table(slo_ms, table_batch, table_tpot, batch_hi, b_mem):
     return bstar, decode.capacity_tokens_per_s(bstar, table_batch, table_tpot), batch_hi
 
 
-def candidate(w: WorkloadRow, p) -> Capacity:
-    """Prefill and decode capacity of one workload on one profile (p: one row of arrays.Profiles)."""
-    k = queueing.sojourn_factor(w.ttft_quantile)
+def candidate(w: WorkloadRow, p, mg1: bool = False) -> Capacity:
+    """Prefill and decode capacity of one workload on one profile (p: one row of arrays.Profiles). mg1
+    (static): some workload uses the M/G/1 queue model."""
     mu = prefill.service_rate_rps(w.input_tokens, p.prefill_len, p.prefill_tps)
-    rate = queueing.mm1_max_rate(mu, w.budget_s, k)
+    rate = queueing.max_rate(w.queue, mu, w.budget_s, w.ttft_quantile, w.input_scv, mg1)
     # The prompt's KV cache must fit beside the weights while it is prefilled.
     prompt_fits = decode.max_batch_memory(p.memory_bytes, p.weight_bytes, p.kv_bytes_per_token, w.input_tokens) >= 1
     pre_ok = p.has_prefill & (rate > 0) & prompt_fits
@@ -110,7 +113,7 @@ def candidate(w: WorkloadRow, p) -> Capacity:
 
 def workload_rows(workloads) -> WorkloadRow:
     return WorkloadRow(workloads.input_tokens, workloads.output_tokens, workloads.budget_s,
-                       workloads.ttft_quantile, workloads.tpot_slo_ms)
+                       workloads.ttft_quantile, workloads.tpot_slo_ms, workloads.input_scv, workloads.queue)
 
 
 def profile_rows(profiles, index):
@@ -118,7 +121,7 @@ def profile_rows(profiles, index):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[index], profiles)
 
 
-def evaluate(workloads, profiles, block_candidates) -> Capacity:
+def evaluate(workloads, profiles, block_candidates, mg1: bool = False) -> Capacity:
     """Capacity of all candidates: fields [W, C].
 
     workloads: arrays.Workloads with W = NB x B rows; block_candidates [NB, C]. Profile rows are gathered
@@ -126,7 +129,7 @@ def evaluate(workloads, profiles, block_candidates) -> Capacity:
     """
     nb = block_candidates.shape[0]
     rows = jax.tree_util.tree_map(lambda a: a.reshape(nb, -1), workload_rows(workloads))
-    over_candidates = jax.vmap(candidate, in_axes=(None, 0))
+    over_candidates = jax.vmap(partial(candidate, mg1=mg1), in_axes=(None, 0))
     over_block = jax.vmap(over_candidates, in_axes=(0, None))
     over_blocks = jax.vmap(over_block, in_axes=(0, 0))
     cap = over_blocks(rows, profile_rows(profiles, block_candidates))  # leaves [NB, B, C]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from pdfleet import __version__, arrays, io, plan, predicted
 from pdfleet import spec as S
+from pdfleet.perf.queueing import MG1
 
 
 @dataclass
@@ -37,12 +38,13 @@ def capacities(problem, chunk: int, progress=None):
     from pdfleet import evaluate as E
     from pdfleet.search.exact import _slice_rows
 
-    fn = jax.jit(E.evaluate)
+    fn = jax.jit(E.evaluate, static_argnames="mg1")
+    mg1 = bool((np.asarray(problem.workloads.queue) == MG1).any())
     n = problem.workloads.input_tokens.shape[0]
     parts = []
     for lo in range(0, n, chunk):
         sub = _slice_rows(problem, lo, min(lo + chunk, n)) if n > chunk else problem
-        parts.append(jax.device_get(fn(sub.workloads, sub.profiles, sub.block_candidates)))
+        parts.append(jax.device_get(fn(sub.workloads, sub.profiles, sub.block_candidates, mg1=mg1)))
         if progress:
             progress(min(lo + chunk, n), n)
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)

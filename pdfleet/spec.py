@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pdfleet.perf.memory import DTYPE_BYTES
 
@@ -76,6 +76,10 @@ class Planning(Strict):
     # dollars an hour, but does move when a cheaper sku saves more than that over a quarter (2190 h).
     switch_cost_usd: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = 1000.0
     pairing: Literal["any", "same_sku", "same_family"] = "any"  # which prefill sku may feed which decode sku
+    # ---- latency models (README "Queue models")
+    queue: QueueModel = "mm1"  # prefill: per-instance M/M/1 (the paper), M/G/1 (Pollaczek-Khinchine), pooled M/M/c
+    tpot_quantile: Quantile | Literal["mean"] | None = None  # default of slo.tpot_quantile
+    peak_window_s: Annotated[float, Field(ge=1, le=86_400, allow_inf_nan=False)] = 300.0  # a trace's busiest window
 
     @field_validator("quarters")
     @classmethod
@@ -231,26 +235,125 @@ class Profile(Strict):
         return self
 
 
+Quantile = Annotated[float, Field(gt=0, lt=1)]
+QueueModel = Literal["mm1", "mg1", "mmc"]
+Z90 = 1.2815515655446004  # standard normal quantile at 0.9
+Z99 = 2.3263478740408408  # at 0.99
+
+
 class Slo(Strict):
     ttft_s: Positive
     tpot_ms: Positive
-    ttft_quantile: Annotated[float, Field(gt=0, lt=1)] | Literal["mean"] | None = None
+    ttft_quantile: Quantile | Literal["mean"] | None = None
+    # None: the paper's TPOT at the mean decode batch (table). "mean" or a quantile: per-request TPOT at the
+    # live batch under Poisson arrivals (pdfleet.perf.live_decode).
+    tpot_quantile: Quantile | Literal["mean"] | None = None
+
+
+class Lengths(Strict):
+    """A token-length distribution: `mean` with an optional coefficient of variation `cv` (0 = fixed), or
+    its median `p50` with `p90` or `p99`, read as a lognormal (sigma = ln(p90 / p50) / z_0.9)."""
+
+    mean: Positive | None = None
+    cv: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    p50: Positive | None = None
+    p90: Positive | None = None
+    p99: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Lengths":
+        upper = [p for p in (self.p90, self.p99) if p is not None]
+        if self.mean is not None:
+            if self.p50 is not None or upper:
+                raise ValueError("give mean (with cv) or percentiles (p50 with p90 or p99), not both")
+        elif self.p50 is None or len(upper) != 1:
+            raise ValueError("give mean (with optional cv), or p50 with exactly one of p90 or p99")
+        elif upper[0] < self.p50:
+            raise ValueError("the upper percentile is below p50; percentiles must increase")
+        return self
+
+    @property
+    def sigma(self) -> float:
+        """Lognormal sigma of the percentile form (0 for the mean form)."""
+        if self.mean is not None:
+            return 0.0
+        upper, z = (self.p90, Z90) if self.p90 is not None else (self.p99, Z99)
+        return math.log(upper / self.p50) / z
+
+    @property
+    def average(self) -> float:
+        """E[L]: the mean, or exp(ln p50 + sigma^2 / 2) of the lognormal."""
+        return self.mean if self.mean is not None else self.p50 * math.exp(self.sigma**2 / 2)
+
+    @property
+    def scv(self) -> float:
+        """Squared coefficient of variation Var[L] / E[L]^2 (lognormal: exp(sigma^2) - 1)."""
+        if self.mean is not None:
+            return (self.cv or 0.0) ** 2
+        return math.expm1(self.sigma**2)
+
+
+TokenLengths = Union[Count, Lengths]
+
+
+class Pool(Strict):
+    """One role of a running deployment: which sku, how many GPUs per instance, how many instances."""
+
+    sku: str
+    gpus_per_instance: Count
+    instances: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class Deploy(Strict):
+    """A deployment that already runs: optimize reports its latencies and headroom instead of choosing."""
+
+    prefill: Pool
+    decode: Pool
 
 
 class Workload(Strict):
     model: str
     rate_rps: PerQuarter | None = None
     tokens_per_minute: PerQuarter | None = None
-    input_tokens: Count
-    output_tokens: Count
+    input_tokens: TokenLengths | None = None  # a number, or a distribution {mean, cv} / {p50, p90}
+    output_tokens: TokenLengths | None = None
+    trace: str | None = None  # Azure CSV, Mooncake JSONL or CSV (arrival_s, input_tokens, output_tokens)
+    queue: QueueModel | None = None  # prefill queue model; None: planning.queue
     slo: Slo
     overhead_s: NonNegative = 0.0
+    deploy: Deploy | None = None
+    _trace: object = PrivateAttr(default=None)  # traces.TraceStats of a resolved `trace`
+
+    @property
+    def trace_stats(self):
+        """traces.TraceStats of the workload's trace (None without one)."""
+        return self._trace
 
     @model_validator(mode="after")
     def _one_demand(self) -> "Workload":
-        if (self.rate_rps is None) == (self.tokens_per_minute is None):
-            raise ValueError("give exactly one of rate_rps or tokens_per_minute")
+        if self.trace is None:
+            if (self.rate_rps is None) == (self.tokens_per_minute is None):
+                raise ValueError("give exactly one of rate_rps or tokens_per_minute")
+        elif self.rate_rps is not None and self.tokens_per_minute is not None:
+            raise ValueError("give at most one of rate_rps or tokens_per_minute beside a trace")
         return self
+
+    @property
+    def input_mean(self) -> float:
+        return mean_tokens(self.input_tokens)
+
+    @property
+    def output_mean(self) -> float:
+        return mean_tokens(self.output_tokens)
+
+    @property
+    def input_scv(self) -> float:
+        """Squared coefficient of variation of the input length (0 for a fixed length)."""
+        return self.input_tokens.scv if isinstance(self.input_tokens, Lengths) else 0.0
+
+
+def mean_tokens(value: TokenLengths) -> float:
+    return value.average if isinstance(value, Lengths) else float(value)
 
 
 class Fleet(Strict):
@@ -299,8 +402,19 @@ def _check_references(fleet: Fleet) -> None:
                             f"{w.slo.ttft_s:g} s; overhead is TTFT spent outside prefill, so lower it")
         if w.model not in fleet.models:
             raise SpecError(f"workloads.{name}.model", f"unknown model '{w.model}'; {known('models', fleet.models)}")
-        field = "rate_rps" if w.rate_rps is not None else "tokens_per_minute"
-        per_quarter(getattr(w, field), fleet.planning.quarters, f"workloads.{name}.{field}")
+        for field in ("input_tokens", "output_tokens"):
+            if getattr(w, field) is None and w.trace is None:
+                raise SpecError(f"workloads.{name}.{field}", "required field is missing; add it (a number, or "
+                                "{mean, cv}, or {p50, p90}), or name a trace: to take it from")
+        for field in ("rate_rps", "tokens_per_minute"):
+            if getattr(w, field) is not None:
+                per_quarter(getattr(w, field), fleet.planning.quarters, f"workloads.{name}.{field}")
+        if w.deploy is not None:
+            for role in ("prefill", "decode"):
+                sku = getattr(w.deploy, role).sku
+                if sku not in fleet.skus:
+                    raise SpecError(f"workloads.{name}.deploy.{role}.sku",
+                                    f"unknown sku '{sku}'; {known('skus', fleet.skus)}")
     quarters = fleet.planning.quarters
     if fleet.planning.budget_usd_per_hour is not None:
         per_quarter(fleet.planning.budget_usd_per_hour, quarters, "planning.budget_usd_per_hour")
@@ -325,8 +439,9 @@ def _check_references(fleet: Fleet) -> None:
 # 'dict[constrained-str,constrained-int]', 'MinInstances') in loc right after them. Only there, and only an
 # item shaped like a branch name, is dropped, so a workload named 'int' or a sku named 'owned' keeps its name.
 _UNION_FIELDS = {"rate_rps", "tokens_per_minute", "inventory", "max_tokens_per_s", "ttft_quantile",
+                 "tpot_quantile", "input_tokens", "output_tokens",
                  "owned", "rent_max", "buy_max", "budget_usd_per_hour", "min_instances"}
-_BRANCH = re.compile(r"^(int|float|str|bool|constrained-\w+|\w+\[.*\]|MinInstances)$")
+_BRANCH = re.compile(r"^(int|float|str|bool|constrained-\w+|\w+\[.*\]|MinInstances|Lengths)$")
 
 
 def _path(loc) -> str:
@@ -368,14 +483,48 @@ def from_dict(data, base_dir: str | Path = ".") -> Fleet:
         errors = exc.errors()
         # A union (number | per-quarter map) reports one error per branch; show the most specific.
         same = _same_field(errors)
-        first = max(errors, key=lambda e: len(e["loc"])) if same else errors[0]
+        # ...preferring a branch whose type matched (a bad {mean, cv} beats "should be an integer")
+        matched = [e for e in errors if not e["type"].endswith("_type")] or errors
+        first = max(matched, key=lambda e: len(e["loc"])) if same else errors[0]
         more = "" if same else f" [and {len(errors) - 1} more problem(s)]"
         raise SpecError(_origin(_path(first["loc"]), origins), _hint(first) + more) from None
     try:
         _check_references(fleet)
     except SpecError as exc:
         raise SpecError(_origin(exc.path, origins), exc.message) from None
-    return fleet
+    return _resolve_traces(fleet, Path(base_dir))
+
+
+def _resolve_traces(fleet: Fleet, base_dir: Path) -> Fleet:
+    """Workloads that name a trace get from it what they leave out: the input and output length
+    distributions (mean and cv) and the demand. A demand given beside a trace is the quarter's average
+    rate and is planned at the trace's peak (x peak / mean rate, planning.peak_window_s); without one, the
+    trace's own peak rate is planned in every quarter. The resolved workload holds rate_rps per quarter
+    and the trace's absolute path (pdfleet simulate replays it)."""
+    if not any(w.trace for w in fleet.workloads.values()):
+        return fleet
+    from pdfleet import traces
+
+    workloads = dict(fleet.workloads)
+    for name, w in fleet.workloads.items():
+        if w.trace is None:
+            continue
+        path = (base_dir / w.trace).resolve()
+        try:
+            st = traces.stats(traces.read(path), fleet.planning.peak_window_s)
+        except traces.TraceError as exc:
+            raise SpecError(f"workloads.{name}.trace", f"{exc}; paths are relative to the fleet.yaml") from None
+        inp = w.input_tokens or Lengths(mean=st.input_mean, cv=st.input_cv)
+        out = w.output_tokens or Lengths(mean=st.output_mean, cv=st.output_cv)
+        resolved = w.model_copy(update={"input_tokens": inp, "output_tokens": out, "trace": str(path)})
+        if w.rate_rps is None and w.tokens_per_minute is None:
+            rate = {q: st.peak_rps for q in fleet.planning.quarters}
+        else:
+            average = demand_rps(resolved, fleet.planning.quarters, name)
+            rate = {q: r * st.peak_factor for q, r in zip(fleet.planning.quarters, average)}
+        workloads[name] = resolved.model_copy(update={"rate_rps": rate, "tokens_per_minute": None})
+        workloads[name]._trace = st
+    return fleet.model_copy(update={"workloads": workloads})
 
 
 def _origin(path: str, origins: list[str]) -> str:
@@ -523,7 +672,7 @@ def demand_rps(workload: Workload, quarters: list[str], name: str) -> list[float
     if workload.rate_rps is not None:
         return per_quarter(workload.rate_rps, quarters, f"workloads.{name}.rate_rps")
     tpm = per_quarter(workload.tokens_per_minute, quarters, f"workloads.{name}.tokens_per_minute")
-    per_request = workload.input_tokens + workload.output_tokens
+    per_request = workload.input_mean + workload.output_mean
     return [t / 60.0 / per_request for t in tpm]
 
 
@@ -531,6 +680,17 @@ def ttft_quantile(fleet: Fleet, workload: Workload) -> float | None:
     """The TTFT quantile a workload's SLO bounds; None means the mean (the paper's choice)."""
     q = workload.slo.ttft_quantile if workload.slo.ttft_quantile is not None else fleet.planning.ttft_quantile
     return None if q == "mean" else float(q)
+
+
+def queue_model(fleet: Fleet, workload: Workload) -> str:
+    """The prefill queue model of a workload: its own `queue`, else planning.queue."""
+    return workload.queue or fleet.planning.queue
+
+
+def tpot_quantile(fleet: Fleet, workload: Workload) -> float | None:
+    """None: TPOT at the mean batch (the paper); 0.0: the mean TPOT at the live batch; q: its q quantile."""
+    q = workload.slo.tpot_quantile if workload.slo.tpot_quantile is not None else fleet.planning.tpot_quantile
+    return None if q is None else (0.0 if q == "mean" else float(q))
 
 
 def sku_per_quarter(fleet: Fleet, sku_name: str, field: str, default: float) -> list[float]:

@@ -51,6 +51,7 @@ def synthetic_problem(n_workloads: int, n_candidates: int, n_quarters: int, seed
         overhead_s=rng.uniform(0, 0.2, W).astype(f), budget_s=rng.uniform(0.3, 5, W).astype(f),
         ttft_quantile=rng.choice([0.0, 0.9], W).astype(f), tpot_slo_ms=rng.uniform(15, 150, W).astype(f),
         demand_rps=rng.uniform(0, 50, (n_quarters, W)).astype(f),
+        input_scv=np.zeros(W, f), queue=np.zeros(W, f), tpot_quantile=np.full(W, -1.0, f),
     )
     return arrays.Problem(workloads, profiles, cand, np.ones_like(cand, bool))
 

@@ -14,6 +14,7 @@ the TTFT budget, so the pair's prefill capacity is the M/M/1 rate at budget (SLO
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -148,11 +149,13 @@ def _compact(usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cols, np.take_along_axis(usable, cols, axis=1)
 
 
-@jax.jit
-def _pair_rates(mu, pre_ok, k, budget, transfer, pair_ok):
-    """Prefill capacity per instance of each pair: M/M/1 at the budget left after the transfer [W,Cp,Cd]."""
+@partial(jax.jit, static_argnames="mg1")
+def _pair_rates(mu, pre_ok, queue, quantile, scv, budget, transfer, pair_ok, mg1: bool):
+    """Prefill capacity per instance of each pair at the budget left after the transfer [W,Cp,Cd]: M/M/1 or
+    M/G/1 (queueing.max_rate; an mmc row gets the per-instance M/M/1 rate, its split reference)."""
     left = budget[:, None, None] - transfer
-    rate = queueing.mm1_max_rate(mu[:, :, None], jnp.where(left > 0, left, 1.0), k[:, None, None])
+    per = lambda a: a[:, None, None]  # noqa: E731
+    rate = queueing.max_rate(per(queue), mu[:, :, None], jnp.where(left > 0, left, 1.0), per(quantile), per(scv), mg1)
     return jnp.where(pre_ok[:, :, None] & pair_ok & (left > 0), rate, 0.0)
 
 
@@ -167,6 +170,52 @@ def _counts(demand, rate, minimum: float, nearest: bool):
 
 
 _counts_jit = jax.jit(_counts, static_argnames="nearest")
+
+
+def _live_decode_tps(problem, cap, r, dcols, dec_profile, dec_tps, tpot_q):
+    """Decode capacity [W, Cd] of the workloads whose TPOT SLO holds at the live batch (slo.tpot_quantile):
+    perf.live_decode on the candidate's covering table; other rows keep the paper's B* / TPOT(B*)."""
+    rows = np.flatnonzero(tpot_q >= 0)
+    p = problem.profiles
+    prof = np.maximum(dec_profile[rows], 0)
+    table = np.take_along_axis(np.asarray(cap.decode_table)[r[rows]], dcols[rows], 1)
+    limit = np.take_along_axis(np.asarray(cap.decode_batch_limit)[r[rows]], dcols[rows], 1)
+    tb, tt = np.asarray(p.decode_batch)[prof, table], np.asarray(p.decode_tpot)[prof, table]  # [w, Cd, K]
+    slo = np.asarray(problem.workloads.tpot_slo_ms)[r[rows]][:, None]
+    live = np.asarray(_live_capacity(np.broadcast_to(slo, limit.shape), np.broadcast_to(tpot_q[rows][:, None], limit.shape),
+                                     tb, tt, limit))
+    out = dec_tps.copy()
+    out[rows] = np.where(dec_tps[rows] > 0, live, 0.0)
+    return out
+
+
+@jax.jit
+def _live_capacity(slo, quantile, tb, tt, limit):
+    from pdfleet.perf import live_decode
+
+    return live_decode.capacity_tokens_per_s(slo, quantile.astype(slo.dtype), tb, tt, limit)
+
+
+def _pooled_counts(pre_n, pre_frac, pooled, mu, demand, budget, transfer, quantile, minimum: float):
+    """Prefill counts of the workloads planned as one M/M/c pool (queue: mmc): the smallest c whose pooled
+    sojourn statistic fits the budget left after the pair's transfer (queueing.mmc_servers), searched up to
+    the per-instance M/M/1 count (pooling never needs more), at least `minimum`. Computed under x64 (Erlang
+    C's log terms cancel). The count is whole already: rounding does not apply; fractional = whole."""
+    rows = np.flatnonzero(pooled)
+    left = budget[rows][:, None, None] - transfer[rows]  # [w, Cp, Cd]
+    split = pre_n[:, rows]  # [Q, w, Cp, Cd]
+    with jax.enable_x64(True):
+        servers = queueing.mmc_servers(
+            jnp.asarray(mu[rows][None, :, :, None], jnp.float64), jnp.asarray(demand[:, rows][:, :, None, None]),
+            jnp.asarray(np.where(left > 0, left, 1.0)[None]), jnp.asarray(quantile[rows][None, :, None, None]),
+            jnp.asarray(np.where(np.isfinite(split), split, 1.0)))
+        servers = np.asarray(servers)
+    whole = np.where(demand[:, rows][:, :, None, None] > 0, np.maximum(servers, minimum), 0.0)
+    whole = np.where(np.isfinite(split) & (left[None] > 0), whole, np.inf)
+    pre_n, pre_frac = pre_n.copy(), pre_frac.copy()
+    pre_n[:, rows] = whole
+    pre_frac[:, rows] = np.where(np.isfinite(whole), whole, pre_frac[:, rows])
+    return pre_n, pre_frac
 
 
 def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, nearest: bool) -> FleetProblem:
@@ -211,18 +260,26 @@ def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, near
     pair_ok &= pmask[:, :, None] & dmask[:, None, :]
 
     mu = np.take_along_axis(np.asarray(cap.prefill_mu)[r], pcols, 1)
-    k = np.asarray(queueing.sojourn_factor(np.asarray(w.ttft_quantile)[r]))
     budget = np.asarray(w.budget_s, np.float64)[r]
     dtype = np.asarray(cap.decode_tps).dtype
-    pre_rate = np.asarray(_pair_rates(mu.astype(dtype), pmask, k.astype(dtype), budget.astype(dtype),
-                                      transfer.astype(dtype), pair_ok))
+    row = lambda a: np.asarray(a)[r].astype(dtype)  # noqa: E731
+    pre_rate = np.asarray(_pair_rates(mu.astype(dtype), pmask, row(w.queue), row(w.ttft_quantile), row(w.input_scv),
+                                      budget.astype(dtype), transfer.astype(dtype), pair_ok,
+                                      mg1=bool((np.asarray(w.queue)[r] == queueing.MG1).any())))
     dec_tps = np.take_along_axis(np.asarray(cap.decode_tps)[r], dcols, 1)
+    tpot_q = np.asarray(w.tpot_quantile)[r]
+    if (tpot_q >= 0).any():
+        dec_tps = _live_decode_tps(problem, cap, r, dcols, dec_profile, dec_tps, tpot_q)
     dec_rate = np.where(dmask, dec_tps / np.asarray(w.output_tokens, np.float64)[r][:, None], 0.0).astype(dtype)
 
     demand = np.asarray(w.demand_rps, np.float64)[:, r] * (1.0 + fleet.planning.headroom)
     pmin = float(fleet.planning.min_instances_for("prefill"))
     dmin = float(fleet.planning.min_instances_for("decode"))
     pre_n, pre_frac = _counts_jit(demand[:, :, None, None].astype(dtype), pre_rate, pmin, nearest=nearest)
+    pooled = np.asarray(w.queue)[r] == queueing.MMC
+    if pooled.any():
+        pre_n, pre_frac = _pooled_counts(np.asarray(pre_n), np.asarray(pre_frac), pooled, mu, demand, budget,
+                                         transfer, np.asarray(w.ttft_quantile)[r], pmin)
     dec_n, dec_frac = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
     options = Options(
         pre_profile=pre_profile.astype(np.int32), pre_sku=ps, pre_gpi=pick(gpi_of, pre_profile),

@@ -1,0 +1,120 @@
+"""Queue models beyond M/M/1 (perf/queueing.py) and decode at the live batch (perf/live_decode.py), each
+against an independent reference: closed forms, Erlang B by its recursion, brute-force searches, exact
+Poisson sums (scipy)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from pdfleet.perf import live_decode, queueing
+
+PAPER_BATCH = [10, 20, 30, 40, 50, 60]
+PAPER_TPOT = [12.8, 16.4, 18.8, 21.6, 23.9, 26.2]
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_mg1_with_exponential_service_is_the_papers_mm1():
+    mu, budget = 28309 / 6144, 1.9
+    assert float(queueing.mg1_max_rate(mu, budget, 1.0, 0.0)) == pytest.approx(mu - 1 / budget, rel=1e-12)
+    assert float(queueing.mg1_sojourn_s(mu, 3.0, 1.0, 0.0)) == pytest.approx(1 / (mu - 3.0), rel=1e-12)
+
+
+def test_md1_mean_rate_by_hand():
+    # fixed lengths: E[S] = s, E[S^2] = s^2; s + r s^2 / (2 (1 - r s)) = T  =>  r = 2 (T - s) / (s^2 + 2 (T - s) s)
+    s, budget = 6144 / 28309, 1.9
+    d = budget - s
+    expected = 2 * d / (s * s + 2 * d * s)
+    rate = float(queueing.mg1_max_rate(1 / s, budget, 0.0, 0.0))
+    assert rate == pytest.approx(expected, rel=1e-12)
+    assert float(queueing.mg1_sojourn_s(1 / s, rate, 0.0, 0.0)) == pytest.approx(budget, rel=1e-9)
+
+
+@pytest.mark.parametrize("scv", [0.0, 0.5, 1.0, 2.0])
+def test_mg1_quantile_rate_is_the_largest_rate_meeting_the_budget(scv):
+    mu, budget, q = 5.0, 1.2, 0.9
+    rate = float(queueing.mg1_max_rate(mu, budget, scv, q))
+    assert 0 < rate < mu
+    assert float(queueing.mg1_sojourn_s(mu, rate, scv, q)) <= budget * (1 + 1e-9)
+    assert float(queueing.mg1_sojourn_s(mu, rate * 1.001, scv, q)) > budget
+    assert float(queueing.mg1_max_rate(mu, 0.1, scv, q)) == 0.0  # below one service time
+
+
+def _erlang_c_recursive(c: int, a: float) -> float:
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return c * b / (c - a * (1 - b))
+
+
+@pytest.mark.parametrize("c,a", [(1, 0.5), (2, 1.0), (4, 3.2), (16, 12.0), (64, 60.0), (300, 280.0)])
+def test_erlang_c_against_the_erlang_b_recursion(c, a):
+    assert float(queueing.erlang_c(float(c), a)) == pytest.approx(_erlang_c_recursive(c, a), rel=1e-9)
+
+
+def test_mmc_with_one_server_is_mm1():
+    mu, rate = 2.0, 1.5
+    for q, k in ((0.0, 1.0), (0.9, math.log(10)), (0.99, math.log(100))):
+        assert float(queueing.mmc_sojourn_s(mu, rate, 1.0, q)) == pytest.approx(k / (mu - rate), rel=1e-9)
+
+
+def test_mmc_quantile_inverts_the_tail():
+    mu, rate, c, q = 1.0, 10.0, 12.0, 0.9
+    t = float(queueing.mmc_sojourn_s(mu, rate, c, q))
+    assert float(queueing.mmc_tail(mu, rate, c, t)) == pytest.approx(1 - q, rel=1e-6)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.9])
+def test_mmc_servers_is_the_smallest_count_brute_force(q):
+    rng = np.random.default_rng(3)
+    mu, rate, budget = rng.uniform(0.5, 5, 40), rng.uniform(0.1, 200, 40), rng.uniform(0.5, 4, 40)
+    c = np.arange(1, 600, dtype=float)
+    meets = np.asarray(queueing.mmc_meets(mu[:, None], rate[:, None], c[None], budget[:, None], q))
+    brute = np.where(meets.any(1), c[np.argmax(meets, 1)], np.inf)
+    got = np.asarray(queueing.mmc_servers(jnp.asarray(mu), jnp.asarray(rate), jnp.asarray(budget), q, 600.0))
+    np.testing.assert_array_equal(got, brute)
+
+
+def test_pooling_never_needs_more_than_the_split():
+    mu, budget = 4.6, 1.9
+    per_instance = float(queueing.mm1_max_rate(mu, budget, 1.0))
+    rate = np.linspace(1, 200, 25)
+    split = np.ceil(rate / per_instance)
+    assert (np.asarray(queueing.mmc_servers(mu, jnp.asarray(rate), budget, 0.0, jnp.asarray(split))) <= split).all()
+
+
+def _poisson_expect(f, m):
+    n = np.arange(0, int(m + 12 * math.sqrt(m) + 30))
+    return float(np.sum(stats.poisson.pmf(n, m) * f(n)))
+
+
+@pytest.mark.parametrize("m", [5.0, 12.0, 30.0, 55.0])
+def test_live_decode_expectations_against_exact_poisson_sums(m):
+    tb, tt = jnp.array(PAPER_BATCH, float), jnp.array(PAPER_TPOT, float)
+    step = lambda n: np.interp(np.maximum(n, 1), PAPER_BATCH, PAPER_TPOT) * 1e-3  # noqa: E731
+    exact_tps = _poisson_expect(lambda n: n / step(n), m)
+    assert float(live_decode.tokens_per_s(jnp.array(m), tb, tt)) == pytest.approx(exact_tps, rel=0.02)
+    exact_mean = _poisson_expect(lambda n: step(n + 1), m) * 1e3
+    assert float(live_decode.tpot_stat_ms(jnp.array(m), jnp.array(0.0), tb, tt)) == pytest.approx(exact_mean, rel=0.01)
+    exact_q = 1 + stats.poisson.ppf(0.9, m)
+    assert float(live_decode.batch_quantile(jnp.array(m), jnp.array(0.9))) == pytest.approx(exact_q, abs=1.0)
+
+
+def test_live_decode_capacity_is_below_the_mean_batch_table():
+    """On the paper's table, fluctuating batches lower decode capacity: a little for the mean TPOT (convex
+    TPOT curve), more for its 90th percentile; operating_batch inverts tokens_per_s."""
+    tb, tt = jnp.array(PAPER_BATCH, float), jnp.array(PAPER_TPOT, float)
+    mean = float(live_decode.capacity_tokens_per_s(jnp.array(20.0), jnp.array(0.0), tb, tt, jnp.array(60.0)))
+    p90 = float(live_decode.capacity_tokens_per_s(jnp.array(20.0), jnp.array(0.9), tb, tt, jnp.array(60.0)))
+    assert 1600 < mean < 1714 and 1300 < p90 < mean
+    m = float(live_decode.operating_batch(jnp.array(mean), tb, tt, jnp.array(60.0)))
+    assert float(live_decode.tpot_stat_ms(jnp.array(m), jnp.array(0.0), tb, tt)) == pytest.approx(20.0, rel=1e-3)
+    assert math.isinf(float(live_decode.operating_batch(jnp.array(5000.0), tb, tt, jnp.array(60.0))))
