@@ -113,7 +113,7 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         active = req >= 0
         left = jnp.where(active, st["left"][x] - k, _BIG)
         done = active & (left == 0)
-        n_done = jnp.sum(done)
+        n_done = jnp.sum(done, dtype=jnp.int32)
         finish = st["finish"].at[jnp.where(done, req, n_req)].set(t_new, mode="drop")
         req = jnp.where(done, -1, req)
         left = jnp.where(done, _BIG, left)
