@@ -100,10 +100,10 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         st = {**st, "nxt": nxt, "head": st["head"].at[j].set(jnp.where(tail >= 0, st["head"][j], p)),
               "tail": st["tail"].at[j].set(p), "count": st["count"].at[j].add(1),
               "inst": st["inst"].at[p].set(j), "p": p + 1}
-        return plan(st, j)
+        return st, j
 
     def advance(st):
-        x = jnp.argmin(st["ev_t"])
+        x = jnp.argmin(st["ev_t"]).astype(jnp.int32)
         t_new = st["ev_t"][x]
         k = st["ev_k"][x]
         b = st["batch"][x]
@@ -134,12 +134,12 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
               "count": st["count"].at[x].add(-n_done), "finish": finish, "start": start,
               "busy_s": st["busy_s"].at[x].add(span), "batch_s": st["batch_s"].at[x].add(b.astype(f) * span),
               "tokens_by_batch": st["tokens_by_batch"].at[b].add(jnp.where(b > 0, b * k, 0).astype(f))}
-        return plan(st, x)
+        return st, x
 
     def body(st):
         r = jnp.where(st["p"] < m, r_sorted[jnp.minimum(st["p"], n_req - 1)], jnp.inf)
         go = (st["p"] < m) & (r <= jnp.min(st["ev_t"]))
-        return lax.cond(go, dispatch_next, advance, st)
+        return plan(*lax.cond(go, dispatch_next, advance, st))
 
     def more(st):
         return (st["p"] < m) | jnp.isfinite(jnp.min(st["ev_t"]))
