@@ -45,6 +45,8 @@ def main() -> None:
                                          fit roofline efficiencies to measured tables
       pdfleet profile import --vllm DIR --model M --sku S --gpus-per-instance 1
                                          benchmark results -> a profiles: entry (YAML)
+      pdfleet simulate plans/x           replay Poisson arrivals (or --trace) through the plan's
+                                         instances: simulated TTFT/TPOT against the SLOs
 
     Method: prefill as an M/M/1 queue under the TTFT SLO, decode capacity from a measured TPOT-vs-batch
     table under the TPOT SLO (Li et al., Kingsoft Cloud, arXiv 2603.04716).
@@ -86,8 +88,11 @@ def schema() -> None:
 @click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
               help="Arithmetic of the capacity kernels: auto is float64 unless the fleet is huge (then float32).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
+@click.option("--simulate", "then_simulate", is_flag=True,
+              help="Then simulate the plan (as `pdfleet simulate OUT`: Poisson arrivals, an hour per row) and "
+                   "write OUT/simulate.parquet; exit 3 if a simulated row misses its SLO.")
 def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
-             quiet: bool) -> None:
+             quiet: bool, then_simulate: bool) -> None:
     """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
     For each (quarter, workload) one (prefill, decode) pair of candidates is chosen (any sku and
@@ -138,7 +143,80 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
         report.summary(result.plan, result.fleet, console, result.manifest)
     report.warnings(result.plan, result.fleet, errors, result.manifest)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
-    if not result.serves_everything:
+    missed = _simulate_and_report(f, result.plan, out / "simulate.parquet", quiet) if then_simulate else False
+    if not result.serves_everything or missed:
+        sys.exit(3)
+
+
+def _simulate_and_report(fleet, plan, path: Path, quiet: bool, options=None) -> bool:
+    """Simulate a plan, write the parquet atomically, print the table; True when some row missed an SLO."""
+    from pdfleet import io
+    from pdfleet.simulate import from_plan, summary
+
+    try:
+        table = from_plan.simulate_plan(fleet, plan, options or from_plan.Options())
+    except (ValueError, OSError) as exc:  # a trace that cannot be read, a bad option
+        _fail(f"cannot simulate: {exc}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        io.write_table(path, table)
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+    if not quiet:
+        summary.simulation(table, _console())
+    click.echo(f"wrote {path}")
+    return bool((~table["slo_met"].astype(bool)).any())
+
+
+@main.command()
+@click.argument("plan_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--trace", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Replay this trace (Azure CSV, Mooncake JSONL, or CSV arrival_s,input_tokens,output_tokens) for "
+                   "every workload, its clock scaled so its busiest window arrives at the planned demand.")
+@click.option("--poisson", is_flag=True, help="Poisson arrivals even for workloads that name a trace.")
+@click.option("--demand-scale", type=click.FloatRange(min=0.001, max=1000), default=1.0, show_default=True,
+              help="Multiply every row's demand (e.g. 1.3: is the plan enough for 30% more?).")
+@click.option("--duration-s", type=click.FloatRange(min=1, max=1e7), default=3600.0, show_default=True,
+              help="Simulated seconds of Poisson arrivals per row (at most 200,000 requests per row).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed (same seed, same result).")
+@click.option("--fleet", "fleet_yaml", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The fleet.yaml the plan was made from [default: manifest.json's input_path].")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="Output parquet [default: PLAN_DIR/simulate.parquet].")
+@click.option("-q", "--quiet", is_flag=True, help="No table.")
+def simulate(plan_dir, trace, poisson, demand_scale, duration_s, seed, fleet_yaml, out, quiet) -> None:
+    """Check a plan by simulation: requests through its prefill and decode instances.
+
+    Each served (quarter, workload) runs as a discrete-event simulation (JAX, all rows at once): the
+    prefill instances as FIFO queues (round robin; one pooled queue for `queue: mmc`), the KV transfer,
+    and decode as continuous batching stepped one iteration at a time at the TPOT of the live batch,
+    admission waiting when KV memory is full. The same performance model made the plan, so what differs
+    is the queueing: random arrivals, length distributions, fluctuating batches.
+
+    \b
+    Writes PLAN_DIR/simulate.parquet (or -o): a row per quarter x workload with requests, TTFT mean/p50/
+    p90/p99, TPOT mean/p90 per request, mean decode batch, slo_met (and which statistic was checked).
+    Exit codes: 0 every row meets its SLOs; 2 bad input; 3 some row misses.
+    """
+    import pandas as pd
+
+    from pdfleet.simulate import from_plan
+
+    plan_path = Path(plan_dir) / "plan.parquet"
+    if not plan_path.is_file():
+        _fail(f"{plan_dir}: no plan.parquet; make one with `pdfleet optimize fleet.yaml -o {plan_dir}`")
+    if fleet_yaml is None:
+        try:
+            fleet_yaml = json.loads((Path(plan_dir) / "manifest.json").read_text()).get("input_path")
+        except (OSError, ValueError):
+            fleet_yaml = None
+        if not fleet_yaml or not Path(fleet_yaml).is_file():
+            _fail(f"{plan_dir}: cannot find the fleet.yaml the plan was made from; pass --fleet FILE")
+    fleet = _load(fleet_yaml)
+    options = from_plan.Options(seed=seed, duration_s=duration_s, demand_scale=demand_scale, trace=trace,
+                                poisson=poisson)
+    target = Path(out) if out else Path(plan_dir) / "simulate.parquet"
+    if _simulate_and_report(fleet, pd.read_parquet(plan_path), target, quiet, options):
         sys.exit(3)
 
 

@@ -39,6 +39,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_table(path: str | Path, frame: pd.DataFrame) -> Path:
+    """One parquet file, atomically."""
+    path = Path(path)
+    _atomic_write(path, _parquet_bytes(frame))
+    return path
+
+
 def write_outputs(out_dir: str | Path, plan: pd.DataFrame, fleet: pd.DataFrame, manifest: dict) -> list[Path]:
     """Serialize everything first, then write each file atomically. Returns the written paths."""
     out = Path(out_dir)

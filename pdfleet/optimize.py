@@ -125,6 +125,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     manifest = {
         "pdfleet_version": __version__,
         "input_file": str(source) if source else None,
+        "input_path": str(Path(source).resolve()) if source else None,  # pdfleet simulate reads the fleet back
         "input_sha256": io.sha256_file(source) if source else None,
         "solver": outcome.solver,
         "solver_requested": solver,

@@ -112,7 +112,7 @@ def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi,
     gpi = prof.gpus_per_instance if served else 0
     cost = instances * gpi * float(per_gpu[sku_index[prof.sku], qi]) if served else 0.0
     rate = float(pred[f"{key}_rate"][qi, wi]) if served else math.nan
-    tokens = w.input_tokens if role == "prefill" else w.output_tokens
+    tokens = w.input_mean if role == "prefill" else w.output_mean
     if role == "prefill":
         predicted, slo = float(pred["predicted_ttft_s"][qi, wi]), w.slo.ttft_s
     else:
@@ -149,8 +149,8 @@ def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi,
         "ttft_statistic": "mean" if q is None else f"p{q * 100:g}",
         "slo_ttft_s": w.slo.ttft_s,
         "slo_tpot_ms": w.slo.tpot_ms,
-        "input_tokens": w.input_tokens,
-        "output_tokens": w.output_tokens,
+        "input_tokens": w.input_mean,  # the mean of a distribution or trace
+        "output_tokens": w.output_mean,
         "pd_ratio": pd_ratio,
         "kv_transfer_s": float(pred["transfer_s"][qi, wi]) if served else math.nan,
         "pair_sku": _label(fleet, int(pred[f"{other}_profile"][qi, wi])),

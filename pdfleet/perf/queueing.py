@@ -174,6 +174,7 @@ def mmc_servers(mu, rate, budget_s, quantile, most):
     inf when even `most` servers miss or the budget is below one service statistic. 0 without demand."""
     import jax
 
+    mu, rate, budget_s, quantile, most = jnp.broadcast_arrays(mu, rate, budget_s, quantile, most)
     lo = jnp.floor(rate / mu)  # unstable at c <= a: lo never meets
     hi = jnp.maximum(most, lo + 1)
 
