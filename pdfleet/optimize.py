@@ -158,7 +158,9 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         .to_dict("records"),
         "timings_s": timings,
     }
-    serves = unserved.empty and not outcome.breaks_limits
+    # a pinned deployment that misses its SLO does not serve its demand either (deploy: what-if)
+    short = plan_df["deployed"] & (plan_df["status"] == "over_slo")
+    serves = unserved.empty and not outcome.breaks_limits and not short.any()
     return Result(plan_df, fleet_df, manifest, timings, serves)
 
 

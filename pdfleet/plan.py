@@ -20,8 +20,8 @@ ROLES = ("prefill", "decode")
 STATUS_TEXT = {
     "ok": "meets its SLOs at the planned count",
     "no_demand": "no demand in this quarter: 0 instances",
-    "over_slo": "the predicted latency at the planned count is above the SLO (nearest rounding rounds down; "
-    "ceil does not)",
+    "over_slo": "the predicted latency at the planned count is above the SLO (nearest rounding can round down, "
+    "ceil does not; a deployment pinned by deploy: may be too small: its headroom column says by how much)",
     "no_profile": "no profile of this model measures this role; add one under profiles:",
     "ttft_unreachable": "on every candidate the TTFT budget (SLO - overhead) is below the M/M/1 floor; "
     "loosen slo.ttft_s, cut overhead_s or add a faster profile",
@@ -140,6 +140,10 @@ def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi,
         "capacity_rps": rate,
         "capacity_tokens_per_s": rate * tokens if served else math.nan,
         "utilization": demand / (instances * rate) if served and instances > 0 and rate > 0 else math.nan,
+        # extra demand the role carries within its SLO: instances x capacity / demand - 1 (an M/M/c pool
+        # carries more than its per-instance capacity says: its headroom is a lower bound)
+        "headroom": instances * rate / demand - 1 if flowing and instances > 0 else math.nan,
+        "deployed": w.deploy is not None,  # pinned by workloads.*.deploy (reported, not chosen)
         "decode_batch": float(pred["decode_batch"][qi, wi]) if role == "decode" and flowing else math.nan,
         "decode_batch_max": float(pred["decode_batch_max"][qi, wi]) if role == "decode" and served else math.nan,
         "decode_table": prof.decode[table].label if role == "decode" and served else None,

@@ -85,3 +85,42 @@ def test_a_plan_for_the_azure_trace_meets_its_slos_when_the_trace_is_replayed(qu
     gpus = int(plan.loc[plan["role"] == "prefill", "gpus"].sum())
     expected = {"mm1": 6, "mg1": 6, "mmc": 4}  # prefill GPUs: the pooled queue needs one 2-GPU instance less
     assert gpus == expected[queue]
+
+
+def _deployed(tpm: float, prefill: int, decode: int):
+    d = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
+    w = d["workloads"]["paper-case"]
+    w["tokens_per_minute"] = tpm
+    w["deploy"] = {"prefill": {"sku": "H200-SXM", "gpus_per_instance": 8, "instances": prefill},
+                   "decode": {"sku": "H200-SXM", "gpus_per_instance": 8, "instances": decode}}
+    return d
+
+
+@pytest.mark.parametrize("tpm,prefill,decode,meets", [(4.8e6, 3, 4, True), (4.4e6, 3, 3, False)])
+def test_deploy_what_if_reports_the_running_deployment(tmp_path, tpm, prefill, decode, meets):
+    """The paper's deployments, pinned: 3P4D at 4.8 M TPM is enough (headroom >= 0, simulation meets);
+    3P3D at 4.4 M is not (decode headroom < 0 predicted, TPOT missed in simulation): optimize and simulate
+    both exit 3."""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(_deployed(tpm, prefill, decode)))
+    out = tmp_path / "plan"
+    run = _cli("optimize", str(path), "-o", str(out), "-q")
+    assert run.returncode == (0 if meets else 3), run.stderr
+    plan = pd.read_parquet(out / "plan.parquet").set_index("role")
+    assert plan["deployed"].all()
+    assert (plan.loc["prefill", "instances"], plan.loc["decode", "instances"]) == (prefill, decode)
+    assert (plan["headroom"] >= 0).all() == meets
+    sim = _cli("simulate", str(out), "-q")
+    assert sim.returncode == (0 if meets else 3)
+    row = pd.read_parquet(out / "simulate.parquet").iloc[0]
+    assert row["slo_met"] == meets and row["ttft_met"]
+
+
+def test_deploy_naming_an_unknown_shape_is_one_line(tmp_path):
+    d = _deployed(4.8e6, 3, 4)
+    d["workloads"]["paper-case"]["deploy"]["decode"]["gpus_per_instance"] = 4
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(d))
+    run = _cli("optimize", str(path), "-o", str(tmp_path / "plan"))
+    assert run.returncode == 2 and "workloads.paper-case.deploy.decode" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "plan").exists()

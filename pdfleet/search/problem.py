@@ -196,6 +196,42 @@ def _live_capacity(slo, quantile, tb, tt, limit):
     return live_decode.capacity_tokens_per_s(slo, quantile.astype(slo.dtype), tb, tt, limit)
 
 
+def _pin_deployments(fleet: S.Fleet, names, pre_profile, dec_profile, pre_n, dec_n, demand):
+    """Workloads with `deploy:` get exactly their running deployment: the one pair whose profiles match the
+    deployed sku and gpus_per_instance, at the deployed instance counts in every quarter with demand, whatever
+    the SLO says (the plan then reports its predicted latencies and headroom). A deployment no profile or
+    roofline prediction describes is a SpecError; one whose role cannot meet the SLO at any load stays
+    unserved with that reason (the candidate is not usable)."""
+    pre_n, dec_n = pre_n.copy(), dec_n.copy()
+    for i, name in enumerate(names):
+        deploy = fleet.workloads[name].deploy
+        if deploy is None:
+            continue
+        c = _deployed_column(fleet, name, "prefill", deploy.prefill, pre_profile[i])
+        d = _deployed_column(fleet, name, "decode", deploy.decode, dec_profile[i])
+        has = demand[:, i] > 0
+        keep_pre, keep_dec = np.full(pre_n.shape[2:], np.inf), np.full(dec_n.shape[2:], np.inf)
+        if c is not None and d is not None:
+            keep_pre[c, d], keep_dec[d] = deploy.prefill.instances, deploy.decode.instances
+        pre_n[:, i] = np.where(has[:, None, None], keep_pre[None], np.where(np.isfinite(keep_pre), 0.0, np.inf))
+        dec_n[:, i] = np.where(has[:, None], keep_dec[None], np.where(np.isfinite(keep_dec), 0.0, np.inf))
+    return pre_n, dec_n
+
+
+def _deployed_column(fleet: S.Fleet, name: str, role: str, pool, profiles_of_row) -> int | None:
+    """Column of the row's usable candidates that is the deployed (sku, gpus_per_instance); None when that
+    profile exists but cannot serve the role (e.g. the TTFT SLO is out of reach)."""
+    model = fleet.workloads[name].model
+    matches = [k for k, p in enumerate(fleet.profiles) if p.model == model and p.sku == pool.sku
+               and p.gpus_per_instance == pool.gpus_per_instance and getattr(p, role) is not None]
+    if not matches:
+        raise S.SpecError(f"workloads.{name}.deploy.{role}", f"no measured profile or roofline prediction of {model} "
+                          f"on {pool.sku} with {pool.gpus_per_instance} GPUs per instance; add a profiles: entry "
+                          f"(or the degree to planning.tp_degrees with planning.roofline on)")
+    cols = [k for k, p in enumerate(profiles_of_row) if p in matches]
+    return cols[0] if cols else None
+
+
 def _pooled_counts(pre_n, pre_frac, pooled, mu, demand, budget, transfer, quantile, minimum: float):
     """Prefill counts of the workloads planned as one M/M/c pool (queue: mmc): the smallest c whose pooled
     sojourn statistic fits the budget left after the pair's transfer (queueing.mmc_servers), searched up to
@@ -281,6 +317,9 @@ def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, near
         pre_n, pre_frac = _pooled_counts(np.asarray(pre_n), np.asarray(pre_frac), pooled, mu, demand, budget,
                                          transfer, np.asarray(w.ttft_quantile)[r], pmin)
     dec_n, dec_frac = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
+    if any(fleet.workloads[n].deploy for n in names):
+        pre_n, dec_n = _pin_deployments(fleet, names, pre_profile, dec_profile, np.asarray(pre_n), np.asarray(dec_n),
+                                        demand)
     options = Options(
         pre_profile=pre_profile.astype(np.int32), pre_sku=ps, pre_gpi=pick(gpi_of, pre_profile),
         dec_profile=dec_profile.astype(np.int32), dec_sku=ds, dec_gpi=pick(gpi_of, dec_profile),

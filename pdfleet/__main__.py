@@ -1,0 +1,5 @@
+"""`python -m pdfleet` = the `pdfleet` command."""
+
+from pdfleet.cli import main
+
+main()
