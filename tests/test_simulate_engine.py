@@ -138,8 +138,8 @@ def _tiny_input(**over):
     return SimInput(**x)
 
 
-def test_simulate_deterministic_per_seed_and_chunking():
-    a = simulate(_tiny_input(), seed=7)
+def test_simulate_deterministic_per_seed_chunking_and_row_loop():
+    a = simulate(_tiny_input(), seed=7, parallel_rows=True)
     b = simulate(_tiny_input(), seed=7, chunk_rows=1)
     c = simulate(_tiny_input(), seed=8)
     for k in a._fields:
@@ -150,7 +150,7 @@ def test_simulate_deterministic_per_seed_and_chunking():
 def test_simulate_hand_case():
     """One request every 0.5 s, service 0.3 s, 19 decode steps of 10 ms alone in its batch (B = 1):
     nobody waits, TTFT = 0.3 + overhead, TPOT = (transfer + 19 x 0.01) / 19."""
-    s = simulate(_tiny_input(), warmup=0.0, cooldown=0.0)
+    s = simulate(_tiny_input(), warmup=0.0, cooldown=0.0, chunk_rows=1)
     np.testing.assert_allclose(s.ttft_mean_s, [0.4, 0.3], rtol=1e-6)
     np.testing.assert_allclose(s.ttft_p99_s, [0.4, 0.3], rtol=1e-6)
     np.testing.assert_allclose(s.tpot_mean_ms, [10.0, (0.05 + 0.19) / 19 * 1e3], rtol=1e-5)

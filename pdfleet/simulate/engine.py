@@ -1,4 +1,4 @@
-"""simulate(): prefill pool -> KV transfer -> decode batching for many rows in one vmapped, jitted call.
+"""simulate(): prefill pool -> KV transfer -> decode batching for many rows in one jitted call.
 
 A row of SimInput is one (quarter, workload): its requests padded to a common length N with `valid`,
 and its deployment. Per request (times in seconds, float32 unless x64 is on):
@@ -19,9 +19,10 @@ The engine itself draws nothing at random: with `seed=None` it replays arrival_s
 row r gets Poisson arrivals at rate_rps[r] from fold_in(PRNGKey(seed), r) instead, so a row's sample does
 not depend on the other rows or on chunking. Same input and seed, same output.
 
-The vmap over rows lives here only; prefill.py and decode.py see one row. Rows run in chunks of
-`chunk_rows` (default: about 2^22 request slots per chunk) so large batches fit in memory. The prefill
-policy and decode dispatch are one static choice per call (group rows by policy).
+The loop over rows lives here only (`_rows`: vmap on accelerators, lax.map on CPU); prefill.py and
+decode.py see one row. Rows run in chunks of `chunk_rows` (default: about 2^22 request slots per chunk)
+so large batches fit in memory. The prefill policy and decode dispatch are one static choice per call
+(group rows by policy).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import random
+from jax import lax, random
 
 from pdfleet.simulate import decode as decode_mod
 from pdfleet.simulate import prefill as prefill_mod
@@ -99,12 +100,12 @@ def weighted_quantile(values, weights, q):
     return jnp.where(cum[-1] > 0, values[jnp.minimum(i, values.shape[0] - 1)], jnp.nan)
 
 
-def _row(x, key, row, warmup, cooldown, *, seeded, prefill_policy, decode_dispatch, servers, instances,
-         slots):
+def _row(x, key, row, seeded, warmup, cooldown, *, prefill_policy, decode_dispatch, servers, instances, slots):
     f = x.service_s.dtype
     n_req = x.valid.shape[0]
     valid = x.valid
-    arrival = poisson_arrivals(random.fold_in(key, row), x.rate_rps, n_req, f) if seeded else x.arrival_s
+    poisson = poisson_arrivals(random.fold_in(key, row), jnp.where(seeded, x.rate_rps, 1.0), n_req, f)
+    arrival = jnp.where(seeded, poisson, x.arrival_s)
     wait, _ = prefill_mod.pool_waits(arrival, x.service_s, valid, servers, x.prefill_servers, prefill_policy)
     prefill_done = arrival + wait + x.service_s
     ready = prefill_done + x.transfer_s
@@ -144,11 +145,16 @@ def _row(x, key, row, warmup, cooldown, *, seeded, prefill_policy, decode_dispat
     }
 
 
-_STATIC = ("seeded", "prefill_policy", "decode_dispatch", "servers", "instances", "slots")
+_STATIC = ("prefill_policy", "decode_dispatch", "servers", "instances", "slots", "parallel_rows")
 
 
-def _rows(x, key, rows, warmup, cooldown, **static):
-    return jax.vmap(lambda xr, r: _row(xr, key, r, warmup, cooldown, **static))(x, rows)
+def _rows(x, key, rows, seeded, warmup, cooldown, *, parallel_rows, **static):
+    """All rows of a chunk: vmapped (parallel_rows; for GPUs) or one after the other in the same jitted
+    call (lax.map; on CPU 1.6x faster, as the vmapped event loop runs both branches and batched scatters)."""
+    one = lambda xr, r: _row(xr, key, r, seeded, warmup, cooldown, **static)  # noqa: E731
+    if parallel_rows:
+        return jax.vmap(one)(x, rows)
+    return lax.map(lambda a: one(*a), (x, rows))
 
 
 _rows_jit = jax.jit(_rows, static_argnames=_STATIC)
@@ -183,8 +189,11 @@ def _check(x: SimInput, seeded: bool) -> None:
 
 def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = "rr",
              decode_dispatch: str = "rr", warmup: float = 0.05, cooldown: float = 0.05,
-             chunk_rows: int | None = None) -> SimStats:
-    """Simulate every row of `batch` (see the module docstring); returns SimStats of numpy arrays [R]."""
+             chunk_rows: int | None = None, parallel_rows: bool | None = None) -> SimStats:
+    """Simulate every row of `batch` (see the module docstring); returns SimStats of numpy arrays [R].
+
+    parallel_rows: vmap the rows (default on GPU/TPU) or run them in sequence inside one jitted call
+    (default on CPU); the results are the same."""
     if prefill_policy not in prefill_mod.POLICIES:
         raise ValueError(f"prefill_policy: {prefill_policy!r} is not one of {', '.join(prefill_mod.POLICIES)}")
     if decode_dispatch not in decode_mod.DISPATCH:
@@ -204,10 +213,11 @@ def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = 
         rate_rps=jnp.asarray(batch.rate_rps, fl))
     n_rows, n_req = x.valid.shape
     static = {
-        "seeded": seeded, "prefill_policy": prefill_policy, "decode_dispatch": decode_dispatch,
+        "prefill_policy": prefill_policy, "decode_dispatch": decode_dispatch,
         "servers": int(np.max(np.asarray(batch.prefill_servers))),
         "instances": int(np.max(np.asarray(batch.decode_instances))),
         "slots": int(max(1, min(int(np.max(np.asarray(batch.max_batch))), n_req))),
+        "parallel_rows": (jax.default_backend() != "cpu") if parallel_rows is None else bool(parallel_rows),
     }
     chunk = chunk_rows or max(1, (1 << 22) // max(n_req, 1))
     key = random.PRNGKey(0 if seed is None else seed)
@@ -215,6 +225,6 @@ def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = 
     for lo in range(0, n_rows, chunk):
         part = jax.tree_util.tree_map(lambda a: a[lo:lo + chunk], x)
         rows = jnp.arange(lo, lo + part.valid.shape[0])
-        parts.append(jax.device_get(_rows_jit(part, key, rows, float(warmup), float(cooldown), **static)))
+        parts.append(jax.device_get(_rows_jit(part, key, rows, seeded, float(warmup), float(cooldown), **static)))
     return SimStats(**{k: np.concatenate([np.atleast_1d(p[k]) for p in parts]) for k in SimStats._fields})
 
