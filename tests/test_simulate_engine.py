@@ -169,3 +169,12 @@ def test_simulate_hand_case():
 def test_simulate_rejects_bad_input(field, value, message):
     with pytest.raises(ValueError, match=message):
         simulate(_tiny_input(**{field: value}))
+
+
+def test_simulate_trace_clock_is_rebased():
+    """Absolute timestamps (a trace in epoch seconds) give the same statistics as times from 0: float32
+    could not resolve 10 ms steps at 1.7e9 s."""
+    base = simulate(_tiny_input(), chunk_rows=1)
+    late = simulate(_tiny_input(arrival_s=np.tile(np.arange(50) * 0.5 + 1.7e9, (2, 1))), chunk_rows=1)
+    for k in base._fields:
+        np.testing.assert_allclose(getattr(late, k), getattr(base, k), rtol=1e-6)

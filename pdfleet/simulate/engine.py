@@ -15,6 +15,12 @@ order; defaults 5% each: the empty start and the draining end are not steady sta
 (time average of the batch while an instance is stepping) and the per-token TPOT (the step time each
 decode token waited for, token-weighted) cover the whole run.
 
+Each row's clock starts at its first arrival (a trace's absolute timestamps are shifted on the host, in
+float64). Queueing waits are computed from gaps (exact in float32); decode runs on the absolute clock,
+so a time T costs about ulp(T) / (output_tokens - 1) of TPOT accuracy: float32 at T = 1e4 s (ulp 1 ms)
+gives 2 us per token at 512 output tokens; for longer horizons and short outputs enable x64. Measured on
+the paper's case (1,800 s): float32 equals x64 to 5e-5 relative in every statistic.
+
 The engine itself draws nothing at random: with `seed=None` it replays arrival_s as given; with a seed,
 row r gets Poisson arrivals at rate_rps[r] from fold_in(PRNGKey(seed), r) instead, so a row's sample does
 not depend on the other rows or on chunking. Same input and seed, same output.
@@ -203,8 +209,12 @@ def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = 
     seeded = seed is not None
     _check(batch, seeded)
     fl = jnp.result_type(float)
+    arrival = np.asarray(batch.arrival_s, np.float64)
+    valid = np.asarray(batch.valid, bool)
+    first = np.min(np.where(valid, arrival, np.inf), axis=1, initial=np.inf)
+    arrival = arrival - np.where(np.isfinite(first), first, 0.0)[:, None]  # each row's clock starts at 0
     x = SimInput(
-        arrival_s=jnp.asarray(batch.arrival_s, fl), input_tokens=jnp.asarray(batch.input_tokens, jnp.int32),
+        arrival_s=jnp.asarray(arrival, fl), input_tokens=jnp.asarray(batch.input_tokens, jnp.int32),
         output_tokens=jnp.asarray(batch.output_tokens, jnp.int32), service_s=jnp.asarray(batch.service_s, fl),
         valid=jnp.asarray(batch.valid, bool), prefill_servers=jnp.asarray(batch.prefill_servers, jnp.int32),
         overhead_s=jnp.asarray(batch.overhead_s, fl), transfer_s=jnp.asarray(batch.transfer_s, fl),
