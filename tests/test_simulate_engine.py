@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from pdfleet.simulate import prefill
-from pdfleet.simulate.engine import SimInput, poisson_arrivals, simulate
+from pdfleet.simulate.engine import SimInput, pad_rows, poisson_arrivals, simulate
 
 N = 1_000_000  # >= 200,000; a million keeps the sampling error (autocorrelated at these loads) near 1%
 
@@ -178,3 +178,18 @@ def test_simulate_trace_clock_is_rebased():
     late = simulate(_tiny_input(arrival_s=np.tile(np.arange(50) * 0.5 + 1.7e9, (2, 1))), chunk_rows=1)
     for k in base._fields:
         np.testing.assert_allclose(getattr(late, k), getattr(base, k), rtol=1e-6)
+
+
+def test_pad_rows():
+    out, valid = pad_rows([np.array([1.0, 2.0]), np.array([3.0]), np.array([])], fill=-1.0)
+    np.testing.assert_array_equal(out, [[1.0, 2.0], [3.0, -1.0], [-1.0, -1.0]])
+    np.testing.assert_array_equal(valid, [[True, True], [True, False], [False, False]])
+
+
+def test_simulate_empty_row_is_nan_not_zero():
+    valid = np.ones((2, 50), bool)
+    valid[1] = False
+    s = simulate(_tiny_input(valid=valid), chunk_rows=1)
+    assert s.requests[1] == 0 and s.requests[0] == 50 - 2 - 2  # floor(5% of 50) off each end
+    assert np.isnan(s.ttft_mean_s[1]) and np.isnan(s.tpot_mean_ms[1]) and np.isnan(s.ttft_p90_s[1])
+    assert np.isfinite(s.ttft_mean_s[0])

@@ -107,3 +107,23 @@ def test_simulate_statistics_equal_reference():
         _close(got.tpot_token_mean_ms[r], 1e3 * (tokens * steps).sum() / tokens.sum())
         per_token = np.repeat(steps, tokens.astype(int))
         _close(got.tpot_token_p90_ms[r], 1e3 * np.sort(per_token)[int(np.ceil(0.9 * len(per_token))) - 1])
+
+
+def test_decode_batch_of_one_is_the_prefill_queue():
+    """With max_batch = 1 and a flat TPOT curve, each decode instance is a FIFO server with service
+    (L_out - 1) x step: rr dispatch over n instances must equal the prefill pool's round robin (the
+    max-plus scan, itself checked against M/D/1 and M/M/1) request by request, at scale."""
+    rng = np.random.default_rng(4)
+    n, inst, dt = 20_000, 3, 0.01
+    ready = np.cumsum(rng.exponential(1 / (0.8 * inst / (63 * dt)), n))
+    out = rng.integers(2, 128, n)
+    ok = np.ones(n, bool)
+    with jax.enable_x64(True):
+        start, finish, where, _ = decode.decode_jit(ready, out, ok, inst, "rr", np.array([1.0, 2.0]),
+                                                    np.array([dt, dt]), 1, instances=inst, slots=1)
+        p_start, p_finish, server = prefill.pool_jit(ready, (out - 1) * dt, ok, servers=inst, n_servers=inst,
+                                                     policy="rr")
+    _close(start, np.asarray(p_start))
+    _close(finish, np.asarray(p_finish))
+    np.testing.assert_array_equal(np.asarray(where), np.asarray(server))
+    assert np.mean(np.asarray(start) > ready) > 0.3  # requests did queue

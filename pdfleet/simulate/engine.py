@@ -87,6 +87,18 @@ def poisson_arrivals(key, rate_rps, n: int, dtype=None):
     return jnp.cumsum(random.exponential(key, (n,), dtype)) / jnp.asarray(rate_rps, dtype)
 
 
+def pad_rows(rows, fill=0):
+    """Per-row request arrays of different lengths -> (array [R, N], valid [R, N]), N the longest row,
+    padded with `fill`; the layout SimInput wants (e.g. one row per quarter x workload)."""
+    n = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), n), fill, dtype=np.result_type(*[np.asarray(r).dtype for r in rows], type(fill)))
+    valid = np.zeros((len(rows), n), bool)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+        valid[i, :len(r)] = True
+    return out, valid
+
+
 def masked_quantiles(x, keep, qs):
     """Quantiles qs of x over the kept entries (numpy's default 'linear' rule); nan when none kept."""
     xs = jnp.sort(jnp.where(keep, x, jnp.inf))
@@ -125,7 +137,10 @@ def _row(x, key, row, seeded, warmup, cooldown, *, prefill_policy, decode_dispat
     ttft = wait + x.service_s + x.overhead_s
     ttft_q = masked_quantiles(ttft, keep, [0.5, 0.9, 0.99])
     n_keep = jnp.sum(keep)
-    mean = lambda v, k: jnp.sum(jnp.where(k, v, 0.0)) / jnp.maximum(jnp.sum(k), 1)  # noqa: E731
+    def mean(v, k):
+        count = jnp.sum(k)
+        return jnp.where(count > 0, jnp.sum(jnp.where(k, v, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+
     steps = (x.output_tokens - 1).astype(f)
     has_tpot = keep & (x.output_tokens > 1)
     tpot = (finish - prefill_done) / jnp.maximum(steps, 1.0)
