@@ -41,7 +41,7 @@ def test_decode_equals_reference(dispatch):
         n, inst, max_batch = 200, int(rng.integers(1, 4)), int(rng.integers(1, 7))
         ready = np.sort(rng.uniform(0, n * 0.05 / inst, n))
         ready[5:8] = ready[4]  # ties are dispatched by index
-        out = rng.integers(1, 60, n)
+        out = rng.integers(1, 60, n) if _ % 2 else np.full(n, 30)  # fixed lengths: several leave at once
         valid = rng.random(n) < 0.9
         with jax.enable_x64(True):
             start, finish, where, st = decode.decode_jit(ready, out, valid, inst, dispatch, GRID, STEP, max_batch,
@@ -127,3 +127,24 @@ def test_decode_batch_of_one_is_the_prefill_queue():
     _close(finish, np.asarray(p_finish))
     np.testing.assert_array_equal(np.asarray(where), np.asarray(server))
     assert np.mean(np.asarray(start) > ready) > 0.3  # requests did queue
+
+
+@pytest.mark.parametrize("dispatch", ["rr", "least_loaded"])
+def test_decode_burst_leaves_together(dispatch):
+    """A burst of simultaneous arrivals with equal lengths joins at one boundary and leaves at one boundary
+    (the kernel takes them one per iteration at the same time): same trajectory as the reference."""
+    rng = np.random.default_rng(5)
+    n = 60
+    ready = np.sort(rng.uniform(0, 3.0, n))
+    ready[10:16] = ready[10]
+    ready[40:45] = ready[40]
+    out = np.full(n, 25)
+    ok = np.ones(n, bool)
+    with jax.enable_x64(True):
+        start, finish, where, st = decode.decode_jit(ready, out, ok, 2, dispatch, GRID, STEP, 6, instances=2, slots=6)
+    r_start, r_finish, r_where, r_st = reference.decode(ready, out, ok, 2, dispatch, GRID, STEP, 6)
+    assert np.max(np.unique(r_finish, return_counts=True)[1]) >= 3  # several left at one boundary
+    _close(start, r_start)
+    _close(finish, r_finish)
+    np.testing.assert_array_equal(np.asarray(where), r_where)
+    _close(np.asarray(st["batch_s"])[:2], r_st["batch_s"])

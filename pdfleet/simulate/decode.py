@@ -14,8 +14,10 @@ Model (the same as pdfleet/simulate/reference.py, which steps literally one iter
 Between two events (a request leaving, a request joining) the batch and so the step time are constant, so
 the loop jumps from event to event: k steps of step_s(B) at once, which is the same trajectory as
 stepping k times. Event loop (`lax.while_loop`, branch-free body): each iteration either dispatches the
-next ready request or advances the instance with the earliest event (ties: dispatch first). About three
-iterations per request; each touches one instance's slots (O(slots)), so the cost is linear in N.
+next ready request or advances the instance with the earliest event (ties: dispatch first), where at
+most one request leaves and one joins (several at one boundary take several iterations at the same time,
+zero steps apart: the same trajectory). About three iterations per request; each touches one instance's
+slots (O(slots)), so the cost is linear in N.
 
 Outputs per request: decode_start_s (joined a batch), finish_s (last token), instance; per row:
 busy_s[I] and batch_s[I] (integral of B dt) per instance, tokens_by_batch[slots + 1] (decode tokens
@@ -104,8 +106,8 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         return st, j
 
     def advance(st, on):
-        """Run the instance with the earliest event to it: k steps, leavers out, one ready waiter in; the
-        identity where `on` is false (k = 0 steps, nobody joins)."""
+        """Run the instance with the earliest event to it: k steps, one leaver out, one ready waiter in;
+        the identity where `on` is false (k = 0 steps, nobody leaves or joins)."""
         x = jnp.argmin(st["ev_t"]).astype(jnp.int32)
         t_new = jnp.where(on, st["ev_t"][x], st["t"][x])
         k = jnp.where(on, st["ev_k"][x], 0)
@@ -115,11 +117,15 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         req = st["req"][x]
         active = req >= 0
         left = jnp.where(active, st["left"][x] - k, _BIG)
+        # one request that got its last token leaves (others done at the same boundary leave in the next
+        # iterations, k = 0 steps, same time: one-element updates are far cheaper than a slots-wide scatter)
         done = active & (left == 0)
-        n_done = jnp.sum(done, dtype=jnp.int32)
-        finish = st["finish"].at[jnp.where(done, req, n_req)].set(t_new, mode="drop")
-        req = jnp.where(done, -1, req)
-        left = jnp.where(done, _BIG, left)
+        leaves = on & jnp.any(done)
+        gone = jnp.argmax(done)
+        finish = st["finish"].at[jnp.where(leaves, req[gone], n_req)].set(t_new, mode="drop")
+        req = jnp.where(leaves & (slot_ids == gone), -1, req)
+        left = jnp.where(leaves & (slot_ids == gone), _BIG, left)
+        n_done = leaves.astype(jnp.int32)
         b_after = b - n_done
         # one waiting request joins, if it is ready and the batch has room
         head = st["head"][x]
