@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from pdfleet.simulate import prefill
-from pdfleet.simulate.engine import SimInput, poisson_arrivals, simulate
+from pdfleet.simulate.engine import SimInput, pad_rows, poisson_arrivals, simulate
 
 N = 1_000_000  # >= 200,000; a million keeps the sampling error (autocorrelated at these loads) near 1%
 
@@ -138,8 +138,8 @@ def _tiny_input(**over):
     return SimInput(**x)
 
 
-def test_simulate_deterministic_per_seed_and_chunking():
-    a = simulate(_tiny_input(), seed=7)
+def test_simulate_deterministic_per_seed_chunking_and_row_loop():
+    a = simulate(_tiny_input(), seed=7, parallel_rows=True)
     b = simulate(_tiny_input(), seed=7, chunk_rows=1)
     c = simulate(_tiny_input(), seed=8)
     for k in a._fields:
@@ -150,7 +150,7 @@ def test_simulate_deterministic_per_seed_and_chunking():
 def test_simulate_hand_case():
     """One request every 0.5 s, service 0.3 s, 19 decode steps of 10 ms alone in its batch (B = 1):
     nobody waits, TTFT = 0.3 + overhead, TPOT = (transfer + 19 x 0.01) / 19."""
-    s = simulate(_tiny_input(), warmup=0.0, cooldown=0.0)
+    s = simulate(_tiny_input(), warmup=0.0, cooldown=0.0, chunk_rows=1)
     np.testing.assert_allclose(s.ttft_mean_s, [0.4, 0.3], rtol=1e-6)
     np.testing.assert_allclose(s.ttft_p99_s, [0.4, 0.3], rtol=1e-6)
     np.testing.assert_allclose(s.tpot_mean_ms, [10.0, (0.05 + 0.19) / 19 * 1e3], rtol=1e-5)
@@ -169,3 +169,27 @@ def test_simulate_hand_case():
 def test_simulate_rejects_bad_input(field, value, message):
     with pytest.raises(ValueError, match=message):
         simulate(_tiny_input(**{field: value}))
+
+
+def test_simulate_trace_clock_is_rebased():
+    """Absolute timestamps (a trace in epoch seconds) give the same statistics as times from 0: float32
+    could not resolve 10 ms steps at 1.7e9 s."""
+    base = simulate(_tiny_input(), chunk_rows=1)
+    late = simulate(_tiny_input(arrival_s=np.tile(np.arange(50) * 0.5 + 1.7e9, (2, 1))), chunk_rows=1)
+    for k in base._fields:
+        np.testing.assert_allclose(getattr(late, k), getattr(base, k), rtol=1e-6)
+
+
+def test_pad_rows():
+    out, valid = pad_rows([np.array([1.0, 2.0]), np.array([3.0]), np.array([])], fill=-1.0)
+    np.testing.assert_array_equal(out, [[1.0, 2.0], [3.0, -1.0], [-1.0, -1.0]])
+    np.testing.assert_array_equal(valid, [[True, True], [True, False], [False, False]])
+
+
+def test_simulate_empty_row_is_nan_not_zero():
+    valid = np.ones((2, 50), bool)
+    valid[1] = False
+    s = simulate(_tiny_input(valid=valid), chunk_rows=1)
+    assert s.requests[1] == 0 and s.requests[0] == 50 - 2 - 2  # floor(5% of 50) off each end
+    assert np.isnan(s.ttft_mean_s[1]) and np.isnan(s.tpot_mean_ms[1]) and np.isnan(s.ttft_p90_s[1])
+    assert np.isfinite(s.ttft_mean_s[0])

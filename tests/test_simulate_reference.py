@@ -41,7 +41,7 @@ def test_decode_equals_reference(dispatch):
         n, inst, max_batch = 200, int(rng.integers(1, 4)), int(rng.integers(1, 7))
         ready = np.sort(rng.uniform(0, n * 0.05 / inst, n))
         ready[5:8] = ready[4]  # ties are dispatched by index
-        out = rng.integers(1, 60, n)
+        out = rng.integers(1, 60, n) if _ % 2 else np.full(n, 30)  # fixed lengths: several leave at once
         valid = rng.random(n) < 0.9
         with jax.enable_x64(True):
             start, finish, where, st = decode.decode_jit(ready, out, valid, inst, dispatch, GRID, STEP, max_batch,
@@ -107,3 +107,44 @@ def test_simulate_statistics_equal_reference():
         _close(got.tpot_token_mean_ms[r], 1e3 * (tokens * steps).sum() / tokens.sum())
         per_token = np.repeat(steps, tokens.astype(int))
         _close(got.tpot_token_p90_ms[r], 1e3 * np.sort(per_token)[int(np.ceil(0.9 * len(per_token))) - 1])
+
+
+def test_decode_batch_of_one_is_the_prefill_queue():
+    """With max_batch = 1 and a flat TPOT curve, each decode instance is a FIFO server with service
+    (L_out - 1) x step: rr dispatch over n instances must equal the prefill pool's round robin (the
+    max-plus scan, itself checked against M/D/1 and M/M/1) request by request, at scale."""
+    rng = np.random.default_rng(4)
+    n, inst, dt = 20_000, 3, 0.01
+    ready = np.cumsum(rng.exponential(1 / (0.8 * inst / (63 * dt)), n))
+    out = rng.integers(2, 128, n)
+    ok = np.ones(n, bool)
+    with jax.enable_x64(True):
+        start, finish, where, _ = decode.decode_jit(ready, out, ok, inst, "rr", np.array([1.0, 2.0]),
+                                                    np.array([dt, dt]), 1, instances=inst, slots=1)
+        p_start, p_finish, server = prefill.pool_jit(ready, (out - 1) * dt, ok, servers=inst, n_servers=inst,
+                                                     policy="rr")
+    _close(start, np.asarray(p_start))
+    _close(finish, np.asarray(p_finish))
+    np.testing.assert_array_equal(np.asarray(where), np.asarray(server))
+    assert np.mean(np.asarray(start) > ready) > 0.3  # requests did queue
+
+
+@pytest.mark.parametrize("dispatch", ["rr", "least_loaded"])
+def test_decode_burst_leaves_together(dispatch):
+    """A burst of simultaneous arrivals with equal lengths joins at one boundary and leaves at one boundary
+    (the kernel takes them one per iteration at the same time): same trajectory as the reference."""
+    rng = np.random.default_rng(5)
+    n = 60
+    ready = np.sort(rng.uniform(0, 3.0, n))
+    ready[10:16] = ready[10]
+    ready[40:45] = ready[40]
+    out = np.full(n, 25)
+    ok = np.ones(n, bool)
+    with jax.enable_x64(True):
+        start, finish, where, st = decode.decode_jit(ready, out, ok, 2, dispatch, GRID, STEP, 6, instances=2, slots=6)
+    r_start, r_finish, r_where, r_st = reference.decode(ready, out, ok, 2, dispatch, GRID, STEP, 6)
+    assert np.max(np.unique(r_finish, return_counts=True)[1]) >= 3  # several left at one boundary
+    _close(start, r_start)
+    _close(finish, r_finish)
+    np.testing.assert_array_equal(np.asarray(where), r_where)
+    _close(np.asarray(st["batch_s"])[:2], r_st["batch_s"])

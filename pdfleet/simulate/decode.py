@@ -1,4 +1,4 @@
-"""Decode as continuous batching, one simulated row at a time (engine.py vmaps it over rows).
+"""Decode as continuous batching, one simulated row at a time (engine.py maps it over rows).
 
 Model (the same as pdfleet/simulate/reference.py, which steps literally one iteration at a time):
 - Token 1 of a request comes from prefill (it is in TTFT); decode produces tokens 2..L_out, so a request
@@ -13,9 +13,11 @@ Model (the same as pdfleet/simulate/reference.py, which steps literally one iter
   idle instance jumps to the next ready request.
 Between two events (a request leaving, a request joining) the batch and so the step time are constant, so
 the loop jumps from event to event: k steps of step_s(B) at once, which is the same trajectory as
-stepping k times. Event loop (`lax.while_loop`): each iteration either dispatches the next ready request
-or advances the instance with the earliest event (ties: dispatch first). About three iterations per
-request; each touches one instance's slots (O(slots)).
+stepping k times. Event loop (`lax.while_loop`, branch-free body): each iteration either dispatches the
+next ready request or advances the instance with the earliest event (ties: dispatch first), where at
+most one request leaves and one joins (several at one boundary take several iterations at the same time,
+zero steps apart: the same trajectory). About three iterations per request; each touches one instance's
+slots (O(slots)), so the cost is linear in N.
 
 Outputs per request: decode_start_s (joined a batch), finish_s (last token), instance; per row:
 busy_s[I] and batch_s[I] (integral of B dt) per instance, tokens_by_batch[slots + 1] (decode tokens
@@ -89,39 +91,46 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         return {**st, "ev_t": st["ev_t"].at[x].set(ev_t), "ev_k": st["ev_k"].at[x].set(ev_k),
                 "ev_adm": st["ev_adm"].at[x].set(ev_adm)}
 
-    def dispatch_next(st):
+    def dispatch_next(st, on):
+        """Dispatch request p to an instance's queue; the identity where `on` is false."""
         p = st["p"]
         if dispatch == "rr":
             j = (p % n_instances).astype(jnp.int32)
         else:
             j = jnp.argmin(jnp.where(inst_ids < n_instances, st["count"], _BIG)).astype(jnp.int32)
         tail = st["tail"][j]
-        nxt = st["nxt"].at[jnp.where(tail >= 0, tail, n_req)].set(p, mode="drop")
-        st = {**st, "nxt": nxt, "head": st["head"].at[j].set(jnp.where(tail >= 0, st["head"][j], p)),
-              "tail": st["tail"].at[j].set(p), "count": st["count"].at[j].add(1),
-              "inst": st["inst"].at[p].set(j), "p": p + 1}
+        st = {**st, "nxt": st["nxt"].at[jnp.where(on & (tail >= 0), tail, n_req)].set(p, mode="drop"),
+              "head": st["head"].at[j].set(jnp.where(on & (tail < 0), p, st["head"][j])),
+              "tail": st["tail"].at[j].set(jnp.where(on, p, tail)), "count": st["count"].at[j].add(on),
+              "inst": st["inst"].at[jnp.where(on, p, n_req)].set(j, mode="drop"), "p": p + on}
         return st, j
 
-    def advance(st):
+    def advance(st, on):
+        """Run the instance with the earliest event to it: k steps, one leaver out, one ready waiter in;
+        the identity where `on` is false (k = 0 steps, nobody leaves or joins)."""
         x = jnp.argmin(st["ev_t"]).astype(jnp.int32)
-        t_new = st["ev_t"][x]
-        k = st["ev_k"][x]
+        t_new = jnp.where(on, st["ev_t"][x], st["t"][x])
+        k = jnp.where(on, st["ev_k"][x], 0)
         b = st["batch"][x]
         dt = step_time(jnp.maximum(b, 1), batch_grid, step_s)
         span = jnp.where(b > 0, k.astype(f) * dt, 0.0)
         req = st["req"][x]
         active = req >= 0
         left = jnp.where(active, st["left"][x] - k, _BIG)
+        # one request that got its last token leaves (others done at the same boundary leave in the next
+        # iterations, k = 0 steps, same time: one-element updates are far cheaper than a slots-wide scatter)
         done = active & (left == 0)
-        n_done = jnp.sum(done, dtype=jnp.int32)
-        finish = st["finish"].at[jnp.where(done, req, n_req)].set(t_new, mode="drop")
-        req = jnp.where(done, -1, req)
-        left = jnp.where(done, _BIG, left)
+        leaves = on & jnp.any(done)
+        gone = jnp.argmax(done)
+        finish = st["finish"].at[jnp.where(leaves, req[gone], n_req)].set(t_new, mode="drop")
+        req = jnp.where(leaves & (slot_ids == gone), -1, req)
+        left = jnp.where(leaves & (slot_ids == gone), _BIG, left)
+        n_done = leaves.astype(jnp.int32)
         b_after = b - n_done
         # one waiting request joins, if it is ready and the batch has room
         head = st["head"][x]
         rh = r_sorted[jnp.maximum(head, 0)]
-        join = (head >= 0) & (b_after < max_batch) & (st["ev_adm"][x] | (rh <= t_new))
+        join = on & (head >= 0) & (b_after < max_batch) & (st["ev_adm"][x] | (rh <= t_new))
         slot = jnp.argmin(req >= 0)  # first free slot
         req = jnp.where(join & (slot_ids == slot), head, req)
         left = jnp.where(join & (slot_ids == slot), need_sorted[jnp.maximum(head, 0)], left)
@@ -137,9 +146,13 @@ def decode(ready_s, output_tokens, valid, n_instances, dispatch: str, batch_grid
         return st, x
 
     def body(st):
+        # Branch-free on purpose: a lax.cond here made XLA copy the [N] arrays every iteration (cost
+        # growing with N); both halves run, each the identity unless it is its turn.
         r = jnp.where(st["p"] < m, r_sorted[jnp.minimum(st["p"], n_req - 1)], jnp.inf)
         go = (st["p"] < m) & (r <= jnp.min(st["ev_t"]))
-        return plan(*lax.cond(go, dispatch_next, advance, st))
+        st, j = dispatch_next(st, go)
+        st, x = advance(st, ~go)
+        return plan(st, jnp.where(go, j, x))
 
     def more(st):
         return (st["p"] < m) | jnp.isfinite(jnp.min(st["ev_t"]))

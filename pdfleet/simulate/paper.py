@@ -67,8 +67,7 @@ def tpm_limit(prefill_servers: int, decode_instances: int, lo: float, hi: float,
     """Bisect the largest TPM in [lo, hi] meeting both SLOs (lo must meet them, hi must not).
     Returns (limit_tpm, stats at the limit as a dict of floats)."""
     def run(tpm):
-        s = simulate(paper_input([tpm], prefill_servers, decode_instances, n_req, seed=seed), None, **sim)
-        return s
+        return simulate(paper_input([tpm], prefill_servers, decode_instances, n_req, seed=seed), None, **sim)
 
     s_lo, s_hi = run(lo), run(hi)
     if not (meets(s_lo)[0] and not meets(s_hi)[0]):
