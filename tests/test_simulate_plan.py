@@ -43,9 +43,11 @@ def test_optimize_simulate_writes_the_table(paper_plan):
 def test_simulate_demand_scale_finds_the_papers_limit(paper_plan, tmp_path):
     """The plan is for 5 M TPM; the paper measured 3P4D to hold up to about 4.8 M. At 0.96 x (4.8 M) it
     meets both SLOs; at 1.1 x (5.5 M) it misses, and the command exits 3."""
-    ok = _cli("simulate", str(paper_plan), "--demand-scale", "0.96", "-o", str(tmp_path / "ok.parquet"), "-q")
+    ok = _cli("simulate", str(paper_plan), "--demand-scale", "0.96", "--duration-s", "1200", "-q",
+              "-o", str(tmp_path / "ok.parquet"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    miss = _cli("simulate", str(paper_plan), "--demand-scale", "1.1", "-o", str(tmp_path / "miss.parquet"))
+    miss = _cli("simulate", str(paper_plan), "--demand-scale", "1.1", "--duration-s", "1200",
+                "-o", str(tmp_path / "miss.parquet"))
     assert miss.returncode == 3
     assert not pd.read_parquet(tmp_path / "miss.parquet")["slo_met"].any()
     assert "missed" in miss.stdout
