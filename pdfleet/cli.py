@@ -142,6 +142,10 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     if not quiet:
         report.summary(result.plan, result.fleet, console, result.manifest)
     report.warnings(result.plan, result.fleet, errors, result.manifest)
+    pooled = result.manifest.get("pooled_prefill")
+    if pooled and not quiet:
+        click.echo(f"queue mmc: {pooled['prefill_instances']} pooled prefill instances where the per-instance M/M/1 "
+                   f"split needs {pooled['split_instances']}: {pooled['gpus_saved']} GPUs saved")
     click.echo("wrote " + ", ".join(str(p) for p in paths))
     missed = _simulate_and_report(f, result.plan, out / "simulate.parquet", quiet) if then_simulate else False
     if not result.serves_everything or missed:

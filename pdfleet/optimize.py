@@ -157,11 +157,31 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "over_inventory": fleet_df.loc[fleet_df["over_inventory"], ["quarter", "sku", "gpus", "inventory_gpus"]]
         .to_dict("records"),
         "timings_s": timings,
+        "pooled_prefill": pooled_savings(fleet, plan_df),
     }
     # a pinned deployment that misses its SLO does not serve its demand either (deploy: what-if)
     short = plan_df["deployed"] & (plan_df["status"] == "over_slo")
     serves = unserved.empty and not outcome.breaks_limits and not short.any()
     return Result(plan_df, fleet_df, manifest, timings, serves)
+
+
+def pooled_savings(fleet: S.Fleet, plan_df: pd.DataFrame) -> dict | None:
+    """What the pooled M/M/c prefill (queue: mmc) saves against the per-instance M/M/1 split on the same
+    candidates: per row the split needs ceil(demand x (1 + headroom) / capacity_rps) instances (capacity_rps
+    of an mmc row is the split's per-instance rate), at least min_instances. None when no row pools."""
+    from pdfleet import spec
+
+    pooled = [n for n, w in fleet.workloads.items() if spec.queue_model(fleet, w) == "mmc"]
+    rows = plan_df[(plan_df["role"] == "prefill") & plan_df["workload"].isin(pooled) & (plan_df["instances"] > 0)
+                   & (plan_df["demand_rps"] > 0) & ~plan_df["deployed"]]
+    if rows.empty:
+        return None
+    need = rows["demand_rps"] * (1 + fleet.planning.headroom) / rows["capacity_rps"]
+    split = np.maximum(np.ceil(need * (1 - 1e-9)), fleet.planning.min_instances_for("prefill"))
+    saved = split - rows["instances"]
+    return {"rows": int(len(rows)), "prefill_instances": int(rows["instances"].sum()),
+            "split_instances": int(split.sum()), "instances_saved": int(saved.sum()),
+            "gpus_saved": int((saved * rows["gpus_per_instance"]).sum())}
 
 
 def _num(x: float):

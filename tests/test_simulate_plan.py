@@ -80,13 +80,18 @@ def test_a_plan_for_the_azure_trace_meets_its_slos_when_the_trace_is_replayed(qu
     d = copy.deepcopy(AZURE)
     d["planning"]["queue"] = queue
     fleet = S.from_dict(d, ROOT / "configs")
-    plan = optimize.run(fleet).plan
+    result = optimize.run(fleet)
+    plan = result.plan
     sim = from_plan.simulate_plan(fleet, plan)
     assert sim["arrivals"].str.startswith("trace AzureLLMInferenceTrace_conv.csv x1 ").all()
     assert sim["slo_met"].all(), sim.T
     gpus = int(plan.loc[plan["role"] == "prefill", "gpus"].sum())
     expected = {"mm1": 6, "mg1": 6, "mmc": 4}  # prefill GPUs: the pooled queue needs one 2-GPU instance less
     assert gpus == expected[queue]
+    pooled = result.manifest["pooled_prefill"]
+    assert (pooled is None) == (queue != "mmc")
+    if pooled:
+        assert (pooled["split_instances"], pooled["prefill_instances"], pooled["gpus_saved"]) == (3, 2, 2)
 
 
 def _deployed(tpm: float, prefill: int, decode: int):
