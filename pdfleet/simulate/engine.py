@@ -118,6 +118,12 @@ def weighted_quantile(values, weights, q):
     return jnp.where(cum[-1] > 0, values[jnp.minimum(i, values.shape[0] - 1)], jnp.nan)
 
 
+def _masked_mean(v, keep):
+    """Mean of v over the kept entries; nan when none kept."""
+    count = jnp.sum(keep)
+    return jnp.where(count > 0, jnp.sum(jnp.where(keep, v, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+
+
 def _row(x, key, row, seeded, warmup, cooldown, *, prefill_policy, decode_dispatch, servers, instances, slots):
     f = x.service_s.dtype
     n_req = x.valid.shape[0]
@@ -134,13 +140,10 @@ def _row(x, key, row, seeded, warmup, cooldown, *, prefill_policy, decode_dispat
     rank = jnp.cumsum(valid) - 1
     m = jnp.sum(valid)
     keep = valid & (rank >= jnp.floor(warmup * m)) & (rank < m - jnp.floor(cooldown * m))
+    mean = _masked_mean
     ttft = wait + x.service_s + x.overhead_s
     ttft_q = masked_quantiles(ttft, keep, [0.5, 0.9, 0.99])
     n_keep = jnp.sum(keep)
-    def mean(v, k):
-        count = jnp.sum(k)
-        return jnp.where(count > 0, jnp.sum(jnp.where(k, v, 0.0)) / jnp.maximum(count, 1), jnp.nan)
-
     steps = (x.output_tokens - 1).astype(f)
     has_tpot = keep & (x.output_tokens > 1)
     tpot = (finish - prefill_done) / jnp.maximum(steps, 1.0)
