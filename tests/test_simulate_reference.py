@@ -78,7 +78,8 @@ def test_simulate_statistics_equal_reference():
                  valid=valid, prefill_servers=np.array([1, 2, 3]), overhead_s=np.array([0.1, 0.2, 0.0]),
                  transfer_s=np.array([0.0, 0.05, 0.01]), decode_instances=np.array([2, 1, 3]),
                  tpot_batch=np.tile(GRID, (rows, 1)), tpot_step_s=np.tile(STEP, (rows, 1)),
-                 max_batch=np.array([3, 5, 2]), rate_rps=np.zeros(rows))
+                 max_batch=np.array([3, 5, 2]), rate_rps=np.zeros(rows), slo_ttft_s=np.array([1.0, 2.0, 0.5]),
+                 slo_tpot_s=np.array([0.02, 0.05, 0.03]))
     with jax.enable_x64(True):
         got = simulate(x, prefill_policy="least_work", decode_dispatch="least_loaded", warmup=0.1, cooldown=0.05)
     for r in range(rows):
@@ -102,11 +103,18 @@ def test_simulate_statistics_equal_reference():
         _close(got.decode_wait_mean_s[r], (d_start - ready)[multi].mean())
         _close(got.prefill_wait_mean_s[r], wait.mean())
         _close(got.prefill_wait_prob[r], (wait > 0).mean())
+        ttft_ok = ttft <= x.slo_ttft_s[r]
+        tpot_ok = np.ones(len(keep), bool)
+        tpot_ok[out[r][keep] > 1] = tpot_ms <= 1e3 * x.slo_tpot_s[r]
+        _close(got.ttft_attainment[r], ttft_ok.mean())
+        _close(got.tpot_attainment[r], tpot_ok.mean())
+        _close(got.slo_attainment[r], (ttft_ok & tpot_ok).mean())
         tokens = st["tokens_by_batch"]
         steps = np.array([reference.step_time(max(b, 1), GRID, STEP) for b in range(len(tokens))])
         _close(got.tpot_token_mean_ms[r], 1e3 * (tokens * steps).sum() / tokens.sum())
         per_token = np.repeat(steps, tokens.astype(int))
         _close(got.tpot_token_p90_ms[r], 1e3 * np.sort(per_token)[int(np.ceil(0.9 * len(per_token))) - 1])
+    assert ((got.slo_attainment > 0) & (got.slo_attainment < 1)).any()  # the SLOs cut through some sample
 
 
 def test_decode_batch_of_one_is_the_prefill_queue():

@@ -60,6 +60,8 @@ class SimInput(NamedTuple):
     tpot_step_s: object  # [R, K] step time at those batches [s]
     max_batch: object  # [R] int >= 1, the KV-memory limit on a decode batch
     rate_rps: object  # [R] Poisson rate used when simulate() gets a seed (else unused)
+    slo_ttft_s: object = None  # [R] TTFT SLO: attainment = share of requests within it (None: inf)
+    slo_tpot_s: object = None  # [R] TPOT SLO per request (None: inf)
 
 
 class SimStats(NamedTuple):
@@ -79,6 +81,9 @@ class SimStats(NamedTuple):
     prefill_wait_mean_s: np.ndarray  # mean queueing wait before prefill
     prefill_wait_prob: np.ndarray  # fraction of requests that waited before prefill (Erlang C for least_work)
     prefill_utilization: np.ndarray  # sum of service / (servers x arrival span)
+    ttft_attainment: np.ndarray  # share of counted requests with TTFT <= slo_ttft_s
+    tpot_attainment: np.ndarray  # share with TPOT <= slo_tpot_s (one-token requests have no TPOT: count as met)
+    slo_attainment: np.ndarray  # share meeting both
 
 
 def poisson_arrivals(key, rate_rps, n: int, dtype=None):
@@ -166,6 +171,9 @@ def _row(x, key, row, seeded, warmup, cooldown, *, prefill_policy, decode_dispat
         "prefill_wait_prob": mean((wait > 0).astype(f), keep),
         "prefill_utilization": jnp.sum(jnp.where(valid, x.service_s, 0.0))
         / (x.prefill_servers * jnp.maximum(span, 1e-30)),
+        "ttft_attainment": mean((ttft <= x.slo_ttft_s).astype(f), keep),
+        "tpot_attainment": mean(((tpot <= x.slo_tpot_s) | ~has_tpot).astype(f), keep),
+        "slo_attainment": mean(((ttft <= x.slo_ttft_s) & ((tpot <= x.slo_tpot_s) | ~has_tpot)).astype(f), keep),
     }
 
 
@@ -212,6 +220,12 @@ def _check(x: SimInput, seeded: bool) -> None:
                 raise ValueError("arrival_s: sort each row's requests by arrival time")
 
 
+def _per_row(value, valid, dtype):
+    """An optional per-row value as [R] (None: inf)."""
+    rows = np.asarray(valid).shape[0]
+    return jnp.full((rows,), jnp.inf, dtype) if value is None else jnp.broadcast_to(jnp.asarray(value, dtype), (rows,))
+
+
 def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = "rr",
              decode_dispatch: str = "rr", warmup: float = 0.05, cooldown: float = 0.05,
              chunk_rows: int | None = None, parallel_rows: bool | None = None) -> SimStats:
@@ -239,7 +253,8 @@ def simulate(batch: SimInput, seed: int | None = None, *, prefill_policy: str = 
         overhead_s=jnp.asarray(batch.overhead_s, fl), transfer_s=jnp.asarray(batch.transfer_s, fl),
         decode_instances=jnp.asarray(batch.decode_instances, jnp.int32), tpot_batch=jnp.asarray(batch.tpot_batch, fl),
         tpot_step_s=jnp.asarray(batch.tpot_step_s, fl), max_batch=jnp.asarray(batch.max_batch, jnp.int32),
-        rate_rps=jnp.asarray(batch.rate_rps, fl))
+        rate_rps=jnp.asarray(batch.rate_rps, fl),
+        slo_ttft_s=_per_row(batch.slo_ttft_s, batch.valid, fl), slo_tpot_s=_per_row(batch.slo_tpot_s, batch.valid, fl))
     n_rows, n_req = x.valid.shape
     static = {
         "prefill_policy": prefill_policy, "decode_dispatch": decode_dispatch,

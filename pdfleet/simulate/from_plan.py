@@ -36,7 +36,8 @@ COLUMNS = ("quarter", "workload", "requests", "ttft_mean_s", "ttft_p50_s", "ttft
            "tpot_mean_ms", "tpot_p90_ms", "decode_batch_mean", "slo_met")
 EXTRA = ("arrivals", "demand_rps", "prefill_instances", "decode_instances", "prefill_policy",
          "predicted_ttft_s", "predicted_tpot_ms", "slo_ttft_s", "slo_tpot_ms", "ttft_checked", "tpot_checked",
-         "ttft_met", "tpot_met", "prefill_utilization", "decode_wait_mean_s")
+         "ttft_met", "tpot_met", "ttft_attainment", "tpot_attainment", "slo_attainment", "prefill_utilization",
+         "decode_wait_mean_s")
 MAX_REQUESTS = 200_000  # per row; longer runs are cut (and say so in `arrivals`)
 MAX_KV_BATCH = 4096
 
@@ -115,7 +116,8 @@ def _row(fleet: S.Fleet, profiles, pre, dec, options: Options, index: int) -> _B
         arrival_s=arrival, input_tokens=inp, output_tokens=out, service_s=service,
         valid=np.ones(len(arrival), bool), prefill_servers=int(pre["instances"]), overhead_s=w.overhead_s,
         transfer_s=float(np.nan_to_num(pre["kv_transfer_s"])), decode_instances=int(dec["instances"]),
-        tpot_batch=tb, tpot_step_s=tt * 1e-3, max_batch=max_batch, rate_rps=demand)
+        tpot_batch=tb, tpot_step_s=tt * 1e-3, max_batch=max_batch, rate_rps=demand, slo_ttft_s=w.slo.ttft_s,
+        slo_tpot_s=w.slo.tpot_ms * 1e-3)
     meta = {"quarter": quarter, "workload": name, "arrivals": note, "demand_rps": demand,
             "prefill_instances": int(pre["instances"]), "decode_instances": int(dec["instances"]),
             "prefill_policy": "least_work" if pooled else "rr",
@@ -199,7 +201,8 @@ def _stack(sims: list[engine.SimInput]) -> engine.SimInput:
         overhead_s=np.array([s.overhead_s for s in sims]), transfer_s=np.array([s.transfer_s for s in sims]),
         decode_instances=np.array([s.decode_instances for s in sims]),
         tpot_batch=np.stack([b for b, _ in tables]), tpot_step_s=np.stack([t for _, t in tables]),
-        max_batch=np.array([s.max_batch for s in sims]), rate_rps=np.array([s.rate_rps for s in sims]))
+        max_batch=np.array([s.max_batch for s in sims]), rate_rps=np.array([s.rate_rps for s in sims]),
+        slo_ttft_s=np.array([s.slo_ttft_s for s in sims]), slo_tpot_s=np.array([s.slo_tpot_s for s in sims]))
 
 
 def _result(b: _Built, stats: engine.SimStats, k: int) -> dict:
@@ -212,4 +215,5 @@ def _result(b: _Built, stats: engine.SimStats, k: int) -> dict:
     return {**b.meta, **{c: get[c] for c in COLUMNS[2:-1]}, "requests": int(get["requests"]),
             "slo_ttft_s": slo_ttft, "slo_tpot_ms": slo_tpot, "ttft_checked": ttft_col, "tpot_checked": tpot_col,
             "ttft_met": ttft_met, "tpot_met": tpot_met, "slo_met": bool(ttft_met and tpot_met),
-            "prefill_utilization": get["prefill_utilization"], "decode_wait_mean_s": get["decode_wait_mean_s"]}
+            "prefill_utilization": get["prefill_utilization"], "decode_wait_mean_s": get["decode_wait_mean_s"],
+            **{k: get[k] for k in ("ttft_attainment", "tpot_attainment", "slo_attainment")}}
