@@ -44,10 +44,30 @@ def capacities(problem, chunk: int, progress=None):
     parts = []
     for lo in range(0, n, chunk):
         sub = _slice_rows(problem, lo, min(lo + chunk, n)) if n > chunk else problem
-        parts.append(jax.device_get(fn(sub.workloads, sub.profiles, sub.block_candidates, mg1=mg1)))
+        args = shard_rows(sub.workloads, sub.profiles, sub.block_candidates)
+        parts.append(jax.device_get(fn(*args, mg1=mg1)))
         if progress:
             progress(min(lo + chunk, n), n)
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+
+
+def shard_rows(workloads, profiles, block_candidates):
+    """Place a chunk's workload rows across every local JAX device (jax.sharding, one mesh axis 'rows'):
+    workload leaves split along their row axis, block_candidates along its block axis (blocks stay whole
+    on one device), profiles replicated. jit then runs the vmapped kernel on every device at once. One
+    device, or blocks that do not divide evenly, leave the arrays where they are."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    devices = jax.local_devices()
+    if len(devices) < 2 or block_candidates.shape[0] % len(devices):
+        return workloads, profiles, block_candidates
+    mesh = Mesh(np.array(devices), ("rows",))
+    rows, replicated = NamedSharding(mesh, P("rows")), NamedSharding(mesh, P())
+    per_quarter = NamedSharding(mesh, P(None, "rows"))
+    w = workloads._replace(**{k: jax.device_put(v, per_quarter if k == "demand_rps" else rows)
+                              for k, v in workloads._asdict().items()})
+    return w, jax.device_put(profiles, replicated), jax.device_put(block_candidates, rows)
 
 
 @dataclass
