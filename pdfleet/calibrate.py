@@ -150,9 +150,12 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
     shape_cache: dict = {}
     for _, r in df.iterrows():
         wd = r.get("weight_dtype") or None
-        key = (r["model"], wd)
+        kd = r.get("kv_dtype") or None
+        key = (r["model"], wd, kd, int(r["tp"]))
         if key not in shape_cache:
-            shape_cache[key] = roofline.model_shape_from_catalog(models[r["model"]], weight_dtype=wd)
+            # tp: KV bytes include memory.kv_replication (MLA latents are held, and read, by every rank)
+            shape_cache[key] = roofline.model_shape_from_catalog(models[r["model"]], weight_dtype=wd, kv_dtype=kd,
+                                                                 tp=int(r["tp"]))
         wd_eff = wd or models[r["model"]].get("weight_dtype", "bf16")
         shapes.append(shape_cache[key])
         hws.append(roofline.hardware_from_sku(skus[r["sku"]], int(r["tp"]), roofline.compute_precision(wd_eff)))

@@ -19,7 +19,9 @@ configuration (repeated measurements averaged), times in seconds:
     source          where the row comes from ('splitwise', 'llm-inference-bench',
                     'mlenergy-v3:<task>', or what a plain CSV says)
 plus `weight_dtype`: the weight precision when the measurement used a different one than the
-catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default).
+catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default), and
+`kv_dtype`: the KV-cache precision when the source states one other than the catalog default, else ''.
+Current-engine sources (TensorRT-LLM, MLPerf, SGLang, dstack, NIM) are read by pdfleet.measured_sources.
 
 The raw files are in ../shared/data/perf (see its README for sources and licenses). Mapping and
 filtering decisions are documented at each reader.
@@ -46,7 +48,7 @@ TIDY_COLUMNS = [
     "time_s",
     "source",
 ]
-EXTRA_COLUMNS = ["weight_dtype"]
+EXTRA_COLUMNS = ["weight_dtype", "kv_dtype"]
 KINDS = ("prefill", "decode", "e2e")
 
 # ../shared/data/perf relative to the repository root (this file is pdfleet/measured.py).
@@ -62,9 +64,10 @@ SPLITWISE_PCAP_SKU = "H100-SXM-pcap"
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Order and type the tidy columns; sort for stable output."""
-    if "weight_dtype" not in df:
-        df["weight_dtype"] = ""
-    df["weight_dtype"] = df["weight_dtype"].fillna("").astype(str)
+    for c in EXTRA_COLUMNS:
+        if c not in df:
+            df[c] = ""
+        df[c] = df[c].fillna("").astype(str)
     df = df[TIDY_COLUMNS + EXTRA_COLUMNS].copy()
     for c in ("tp",):
         df[c] = df[c].astype(int)
