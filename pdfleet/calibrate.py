@@ -2,7 +2,7 @@
 
 What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
     η_c, η_m, η_link ∈ (0, 1)        through a sigmoid of an unconstrained number
-    c0, c1, α, c_seq (s) ≥ 0          through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs)
+    c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
 (see `pdfleet.perf.roofline.Efficiency`). Loss: mean over rows of (predicted/measured − 1)²,
 minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
 start, inside one jit-compiled `lax.scan`: the same table always gives the same numbers.
@@ -47,14 +47,14 @@ FORMAT = "pdfleet-calibration/1"
 ALL = "*"  # wildcard key: every sku or every engine
 KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2}
 
-# Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs,
+# Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
 # learned input lengths in 1k tokens.
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4])
-_IS_ETA = np.array([True, True, True, False, False, False, False])
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5)
 
 
 class Rows(NamedTuple):
@@ -89,13 +89,13 @@ class Fit(NamedTuple):
 
 
 def to_efficiency(u) -> Efficiency:
-    """Unconstrained u [..., 6] → Efficiency with leaves [...] (sigmoid for η, softplus·scale)."""
+    """Unconstrained u [..., P] → Efficiency with leaves [...] (sigmoid for η, softplus·scale)."""
     vals = jnp.where(_IS_ETA, jax.nn.sigmoid(u), jax.nn.softplus(u) * _SCALE)
     return Efficiency(*[vals[..., i] for i in range(_N_PARAMS)])
 
 
 def from_efficiency(eff: Efficiency) -> np.ndarray:
-    """Inverse of `to_efficiency` for floats: Efficiency → u [6]."""
+    """Inverse of `to_efficiency` for floats: Efficiency → u [P]."""
     v = np.asarray([float(x) for x in eff], dtype=np.float64)
     eta = np.clip(v, 1e-6, 1 - 1e-6)
     pos = np.maximum(v / _SCALE, 1e-9)
@@ -222,7 +222,7 @@ def _contexts(rows: Rows, v_inputs):
 
 
 def predict_rows(u, v_inputs, rows: Rows):
-    """Predicted times [R] from unconstrained parameters u [G, 6] and inputs v [K]."""
+    """Predicted times [R] from unconstrained parameters u [G, P] and inputs v [K]."""
     eff = to_efficiency(u[rows.group])  # leaves [R]
     ctx = _contexts(rows, v_inputs)
     return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff)
@@ -413,38 +413,61 @@ def _parse_calibration(path: str, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
-    """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one).
+class Served(NamedTuple):
+    """What `lookup` found for a (sku, engine): the efficiencies and where they came from."""
 
-    Lookup: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
+    efficiency: Efficiency
+    fit: str  # the calibration entry used, 'sku/engine' ('*' = pooled), e.g. 'H100-SXM/vllm', '*/*'
+    borrowed: bool  # True when the entry was fitted on another sku or another engine than asked
+    error: dict  # cross-validated relative error of that entry by role ({'decode': 0.12, ...}); {} if none
+
+
+def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
+    """Efficiencies for a sku (and engine) from a calibration file, saying which fit served them.
+
+    Lookup order: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
     the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
-    pooled over every sku and engine. So an uncalibrated sku still gets measured efficiencies.
+    pooled over every sku and engine. `borrowed` is False only for an exact (sku, engine) entry (or
+    (sku, '*') when no engine was asked for). Parameters an entry's rows could not inform
+    ("not_identified") come from the reference sku's entry, moved to this sku.
+    engine None or 'any' asks for no particular engine.
     """
+    engine = None if engine in (None, "any", ALL) else engine
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
     table = data["skus"]
     if skus is None:
         from pdfleet import catalog
 
         skus = catalog.load_skus()
-    reference = None
+    reference, ref_key = None, None
     if sku in skus and REFERENCE_SKU in skus and REFERENCE_SKU in table and skus[sku].get("hbm_tbps"):
         ref = table[REFERENCE_SKU]
-        entry = ref.get(engine) if engine is not None and engine in ref else ref.get(ALL)
-        if entry is not None:
-            reference = transfer(Efficiency(**entry["params"]), skus[REFERENCE_SKU], skus[sku])
+        ref_engine = engine if engine is not None and engine in ref else ALL
+        if ref_engine in ref:
+            reference = transfer(Efficiency(**ref[ref_engine]["params"]), skus[REFERENCE_SKU], skus[sku])
+            ref_key = ref_engine
     for s, e in ((sku, engine), (sku, ALL)):
         if e is not None and s in table and e in table[s]:
             entry = table[s][e]
             own = Efficiency(**entry["params"])
-            if reference is None:
-                return own
-            # what this sku's rows could not inform comes from the reference sku, moved to it
-            return own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+            borrowed = e != (engine or ALL)
+            if reference is not None:
+                # what this sku's rows could not inform comes from the reference sku, moved to it
+                own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+            return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
-        return reference
+        entry = table[REFERENCE_SKU][ref_key]
+        return Served(reference, f"{REFERENCE_SKU}/{ref_key}", True, dict(entry.get("cv_error", {})))
     if ALL in table and ALL in table[ALL]:
-        return Efficiency(**table[ALL][ALL]["params"])
+        entry = table[ALL][ALL]
+        return Served(Efficiency(**entry["params"]), f"{ALL}/{ALL}", True, dict(entry.get("cv_error", {})))
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
+
+
+def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
+    """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one);
+    `lookup` without the provenance."""
+    return lookup(sku, engine, path, skus).efficiency
 
 
 SHIPPED_SOURCES = {
@@ -452,6 +475,20 @@ SHIPPED_SOURCES = {
     "llm-inference-bench": "argonne-lcf/LLM-Inference-Bench Plots/All_results.csv @ 4211f5d4 (BSD-3-Clause)",
     "mlenergy-v3": "ml-energy/leaderboard public/data/models/*.json @ 0cd52dab (Apache-2.0), flattened",
 }
+
+
+ENGINE_AWARE_GROUPS = ((), ("sku",), ("sku", "engine"))
+
+
+def fit_engine_aware(df: pd.DataFrame, steps: int = 3000, lr: float = 0.05, skus=None, models=None) -> list:
+    """The engine-aware calibration: one fit pooled over everything, one per sku, one per (sku, engine)
+    (what `lookup` falls back through). Deterministic like `fit`."""
+    return [fit(df, g, steps=steps, lr=lr, skus=skus, models=models) for g in ENGINE_AWARE_GROUPS]
+
+
+def learned_inputs(path=None) -> dict:
+    """Mean input tokens fitted per source with unknown prompt lengths, from a calibration file."""
+    return dict(_read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION)).get("learned_input_tokens", {}))
 
 
 def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05) -> dict:
