@@ -254,3 +254,28 @@ def test_tp_beyond_a_node_is_noted():
                                        "--input-tokens", "2048", "--output-tokens", "256", "--batch", "32", "--json"])
     assert result.exit_code == 0, result.output
     assert "spans 2 nodes" in result.output
+
+
+def test_refuses_what_cannot_run():
+    """No numbers beside 'cannot run': NaN (JSON null) prefill, TPOT and tokens/s, and a note saying why."""
+    base = ["--input-tokens", "2048", "--output-tokens", "256", "--batch", "8"]
+    cases = [
+        (["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "3"], "tp 3 does not divide the 64 attention heads"),
+        (["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "16"], "tp 16 spans 2 nodes of 8 GPUs"),
+        (["--model", "llama-3.1-405b", "--sku", "H100-SXM", "--tp", "1"], "the model does not fit"),
+    ]
+    for args, why in cases:
+        (r,) = records(args + base)
+        assert r["prefill_s"] is None and r["tpot_ms"] is None and r["decode_tokens_per_s"] is None, args
+        assert f"cannot run: {why}" in r["note"], r["note"]
+    # a batch whose KV cache does not fit: prefill of one request is fine, the TPOT is not given
+    (r,) = records(LLAMA + ["--input-tokens", "32000", "--output-tokens", "1000", "--batch", "512"])
+    assert r["prefill_s"] > 0 and r["tpot_ms"] is None and "KV cache does not fit" in r["note"]
+
+
+def test_says_which_fit_served_and_whether_borrowed():
+    (own,) = records(LLAMA_Q)
+    assert own["fit"] == "H100-SXM/*"  # no engine asked: the sku's own fit pooled over its engines
+    (h20,) = records(["--model", "llama-3.1-8b", "--sku", "H20", "--tp", "1", "--input-tokens", "512",
+                      "--output-tokens", "128", "--batch", "4"])
+    assert h20["fit"].endswith("(borrowed)")  # H20 was never measured: moved from the reference sku
