@@ -12,6 +12,10 @@ How a row is predicted (`kind`):
     decode   roofline.decode_step_s(batch, context_tokens)
     e2e      roofline.e2e_latency_s: prefill of the batch (b·L FLOPs, weights read once)
              + output_tokens decode steps at the mean context input + output/2.
+    itl      online serving's mean inter-token latency at a steady running batch b: e2e / output_tokens.
+             In steady state, while b sequences emit output_tokens tokens each, b new requests of
+             input_tokens are prefilled in between (chunked or not), so the mean TPOT a benchmark
+             client sees is one batch's prefill plus its decode steps, per output token.
 Rows whose context is unknown (ML.ENERGY: the prompt lengths are not published) get
 context = I_s + output/2, with one unknown mean input length I_s per `source` fitted jointly
 (softplus × 1000 tokens, start 1000).
@@ -45,16 +49,16 @@ from pdfleet.perf.roofline import Efficiency, Hardware, ModelShape
 DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
 FORMAT = "pdfleet-calibration/1"
 ALL = "*"  # wildcard key: every sku or every engine
-KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2}
+KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2, "itl": 3}
 
 # Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
 # learned input lengths in 1k tokens.
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5])
-_IS_ETA = np.array([True, True, True, False, False, False, False, False])
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False, True])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5)
 
 
 class Rows(NamedTuple):
@@ -208,7 +212,8 @@ def _predict_row(kind, batch, inp, out, ctx, model, hw, eff):
     pre = roofline.prefill_time_s(inp, model, hw, eff, batch)
     dec = roofline.decode_step_s(batch, ctx, model, hw, eff)
     e2e = roofline.e2e_latency_s(batch, inp, out, model, hw, eff)
-    return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, e2e))
+    itl = e2e / jnp.maximum(out, 1.0)  # online inter-token latency: steps carry the interleaved prefills
+    return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, jnp.where(kind == 2, e2e, itl)))
 
 
 _predict_rows = roofline.over_candidates(_predict_row)
@@ -323,11 +328,11 @@ def _entry(fit_: Fit, key: tuple) -> dict:
     by_kind = {k: round(float(np.mean(np.abs(g["rel_err"])) * 100), 2) for k, g in t.groupby("kind")}
     kinds = set(t["kind"])
     blind = []  # parameters these rows cannot inform: they stay at START
-    if not kinds & {"prefill", "e2e"}:
+    if not kinds & {"prefill", "e2e", "itl"}:
         # decode steps are memory-bound, so decode-only rows leave the compute efficiency unidentified too
         blind += ["c_prefill_s", "eta_compute"]
-    if not kinds & {"decode", "e2e"}:
-        blind += ["c_decode_s", "c_decode_seq_s"]
+    if not kinds & {"decode", "e2e", "itl"}:
+        blind += ["c_decode_s", "c_decode_seq_s", "eta_attn"]
     if (t["tp"] <= 1).all():
         blind += ["eta_link", "alpha_link_s"]
     return {
@@ -342,14 +347,16 @@ def _entry(fit_: Fit, key: tuple) -> dict:
     }
 
 
-def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "") -> dict:
+def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "",
+                      cv_error: Mapping | None = None) -> dict:
     """Write fitted parameters as JSON (atomically: temp file, then rename); returns the dict.
 
     Layout: {"format", "created", "fit": {...}, "sources", "skus": {sku: {engine: entry}},
     "learned_input_tokens", "dropped_rows", "note"}. A fit grouped by () is stored as ('*', '*'),
     by ('sku',) as (sku, '*'), by ('sku', 'engine') as (sku, engine). Each entry holds "params"
     (Efficiency fields), "not_identified" (parameters the rows cannot inform, left at START),
-    "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models".
+    "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models", and where cross-validated
+    (calibrate_shipped) "cv_error": {role: relative error}, see cv_error_table.
     """
     out: dict = {
         "format": FORMAT,
@@ -373,6 +380,8 @@ def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | No
             k = dict(zip(f.group_by, key))
             sku, engine = k.get("sku", ALL), k.get("engine", ALL)
             out["skus"].setdefault(sku, {})[engine] = _entry(f, key)
+            if cv_error and (sku, engine) in cv_error:
+                out["skus"][sku][engine]["cv_error"] = dict(sorted(cv_error[(sku, engine)].items()))
         out["learned_input_tokens"].update({s: round(v, 1) for s, v in f.inputs.items()})
         label = ",".join(f.group_by) or "pooled"
         out["dropped_rows"][label] = f.dropped
@@ -464,6 +473,18 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
 
 
+def role_error(served: Served, role: str, path=None) -> tuple[float, str]:
+    """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
+    entry's cv_error[role], else the pooled ('*', '*') entry's, else (0.0, '') (file without cv_error)."""
+    if role in served.error:
+        return float(served.error[role]), served.fit
+    table = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))["skus"]
+    pooled = table.get(ALL, {}).get(ALL, {}).get("cv_error", {})
+    if role in pooled:
+        return float(pooled[role]), f"{ALL}/{ALL}"
+    return 0.0, ""
+
+
 def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
     """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one);
     `lookup` without the provenance."""
@@ -491,19 +512,98 @@ def learned_inputs(path=None) -> dict:
     return dict(_read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION)).get("learned_input_tokens", {}))
 
 
-def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05) -> dict:
-    """Fit pooled, per-sku and per-(sku, engine) parameters on all shipped data; write `path`."""
-    from pdfleet import measured
+SHIPPED_SOURCES.update({
+    "trtllm-perf": "TensorRT-LLM perf-overview throughput tables v0.14/v0.20/v1.0/newest (NVIDIA/TensorRT-LLM and forks, "
+                   "see ../shared/data/README.md; Apache-2.0)",
+    "trtllm-online": "TensorRT-LLM v0.14 perf-overview, online serving section (Apache-2.0)",
+    "sglang-vs-vllm": "sgl-project/sglang benchmark/benchmark_vllm_060/README.md @ 120affb9 (Apache-2.0)",
+    "nim": "docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance.md, stored excerpt (no open license stated)",
+    "dstack-r1": "dstackai/benchmarks Deepseek-R1/raw_data @ 7f37e669 (Apache-2.0)",
+    "dstack-405b": "dstackai/benchmarks comparison/h100sxm5_vs_mi300x/csv_data @ 06c957ab (Apache-2.0)",
+})
+CV_FOLDS = 5
+CV_QUANTILE = 0.9
+ROLE_OF_KIND = {"prefill": "prefill", "decode": "decode", "itl": "decode", "e2e": "e2e"}
 
-    df = measured.read_all(perf_dir)
-    fits = [fit(df, g, steps=steps, lr=lr) for g in ((), ("sku",), ("sku", "engine"))]
+
+def cv_folds(df: pd.DataFrame, folds: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold index [R] per row: whole configurations (source, model, sku, tp, engine) go to one fold,
+    assigned by a fixed-seed permutation of the sorted configurations (deterministic)."""
+    key = df[["source", "model", "sku", "tp", "engine"]].astype(str).agg("|".join, axis=1)
+    configs = np.array(sorted(key.unique()))
+    perm = np.random.default_rng(seed).permutation(len(configs))
+    fold_of = {c: int(i % folds) for c, i in zip(configs[perm], range(len(configs)))}
+    return key.map(fold_of).to_numpy()
+
+
+def cross_validated_errors(df: pd.DataFrame, folds: int = CV_FOLDS, steps: int = 1000, lr: float = 0.05,
+                           skus=None, models=None) -> pd.DataFrame:
+    """Held-out relative errors of the engine-aware calibration, one row per measured row.
+
+    Each fold is predicted by `fit_engine_aware` on the other folds, read back through `lookup`
+    (so an unseen (sku, engine) falls back exactly as at planning time). Columns: sku, engine, role
+    (prefill | decode | e2e), under = max(0, measured / predicted − 1) (how much slower reality was
+    than the prediction: the side that breaks an SLO), abs = |predicted / measured − 1|.
+    """
+    import tempfile
+
+    fold = cv_folds(df, folds)
+    out = []
+    for k in range(folds):
+        train, test = df[fold != k], df[fold == k].reset_index(drop=True)
+        if train.empty or test.empty:
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "cv.json"
+            write_calibration(path, fit_engine_aware(train, steps=steps, lr=lr, skus=skus, models=models))
+            pred = predict(test, lambda r: lookup(str(r["sku"]), str(r["engine"]), path=path, skus=skus).efficiency,
+                           skus=skus, models=models, inputs=learned_inputs(path))
+        meas = test["time_s"].to_numpy()
+        ok = np.isfinite(pred)
+        out.append(pd.DataFrame({"sku": test["sku"][ok], "engine": test["engine"][ok],
+                                 "role": test["kind"][ok].map(ROLE_OF_KIND),
+                                 "under": np.maximum(0.0, meas[ok] / pred[ok] - 1.0),
+                                 "abs": np.abs(pred[ok] / meas[ok] - 1.0)}))
+    return pd.concat(out, ignore_index=True)
+
+
+def cv_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: float = CV_QUANTILE) -> dict:
+    """{(sku, engine): {role: q-quantile of `under`}} for every (sku, engine), (sku, '*') and ('*', '*')
+    with at least `min_rows` held-out rows of that role."""
+    table: dict = {}
+    views = [(("sku", "engine"), errors), (("sku",), errors.assign(engine=ALL)),
+             ((), errors.assign(sku=ALL, engine=ALL))]
+    for _, view in views:
+        for (sku, engine, role), g in view.groupby(["sku", "engine", "role"]):
+            if len(g) >= min_rows:
+                table.setdefault((sku, engine), {})[role] = round(float(np.quantile(g["under"], quantile)), 4)
+    return table
+
+
+def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05,
+                      cv_steps: int = 1000, folds: int = CV_FOLDS, df: pd.DataFrame | None = None) -> dict:
+    """Fit pooled, per-sku and per-(sku, engine) parameters on every measured source
+    (pdfleet.measured_sources.read_everything), add each entry's cross-validated error
+    (`cv_error`: per role, the CV_QUANTILE quantile of how much slower the measurement was than the
+    held-out prediction, `cross_validated_errors` with `folds` folds of `cv_steps` Adam steps), and
+    write `path`. Deterministic: the same data give the same file (but for the `created` date)."""
+    from pdfleet import measured_sources
+
+    if df is None:
+        df, _refused = measured_sources.read_everything(perf_dir)
+    fits = fit_engine_aware(df, steps=steps, lr=lr)
+    cv = cv_error_table(cross_validated_errors(df, folds=folds, steps=cv_steps, lr=lr)) if folds > 1 else {}
     note = (
-        "Roofline efficiencies fitted by pdfleet.calibrate on every shipped measured table "
-        "(pdfleet.measured.read_all). Engine 'unspecified' = Splitwise (engine not named in the "
-        "file). LLM-Inference-Bench A100 rows are mapped to A100-SXM-80GB although the source "
-        "does not say 40 or 80 GB (see pdfleet.measured). Held-out accuracy: scripts/validate_roofline.py."
+        "Roofline efficiencies fitted by pdfleet.calibrate on every measured table pdfleet reads "
+        "(pdfleet.measured_sources.read_everything; refused rows and why: scripts/validate_roofline.py). "
+        "Engine 'unspecified' = Splitwise (engine not named in the file). LLM-Inference-Bench A100 rows are "
+        "mapped to A100-SXM-80GB although the source does not say 40 or 80 GB (see pdfleet.measured). "
+        f"cv_error: per role, the {CV_QUANTILE:g} quantile over held-out rows of max(0, measured/predicted - 1) "
+        f"from {folds}-fold cross-validation by configuration ({cv_steps} Adam steps per fold fit). "
+        "Held-out accuracy by source, engine and model: scripts/validate_roofline.py."
     )
-    return write_calibration(path, fits, SHIPPED_SOURCES, note)
+    sources = {k: v for k, v in SHIPPED_SOURCES.items() if k in set(df["source"].map(lambda x: x.split(":")[0]))}
+    return write_calibration(path, fits, sources, note, cv_error=cv)
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,8 @@ configuration (repeated measurements averaged), times in seconds:
     kind            'prefill' (time of one prefill of `batch` requests of `input_tokens`),
                     'decode'  (time of one decode step of `batch` sequences at `context_tokens`),
                     'e2e'     (offline batch: `batch` requests, input_tokens in, output_tokens out)
+                    'itl'     (online serving: mean inter-token latency at a steady running batch
+                              `batch`, prompts of input_tokens interleaved; pdfleet.calibrate)
     batch           requests in the batch (float: ML.ENERGY reports a time-averaged batch)
     input_tokens    prompt tokens per request (NaN where the source does not say)
     output_tokens   generated tokens per request (0 for prefill rows)
@@ -49,7 +51,7 @@ TIDY_COLUMNS = [
     "source",
 ]
 EXTRA_COLUMNS = ["weight_dtype", "kv_dtype"]
-KINDS = ("prefill", "decode", "e2e")
+KINDS = ("prefill", "decode", "e2e", "itl")
 
 # ../shared/data/perf relative to the repository root (this file is pdfleet/measured.py).
 # Override with the environment variable PDFLEET_PERF_DIR.
@@ -338,7 +340,7 @@ def _check_rows(df: pd.DataFrame, path) -> None:
     checks = [
         ((tp < 1) | (tp != tp.round()) | tp.isna(), "tp must be a whole number >= 1"),
         (~(pd.to_numeric(df["batch"], errors="coerce") >= 1), "batch must be >= 1"),
-        (df["kind"].isin(["prefill", "e2e"]) & ~(pd.to_numeric(df["input_tokens"], errors="coerce") >= 1),
+        (df["kind"].isin(["prefill", "e2e", "itl"]) & ~(pd.to_numeric(df["input_tokens"], errors="coerce") >= 1),
          "prefill and e2e rows need input_tokens >= 1"),
         (~(pd.to_numeric(df["time_s"], errors="coerce") > 0), "time_s must be > 0"),
     ]

@@ -33,12 +33,13 @@ How each kind of measurement becomes a row:
     model does not fit (B < 1) are refused.
   - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
     when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
-  - online serving: kind 'decode' with time_s = the mean (or median, where only that is
-    published) TPOT/ITL and batch from Little's law, B = output tokens/s × TPOT (concurrent
-    sequences each emit one token per TPOT), clipped to ≥ 1 and to the client's max concurrency;
-    context = ISL + OSL/2 (NaN where the prompt length is not published: then calibrate fits one
-    mean input per source). Refused: rows whose ISL/OSL > 10 (each decode step then carries so much
-    chunked prefill that the ITL is not a decode step) and rows without a throughput or rate.
+  - online serving: kind 'itl' (pdfleet.calibrate: one batch's prefill + its decode steps, per
+    output token — the steps a client times carry the prefills of the requests that replace
+    finished ones) with time_s = the mean TPOT/ITL and batch from Little's law,
+    B = output tokens/s × TPOT (concurrent sequences each emit one token per TPOT), clipped to ≥ 1
+    and to the client's max concurrency (or the server's max-num-seqs); ISL/OSL as run. Where the
+    lengths are not published (SGLang vs vLLM on ShareGPT) the row is kind 'decode' with unknown
+    context instead (calibrate fits one mean input per source). Rows without a throughput are refused.
   - TTFT: kind 'prefill' batch 1 only where the request did not queue: concurrency 1 (NIM), or the
     lowest request rate of a TensorRT-LLM online block with rate × TTFT < 0.25. Every other TTFT is
     refused ("TTFT under load includes queueing").
@@ -93,7 +94,6 @@ PRECISION = {"FP8": "fp8", "fp8": "fp8", "FP4": "fp4", "fp4": "fp4", "NVFP4": "f
              "FP16": "bf16", "BF16": "bf16", "fp16": "bf16", "bf16": "bf16"}
 TRTLLM_MAX_BATCH = 2048  # assumed engine cap of trtllm-bench's running batch (module docstring)
 MEMORY_FRACTION = 0.9  # share of GPU memory an engine gives weights + KV (vLLM gpu_memory_utilization default)
-PREFILL_PER_OUTPUT_MAX = 10.0  # ISL/OSL above this: an ITL is not a decode step (docstring)
 REFUSED_COLUMNS = ["source", "model", "sku", "reason"]
 
 
@@ -203,19 +203,17 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
 
 
 def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
-    """Decode rows of online serving by Little's law (module docstring); returns (rows, refused)."""
+    """'itl' rows of online serving (module docstring); returns (rows, refused)."""
     refused = []
-    heavy = (isl / osl > PREFILL_PER_OUTPUT_MAX).fillna(False)
-    refused.append(_refuse(df, heavy, src, f"ISL/OSL > {PREFILL_PER_OUTPUT_MAX:g}: ITL carries chunked prefill"))
     batch = (out_tput * tpot_s).clip(lower=1.0)
     if max_conc is not None:
         batch = np.minimum(batch, max_conc)
-    missing = batch.isna() | tpot_s.isna()
-    refused.append(_refuse(df, missing & ~heavy, src, "no throughput or TPOT to size the batch"))
-    ok = ~heavy & ~missing
+    missing = batch.isna() | tpot_s.isna() | isl.isna() | osl.isna()
+    refused.append(_refuse(df, missing, src, "no throughput, TPOT or lengths to size the batch"))
+    ok = ~missing
     rows = {
         "model": df.loc[ok, "model"], "sku": df.loc[ok, "sku"], "tp": df.loc[ok, "tp"], "engine": engine[ok],
-        "kind": "decode", "batch": batch[ok], "input_tokens": isl[ok], "output_tokens": osl[ok],
+        "kind": "itl", "batch": batch[ok], "input_tokens": isl[ok], "output_tokens": osl[ok],
         "context_tokens": isl[ok] + 0.5 * osl[ok], "time_s": tpot_s[ok], "source": src,
         "weight_dtype": df.loc[ok, "weight_dtype"], "kv_dtype": df.loc[ok, "kv_dtype"] if "kv_dtype" in df else "",
     }
@@ -374,6 +372,10 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     two = df["gpu"].str.contains("2FP8")
     refused.append(_refuse(df, two, src, "'2FP8' configuration: layout not explained by the source"))
     df = df[~two].copy()
+    meta_amd = df["sku"].eq("MI300X") & df["gpu"].str.contains("meta")
+    refused.append(_refuse(df, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
+                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
+    df = df[~meta_amd].copy()
     df["tp"] = df["gpus"]
     df["weight_dtype"] = "fp8"
     refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
@@ -392,6 +394,10 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     two = o["gpu"].str.contains("2FP8")
     refused.append(_refuse(o, two, src, "'2FP8' configuration: layout not explained by the source"))
     o = o[~two].copy()
+    meta_amd = o["sku"].eq("MI300X") & o["gpu"].str.contains("meta")
+    refused.append(_refuse(o, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
+                                             "on the same GPUs and batch (a fallback kernel path, unverified)"))
+    o = o[~meta_amd].copy()
     o["tp"] = o["gpus"]
     o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len)
                 for r in o.itertuples()]

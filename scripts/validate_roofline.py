@@ -18,7 +18,7 @@ Splits:
   engine=E    leave one engine out (tensorrt-llm, vllm, sglang)
   model=M     leave one model family out (llama-8b, llama-70b, llama-405b, mixtral, qwen3, deepseek, gpt-oss)
 Metrics per split, over held-out rows the catalogs know and that are not faster than the datasheet
-roofline (the screen calibrate.fit applies): MAPE of the decode step / ITL ('decode' rows), of the
+roofline (the screen calibrate.fit applies): MAPE of the decode step / ITL ('decode' and 'itl' rows), of the
 prefill / TTFT ('prefill' rows) and of throughput ('e2e' rows: offline batches; throughput error =
 t_measured / t_predicted − 1).
 
@@ -68,8 +68,9 @@ def score(test: pd.DataFrame, pred: np.ndarray) -> dict:
     rel = np.where(ok, np.abs(pred / meas - 1.0), np.nan)
     thr = np.where(ok, np.abs(meas / pred - 1.0), np.nan)  # throughput error of e2e rows
     out = {}
+    kinds = {"decode": ("decode", "itl"), "prefill": ("prefill",), "e2e": ("e2e",)}
     for kind, err in (("decode", rel), ("prefill", rel), ("e2e", thr)):
-        m = (test["kind"] == kind).to_numpy() & np.isfinite(err)
+        m = test["kind"].isin(kinds[kind]).to_numpy() & np.isfinite(err)
         out[kind] = (float(err[m].mean() * 100.0), int(m.sum())) if m.any() else (float("nan"), 0)
     return out
 

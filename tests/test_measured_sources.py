@@ -22,7 +22,7 @@ def current():
 def test_tidy_columns_and_every_row_sane(current):
     rows, refused = current
     assert list(rows.columns) == TIDY_COLUMNS + EXTRA_COLUMNS
-    assert set(rows["kind"]) <= {"prefill", "decode", "e2e"}
+    assert set(rows["kind"]) <= {"prefill", "decode", "e2e", "itl"}
     assert (rows["time_s"] > 0).all() and (rows["batch"] >= 1).all() and (rows["tp"] >= 1).all()
     assert set(rows["engine"]) <= {"tensorrt-llm", "vllm", "sglang", "nim"}
     skus, models = catalog.load_skus(), catalog.load_models()
@@ -58,18 +58,30 @@ def test_trtllm_throughput_row_by_hand(current):
 def test_trtllm_online_littles_law_and_ttft(current):
     rows, refused = current
     on = rows[(rows["source"] == "trtllm-online") & (rows["model"] == "llama-3.1-70b") & (rows["sku"] == "H100-SXM")]
-    dec = on[(on["kind"] == "decode") & (on["input_tokens"] == 467) & (on["output_tokens"] == 256)]
+    itl = on[(on["kind"] == "itl") & (on["input_tokens"] == 467) & (on["output_tokens"] == 256)]
     # QPS 2: 498 output tok/s, mean ITL 21 ms -> B = 498 x 0.021
-    first = dec.sort_values("batch").iloc[0]
+    first = itl.sort_values("batch").iloc[0]
     assert first["batch"] == pytest.approx(498 * 0.021) and first["time_s"] == pytest.approx(0.021)
     assert first["context_tokens"] == 467 + 128
-    # OSL 16 is refused for decode (ISL/OSL = 29 > 10); TTFT only at the lowest rate
-    assert not ((on["kind"] == "decode") & (on["output_tokens"] == 16)).any()
-    pre = on[on["kind"] == "prefill"]
+    assert len(on[on["kind"] == "itl"]) == 18  # 3 length pairs x 6 rates
+    pre = on[on["kind"] == "prefill"]  # TTFT only at the lowest rate, where nothing queues
     assert len(pre) == 3 and set(pre["batch"]) == {1.0}
     assert pre.loc[pre["input_tokens"] == 202, "time_s"].iloc[0] == pytest.approx(0.048)
     why = refused[refused["source"] == "trtllm-online"]["reason"]
     assert (why == "TTFT under load includes queueing").sum() > 0
+
+
+def test_itl_rows_predict_one_batch_prefill_plus_its_steps_per_token():
+    """kind 'itl' = (prefill of the batch + OSL decode steps) / OSL, by hand through calibrate.predict."""
+    from pdfleet import calibrate
+    from pdfleet.perf import roofline
+
+    eff = roofline.Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 1e-4, 1e-5)
+    base = dict(model="llama-3.1-70b", sku="H100-SXM", tp=4, engine="x", batch=16.0, input_tokens=467.0,
+                output_tokens=256.0, context_tokens=467 + 128.0, time_s=1.0, source="s", weight_dtype="", kv_dtype="")
+    df = pd.DataFrame([dict(base, kind="itl"), dict(base, kind="e2e")])
+    itl, e2e = calibrate.predict(df, eff)
+    assert itl == pytest.approx(e2e / 256.0, rel=1e-6)
 
 
 def test_refusals_named_and_counted(current):

@@ -159,7 +159,7 @@ def _random_candidates(n, seed=0):
         attn_flops_per_ctx_token=u(0, 2e7),
     )
     hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32))
-    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5))
+    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5), u(0, 1))
     return model, hw, eff, rng
 
 
@@ -257,3 +257,21 @@ def test_precision_peaks_and_bytes_by_hand():
     assert roofline.model_shape_from_catalog(m, weight_dtype="fp8").weight_bytes == pytest.approx(70.6e9)
     assert roofline.model_shape_from_catalog(m, weight_dtype="fp4").weight_bytes == pytest.approx(35.3e9)
     assert roofline.model_shape_from_catalog(m, kv_dtype="fp8").kv_bytes_per_token == 2 * 80 * 8 * 128 * 1
+
+
+def test_decode_attention_as_its_own_kernel_by_hand():
+    """η_attn > 0: linear layers and attention each on their own roofline, summed."""
+    shape = ModelShape(**LLAMA70, attn_flops_per_ctx_token=4 * 80 * 64 * 128.0)
+    eff = Efficiency(**EFF, c_layer_s=2e-5, eta_attn=0.4)
+    B, ctx = 64.0, 8192.0
+    lin = max(2 * 70.6e9 * B / (4 * 989.4e12 * 0.5), 141.2e9 / (4 * 3.35e12 * 0.8))  # weights: 13.17 ms
+    att = max(B * ctx * 4 * 80 * 64 * 128 / (4 * 989.4e12 * 0.5),  # 0.69 ms of attention FLOPs
+              B * ctx * 327680 / (4 * 3.35e12 * 0.4))  # 32.05 ms of KV read at 40 % of HBM bandwidth
+    comm = 2 * 80 * 6 * (5e-6 + B * 8192 * 2 / (4 * 450e9 * 0.7))
+    expected = lin + att + comm + 0.005 + 1e-4 * B + 2e-5 * 80
+    with enable_x64():
+        got = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff)
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+        # never below the single roofline at the same η (max(a + b, c + d) <= max(a, c) + max(b, d))
+        one = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff._replace(eta_attn=0.0, eta_memory=0.8))
+        assert float(one) <= float(got)

@@ -76,10 +76,11 @@ class Efficiency(NamedTuple):
     alpha_link_s: Array = 0.0  # latency of one ring all-reduce step (s)
     c_decode_seq_s: Array = 0.0  # decode overhead per sequence in the batch, per step (s)
     c_layer_s: Array = 0.0  # overhead per transformer layer of one forward pass (s), prefill and decode
+    eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; 0 = one roofline (design)
 
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
-NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0)
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0)
 
 
 def weight_bytes_touched(tokens, model: ModelShape):
@@ -167,19 +168,31 @@ def decode_attention_flops(B, ctx, model: ModelShape):
 def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     """Time (s) of one decode step of a batch of B sequences at mean context ctx tokens.
 
-        max((2·N_active·B + A(B, ctx)) / (tp·peak·η_c), (W(B) + B·ctx·kv_bytes_per_token) / (tp·bw·η_m))
-        + comm(B) + c1 + c_seq·B + c_layer·layers
-    W(B) is `weight_bytes_touched(B)` (all weights for dense models); A is
-    `decode_attention_flops` (0 when the shape leaves attn_flops_per_ctx_token at 0, the design's
-    formula); the KV bytes include memory.kv_replication (an MLA latent is read by every TP rank).
+    η_attn = 0 (the design's single roofline):
+        max((2·N_active·B + A) / (tp·peak·η_c), (W(B) + K) / (tp·bw·η_m))
+    η_attn > 0 (attention as its own kernel, run after the linear layers, with its own bandwidth
+    efficiency: paged / MLA attention kernels reach a different share of HBM bandwidth than the
+    weight GEMMs; FlashAttention-2 (Dao 2023) and FlashMLA report such per-kernel figures):
+        max(2·N_active·B / (tp·peak·η_c), W(B) / (tp·bw·η_m)) + max(A / (tp·peak·η_c), K / (tp·bw·η_attn))
+    then + comm(B) + c1 + c_seq·B + c_layer·layers in both cases, where
+        W(B) = weight_bytes_touched(B) (all weights for dense models),
+        K    = B·ctx·kv_bytes_per_token (the KV cache read once per step; includes
+               memory.kv_replication: an MLA latent is read by every TP rank),
+        A    = decode_attention_flops(B, ctx) (0 when attn_flops_per_ctx_token is 0).
     Shapes: B [], ctx [], fields [] → [].
     """
     B = jnp.asarray(B, jnp.result_type(float))
-    flops = 2.0 * model.active_params * B + decode_attention_flops(B, ctx, model)
-    bytes_ = weight_bytes_touched(B, model) + B * ctx * model.kv_bytes_per_token
-    t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
-    t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
-    return (jnp.maximum(t_compute, t_memory) + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
+    lin_flops = 2.0 * model.active_params * B
+    att_flops = decode_attention_flops(B, ctx, model)
+    w_bytes = weight_bytes_touched(B, model)
+    kv_bytes = B * ctx * model.kv_bytes_per_token
+    compute = hw.tp * hw.peak_flops * eff.eta_compute
+    bw = hw.tp * hw.hbm_bw
+    one = jnp.maximum((lin_flops + att_flops) / compute, (w_bytes + kv_bytes) / (bw * eff.eta_memory))
+    split = (jnp.maximum(lin_flops / compute, w_bytes / (bw * eff.eta_memory))
+             + jnp.maximum(att_flops / compute, kv_bytes / (bw * jnp.maximum(eff.eta_attn, 1e-9))))
+    t = jnp.where(eff.eta_attn > 0, split, one)
+    return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
             + eff.c_decode_seq_s * B + layer_overhead_s(model, eff))
 
 
