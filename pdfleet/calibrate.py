@@ -475,14 +475,14 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
 
 def role_error(served: Served, role: str, path=None) -> tuple[float, str]:
     """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
-    entry's cv_error[role], else the pooled ('*', '*') entry's, else (0.0, '') (file without cv_error)."""
+    entry's cv_error[role], else the pooled ('*', '*') entry's, else (NaN, '') (file without cv_error)."""
     if role in served.error:
         return float(served.error[role]), served.fit
     table = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))["skus"]
     pooled = table.get(ALL, {}).get(ALL, {}).get("cv_error", {})
     if role in pooled:
         return float(pooled[role]), f"{ALL}/{ALL}"
-    return 0.0, ""
+    return float("nan"), ""
 
 
 def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:

@@ -143,7 +143,8 @@ def margin_of(calibrate, served, planning, role: str) -> float:
     """Relative margin a roofline candidate's `role` is planned with: planning.prediction_margin, or with
     'auto' the cross-validated error of the calibration entry that served it (calibrate.role_error)."""
     if planning.prediction_margin == "auto":
-        return calibrate.role_error(served, role, planning.calibration)[0]
+        err = calibrate.role_error(served, role, planning.calibration)[0]
+        return err if math.isfinite(err) else 0.0  # a calibration file without cv_error: no margin known
     return float(planning.prediction_margin)
 
 

@@ -48,6 +48,24 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, manifest:
                              f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
     if manifest:
         console.print(escape(_cost_line(manifest)))
+    line = _margin_line(plan, manifest or {})
+    if line:
+        console.print(escape(line))
+
+
+def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
+    """One line when roofline predictions serve part of the plan: which margin they were planned with."""
+    if "prediction_error" not in plan or not (plan["source"] == "roofline").any():
+        return ""
+    roof = plan[(plan["source"] == "roofline") & (plan["instances"] > 0)]
+    if roof.empty:
+        return ""
+    margin = manifest.get("prediction_margin", "auto")
+    how = ("each calibration entry's cross-validated error (90th percentile of measured/predicted - 1)"
+           if margin == "auto" else f"a fixed margin of {float(margin):.0%}")
+    return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}); their "
+            f"service times were planned {how} slower than predicted (prediction_error up to "
+            f"{roof['prediction_error'].max():.0%}); measured profiles carry no margin")
 
 
 def _sku_line(r) -> str:

@@ -76,8 +76,12 @@ class Efficiency(NamedTuple):
     alpha_link_s: Array = 0.0  # latency of one ring all-reduce step (s)
     c_decode_seq_s: Array = 0.0  # decode overhead per sequence in the batch, per step (s)
     c_layer_s: Array = 0.0  # overhead per transformer layer of one forward pass (s), prefill and decode
-    eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; 0 = one roofline (design)
+    eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; <= ETA_ATTN_OFF: one roofline
 
+
+# η_attn at or below this means "no separate attention roofline" (the design's formula); 0.1 % of the HBM
+# bandwidth is no physical efficiency, and a parametrised 0 (sigmoid) can only come arbitrarily close to 0.
+ETA_ATTN_OFF = 1e-3
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
 NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0)
@@ -168,9 +172,9 @@ def decode_attention_flops(B, ctx, model: ModelShape):
 def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     """Time (s) of one decode step of a batch of B sequences at mean context ctx tokens.
 
-    η_attn = 0 (the design's single roofline):
+    η_attn <= ETA_ATTN_OFF (0 included; the design's single roofline):
         max((2·N_active·B + A) / (tp·peak·η_c), (W(B) + K) / (tp·bw·η_m))
-    η_attn > 0 (attention as its own kernel, run after the linear layers, with its own bandwidth
+    η_attn > ETA_ATTN_OFF (attention as its own kernel, run after the linear layers, with its own bandwidth
     efficiency: paged / MLA attention kernels reach a different share of HBM bandwidth than the
     weight GEMMs; FlashAttention-2 (Dao 2023) and FlashMLA report such per-kernel figures):
         max(2·N_active·B / (tp·peak·η_c), W(B) / (tp·bw·η_m)) + max(A / (tp·peak·η_c), K / (tp·bw·η_attn))
@@ -191,7 +195,7 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     one = jnp.maximum((lin_flops + att_flops) / compute, (w_bytes + kv_bytes) / (bw * eff.eta_memory))
     split = (jnp.maximum(lin_flops / compute, w_bytes / (bw * eff.eta_memory))
              + jnp.maximum(att_flops / compute, kv_bytes / (bw * jnp.maximum(eff.eta_attn, 1e-9))))
-    t = jnp.where(eff.eta_attn > 0, split, one)
+    t = jnp.where(eff.eta_attn > ETA_ATTN_OFF, split, one)
     return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
             + eff.c_decode_seq_s * B + layer_overhead_s(model, eff))
 
