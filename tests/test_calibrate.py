@@ -134,28 +134,37 @@ def test_write_and_load_round_trip(tmp_path, recovered):
 def test_shipped_default_calibration():
     data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
     assert data["format"] == calibrate.FORMAT
-    assert {"splitwise", "llm-inference-bench", "mlenergy-v3"} <= set(data["sources"])
-    for sku in ("A100-SXM-80GB", "H100-SXM"):
+    assert {"splitwise", "llm-inference-bench", "mlenergy-v3", "trtllm-perf", "dstack-r1"} <= set(data["sources"])
+    for sku in ("A100-SXM-80GB", "H100-SXM", "H200-SXM", "B200", "MI300X"):
         entry = data["skus"][sku]["*"]
-        assert entry["rows"] > 100 and 0 < entry["fit_mape_pct"] < 50
+        assert entry["rows"] > 100 and 0 < entry["fit_mape_pct"] < 50 and entry["cv_error"]
         eff = calibrate.load_calibration(sku)
         assert 0 < eff.eta_compute <= 1 and 0 < eff.eta_memory <= 1 and eff.c_decode_s >= 0
-    # a catalog sku with no measurements: H100-SXM's efficiencies moved by `transfer`
-    h200 = calibrate.load_calibration("H200-SXM")
-    h100 = calibrate.load_calibration("H100-SXM")
-    assert h200.eta_memory == h100.eta_memory
-    assert h200.c_decode_s == pytest.approx(h100.c_decode_s * 3.35 / 4.8, rel=1e-6)
+    assert set(data["skus"]["*"]["*"]["cv_error"]) == {"prefill", "decode", "e2e"}
+    # a catalog sku with no measurements: H100-SXM's efficiencies moved by `transfer`, marked borrowed
+    h20, h100 = calibrate.lookup("H20"), calibrate.load_calibration("H100-SXM")
+    assert h20.fit == "H100-SXM/*" and h20.borrowed
+    assert h20.efficiency.eta_memory == h100.eta_memory
+    assert h20.efficiency.c_decode_s == pytest.approx(h100.c_decode_s * 3.35 / 4.0, rel=1e-6)
 
 
 def test_unidentified_parameters_come_from_the_reference_sku():
     from pdfleet import calibrate as cal
 
-    b200, h100 = cal.load_calibration("B200"), cal.load_calibration("H100-SXM")
     data = json.loads(cal.DEFAULT_CALIBRATION.read_text())
-    own = data["skus"]["B200"]["*"]
-    assert set(own["not_identified"]) >= {"eta_compute", "c_prefill_s"}  # decode-only rows
-    assert b200.eta_compute == h100.eta_compute and b200.c_prefill_s == h100.c_prefill_s
+    own = data["skus"]["B200"]["vllm"]
+    assert set(own["not_identified"]) >= {"eta_compute", "c_prefill_s"}  # ML.ENERGY decode-only rows
+    b200 = cal.load_calibration("B200", "vllm")
+    ref = cal.transfer(Efficiency(**data["skus"]["H100-SXM"]["vllm"]["params"]),
+                       catalog_skus()["H100-SXM"], catalog_skus()["B200"])
+    assert b200.eta_compute == ref.eta_compute and b200.c_prefill_s == ref.c_prefill_s
     assert b200.eta_memory == own["params"]["eta_memory"]  # what its rows did inform stays its own
+
+
+def catalog_skus():
+    from pdfleet import catalog
+
+    return catalog.load_skus()
 
 
 def test_engine_aware_fit_recovers_each_engine_and_says_what_served(tmp_path):

@@ -51,6 +51,8 @@ def test_plan_rows_carry_prediction_error_and_margin_costs_capacity(mixed_doc):
         roof = plan["source"] == "roofline"
         assert "prediction_error" in plan and roof.any()
         assert plan.loc[~roof, "prediction_error"].isna().all()
+        served = roof & (plan["instances"] > 0)
+        assert served.any() and (plan.loc[served, "prediction_error"] > 0).all()  # shipped file has cv_error
     # 50 % slower service times can only need as many or more GPUs for the same demand
     assert safe.plan["gpus"].sum() >= plain.plan["gpus"].sum()
     assert safe.manifest["prediction_margin"] == 0.5
