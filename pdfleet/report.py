@@ -60,12 +60,18 @@ def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
     roof = plan[(plan["source"] == "roofline") & (plan["instances"] > 0)]
     if roof.empty:
         return ""
-    margin = manifest.get("prediction_margin", "auto")
-    how = ("each calibration entry's cross-validated error (90th percentile of measured/predicted - 1)"
-           if margin == "auto" else f"a fixed margin of {float(margin):.0%}")
-    return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}); their "
-            f"service times were planned {how} slower than predicted (prediction_error up to "
-            f"{roof['prediction_error'].max():.0%}); measured profiles carry no margin")
+    margin = manifest.get("prediction_margin", 0.0)
+    if margin == "auto":
+        how = ("planned slower than predicted by each calibration entry's cross-validated error "
+               "(90th percentile of measured/predicted - 1)")
+    elif float(margin) > 0:
+        how = f"planned {float(margin):.0%} slower than predicted"
+    else:
+        how = "planned at the predictions, no margin (planning.prediction_margin: 0)"
+    err = roof["prediction_error"].max()
+    return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}): {how}; "
+            f"cross-validated prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
+            "measured profiles carry no margin")
 
 
 def _sku_line(r) -> str:

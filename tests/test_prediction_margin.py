@@ -37,7 +37,8 @@ def test_margin_scales_roofline_tables_exactly(mixed_doc):
 
 
 def test_engine_and_margin_keys_validate(mixed_doc):
-    assert _with(mixed_doc).planning.engine == "any" and _with(mixed_doc).planning.prediction_margin == "auto"
+    assert _with(mixed_doc).planning.engine == "any" and _with(mixed_doc).planning.prediction_margin == 0.0
+    assert _with(mixed_doc, prediction_margin="auto", engine="vllm").planning.prediction_margin == "auto"
     for bad in ({"engine": "ollama"}, {"prediction_margin": 1.5}, {"prediction_margin": "sometimes"}):
         with pytest.raises(spec.SpecError):
             _with(mixed_doc, **bad)
@@ -56,3 +57,28 @@ def test_plan_rows_carry_prediction_error_and_margin_costs_capacity(mixed_doc):
     # 50 % slower service times can only need as many or more GPUs for the same demand
     assert safe.plan["gpus"].sum() >= plain.plan["gpus"].sum()
     assert safe.manifest["prediction_margin"] == 0.5
+
+
+def test_auto_margin_is_the_serving_entrys_cross_validated_error(mixed_doc):
+    from pdfleet import calibrate
+
+    fleet = _with(mixed_doc, prediction_margin="auto", engine="vllm")
+    prof = next(p for p in predicted.predict(fleet).profiles if p.sku == "H100-SXM")
+    served = calibrate.lookup("H100-SXM", "vllm")
+    pre = calibrate.role_error(served, "prefill")[0]
+    dec = calibrate.role_error(served, "decode")[0]
+    assert f"fit {served.fit}" in prof.source
+    assert f"margin prefill +{pre:.0%}, decode +{dec:.0%} (auto)" in prof.source
+
+
+def test_summary_says_what_margin_roofline_rows_were_planned_with():
+    import pandas as pd
+
+    from pdfleet import report
+
+    plan = pd.DataFrame({"source": ["roofline", "profile"], "instances": [3, 2], "prediction_error": [0.3, float("nan")]})
+    line = report._margin_line(plan, {"prediction_margin": "auto", "engine": "vllm"})
+    assert line.startswith("1 plan rows rest on roofline predictions (engine vllm)") and "up to 30%" in line
+    assert "planned 20% slower" in report._margin_line(plan, {"prediction_margin": 0.2})
+    assert "no margin" in report._margin_line(plan, {"prediction_margin": 0.0})
+    assert report._margin_line(plan.iloc[1:], {"prediction_margin": 0.2}) == ""
