@@ -2,7 +2,7 @@
 
 What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
     η_c, η_m, η_link ∈ (0, 1)        through a sigmoid of an unconstrained number
-    c0, c1, α, c_seq (s) ≥ 0          through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs)
+    c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
 (see `pdfleet.perf.roofline.Efficiency`). Loss: mean over rows of (predicted/measured − 1)²,
 minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
 start, inside one jit-compiled `lax.scan`: the same table always gives the same numbers.
@@ -12,6 +12,10 @@ How a row is predicted (`kind`):
     decode   roofline.decode_step_s(batch, context_tokens)
     e2e      roofline.e2e_latency_s: prefill of the batch (b·L FLOPs, weights read once)
              + output_tokens decode steps at the mean context input + output/2.
+    itl      online serving's mean inter-token latency at a steady running batch b: e2e / output_tokens.
+             In steady state, while b sequences emit output_tokens tokens each, b new requests of
+             input_tokens are prefilled in between (chunked or not), so the mean TPOT a benchmark
+             client sees is one batch's prefill plus its decode steps, per output token.
 Rows whose context is unknown (ML.ENERGY: the prompt lengths are not published) get
 context = I_s + output/2, with one unknown mean input length I_s per `source` fitted jointly
 (softplus × 1000 tokens, start 1000).
@@ -45,16 +49,16 @@ from pdfleet.perf.roofline import Efficiency, Hardware, ModelShape
 DEFAULT_CALIBRATION = DATA_DIR / "calibration" / "default.json"
 FORMAT = "pdfleet-calibration/1"
 ALL = "*"  # wildcard key: every sku or every engine
-KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2}
+KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2, "itl": 3}
 
-# Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs,
+# Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
 # learned input lengths in 1k tokens.
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4])
-_IS_ETA = np.array([True, True, True, False, False, False, False])
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False, True])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5)
 
 
 class Rows(NamedTuple):
@@ -89,13 +93,13 @@ class Fit(NamedTuple):
 
 
 def to_efficiency(u) -> Efficiency:
-    """Unconstrained u [..., 6] → Efficiency with leaves [...] (sigmoid for η, softplus·scale)."""
+    """Unconstrained u [..., P] → Efficiency with leaves [...] (sigmoid for η, softplus·scale)."""
     vals = jnp.where(_IS_ETA, jax.nn.sigmoid(u), jax.nn.softplus(u) * _SCALE)
     return Efficiency(*[vals[..., i] for i in range(_N_PARAMS)])
 
 
 def from_efficiency(eff: Efficiency) -> np.ndarray:
-    """Inverse of `to_efficiency` for floats: Efficiency → u [6]."""
+    """Inverse of `to_efficiency` for floats: Efficiency → u [P]."""
     v = np.asarray([float(x) for x in eff], dtype=np.float64)
     eta = np.clip(v, 1e-6, 1 - 1e-6)
     pos = np.maximum(v / _SCALE, 1e-9)
@@ -150,9 +154,12 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
     shape_cache: dict = {}
     for _, r in df.iterrows():
         wd = r.get("weight_dtype") or None
-        key = (r["model"], wd)
+        kd = r.get("kv_dtype") or None
+        key = (r["model"], wd, kd, int(r["tp"]))
         if key not in shape_cache:
-            shape_cache[key] = roofline.model_shape_from_catalog(models[r["model"]], weight_dtype=wd)
+            # tp: KV bytes include memory.kv_replication (MLA latents are held, and read, by every rank)
+            shape_cache[key] = roofline.model_shape_from_catalog(models[r["model"]], weight_dtype=wd, kv_dtype=kd,
+                                                                 tp=int(r["tp"]))
         wd_eff = wd or models[r["model"]].get("weight_dtype", "bf16")
         shapes.append(shape_cache[key])
         hws.append(roofline.hardware_from_sku(skus[r["sku"]], int(r["tp"]), roofline.compute_precision(wd_eff)))
@@ -205,7 +212,8 @@ def _predict_row(kind, batch, inp, out, ctx, model, hw, eff):
     pre = roofline.prefill_time_s(inp, model, hw, eff, batch)
     dec = roofline.decode_step_s(batch, ctx, model, hw, eff)
     e2e = roofline.e2e_latency_s(batch, inp, out, model, hw, eff)
-    return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, e2e))
+    itl = e2e / jnp.maximum(out, 1.0)  # online inter-token latency: steps carry the interleaved prefills
+    return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, jnp.where(kind == 2, e2e, itl)))
 
 
 _predict_rows = roofline.over_candidates(_predict_row)
@@ -219,7 +227,7 @@ def _contexts(rows: Rows, v_inputs):
 
 
 def predict_rows(u, v_inputs, rows: Rows):
-    """Predicted times [R] from unconstrained parameters u [G, 6] and inputs v [K]."""
+    """Predicted times [R] from unconstrained parameters u [G, P] and inputs v [K]."""
     eff = to_efficiency(u[rows.group])  # leaves [R]
     ctx = _contexts(rows, v_inputs)
     return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff)
@@ -320,11 +328,11 @@ def _entry(fit_: Fit, key: tuple) -> dict:
     by_kind = {k: round(float(np.mean(np.abs(g["rel_err"])) * 100), 2) for k, g in t.groupby("kind")}
     kinds = set(t["kind"])
     blind = []  # parameters these rows cannot inform: they stay at START
-    if not kinds & {"prefill", "e2e"}:
+    if not kinds & {"prefill", "e2e", "itl"}:
         # decode steps are memory-bound, so decode-only rows leave the compute efficiency unidentified too
         blind += ["c_prefill_s", "eta_compute"]
-    if not kinds & {"decode", "e2e"}:
-        blind += ["c_decode_s", "c_decode_seq_s"]
+    if not kinds & {"decode", "e2e", "itl"}:
+        blind += ["c_decode_s", "c_decode_seq_s", "eta_attn"]
     if (t["tp"] <= 1).all():
         blind += ["eta_link", "alpha_link_s"]
     return {
@@ -339,14 +347,16 @@ def _entry(fit_: Fit, key: tuple) -> dict:
     }
 
 
-def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "") -> dict:
+def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "",
+                      cv_error: Mapping | None = None) -> dict:
     """Write fitted parameters as JSON (atomically: temp file, then rename); returns the dict.
 
     Layout: {"format", "created", "fit": {...}, "sources", "skus": {sku: {engine: entry}},
     "learned_input_tokens", "dropped_rows", "note"}. A fit grouped by () is stored as ('*', '*'),
     by ('sku',) as (sku, '*'), by ('sku', 'engine') as (sku, engine). Each entry holds "params"
     (Efficiency fields), "not_identified" (parameters the rows cannot inform, left at START),
-    "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models".
+    "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models", and where cross-validated
+    (calibrate_shipped) "cv_error": {role: relative error}, see cv_error_table.
     """
     out: dict = {
         "format": FORMAT,
@@ -370,6 +380,8 @@ def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | No
             k = dict(zip(f.group_by, key))
             sku, engine = k.get("sku", ALL), k.get("engine", ALL)
             out["skus"].setdefault(sku, {})[engine] = _entry(f, key)
+            if cv_error and (sku, engine) in cv_error:
+                out["skus"][sku][engine]["cv_error"] = dict(sorted(cv_error[(sku, engine)].items()))
         out["learned_input_tokens"].update({s: round(v, 1) for s, v in f.inputs.items()})
         label = ",".join(f.group_by) or "pooled"
         out["dropped_rows"][label] = f.dropped
@@ -410,38 +422,73 @@ def _parse_calibration(path: str, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
-    """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one).
+class Served(NamedTuple):
+    """What `lookup` found for a (sku, engine): the efficiencies and where they came from."""
 
-    Lookup: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
+    efficiency: Efficiency
+    fit: str  # the calibration entry used, 'sku/engine' ('*' = pooled), e.g. 'H100-SXM/vllm', '*/*'
+    borrowed: bool  # True when the entry was fitted on another sku or another engine than asked
+    error: dict  # cross-validated relative error of that entry by role ({'decode': 0.12, ...}); {} if none
+
+
+def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
+    """Efficiencies for a sku (and engine) from a calibration file, saying which fit served them.
+
+    Lookup order: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
     the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
-    pooled over every sku and engine. So an uncalibrated sku still gets measured efficiencies.
+    pooled over every sku and engine. `borrowed` is False only for an exact (sku, engine) entry (or
+    (sku, '*') when no engine was asked for). Parameters an entry's rows could not inform
+    ("not_identified") come from the reference sku's entry, moved to this sku.
+    engine None or 'any' asks for no particular engine.
     """
+    engine = None if engine in (None, "any", ALL) else engine
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
     table = data["skus"]
     if skus is None:
         from pdfleet import catalog
 
         skus = catalog.load_skus()
-    reference = None
+    reference, ref_key = None, None
     if sku in skus and REFERENCE_SKU in skus and REFERENCE_SKU in table and skus[sku].get("hbm_tbps"):
         ref = table[REFERENCE_SKU]
-        entry = ref.get(engine) if engine is not None and engine in ref else ref.get(ALL)
-        if entry is not None:
-            reference = transfer(Efficiency(**entry["params"]), skus[REFERENCE_SKU], skus[sku])
+        ref_engine = engine if engine is not None and engine in ref else ALL
+        if ref_engine in ref:
+            reference = transfer(Efficiency(**ref[ref_engine]["params"]), skus[REFERENCE_SKU], skus[sku])
+            ref_key = ref_engine
     for s, e in ((sku, engine), (sku, ALL)):
         if e is not None and s in table and e in table[s]:
             entry = table[s][e]
             own = Efficiency(**entry["params"])
-            if reference is None:
-                return own
-            # what this sku's rows could not inform comes from the reference sku, moved to it
-            return own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+            borrowed = e != (engine or ALL)
+            if reference is not None:
+                # what this sku's rows could not inform comes from the reference sku, moved to it
+                own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+            return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
-        return reference
+        entry = table[REFERENCE_SKU][ref_key]
+        return Served(reference, f"{REFERENCE_SKU}/{ref_key}", True, dict(entry.get("cv_error", {})))
     if ALL in table and ALL in table[ALL]:
-        return Efficiency(**table[ALL][ALL]["params"])
+        entry = table[ALL][ALL]
+        return Served(Efficiency(**entry["params"]), f"{ALL}/{ALL}", True, dict(entry.get("cv_error", {})))
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
+
+
+def role_error(served: Served, role: str, path=None) -> tuple[float, str]:
+    """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
+    entry's cv_error[role], else the pooled ('*', '*') entry's, else (NaN, '') (file without cv_error)."""
+    if role in served.error:
+        return float(served.error[role]), served.fit
+    table = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))["skus"]
+    pooled = table.get(ALL, {}).get(ALL, {}).get("cv_error", {})
+    if role in pooled:
+        return float(pooled[role]), f"{ALL}/{ALL}"
+    return float("nan"), ""
+
+
+def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
+    """Efficiency (floats) for a sku (and engine) from a calibration file (default: shipped one);
+    `lookup` without the provenance."""
+    return lookup(sku, engine, path, skus).efficiency
 
 
 SHIPPED_SOURCES = {
@@ -451,19 +498,112 @@ SHIPPED_SOURCES = {
 }
 
 
-def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05) -> dict:
-    """Fit pooled, per-sku and per-(sku, engine) parameters on all shipped data; write `path`."""
-    from pdfleet import measured
+ENGINE_AWARE_GROUPS = ((), ("sku",), ("sku", "engine"))
 
-    df = measured.read_all(perf_dir)
-    fits = [fit(df, g, steps=steps, lr=lr) for g in ((), ("sku",), ("sku", "engine"))]
+
+def fit_engine_aware(df: pd.DataFrame, steps: int = 3000, lr: float = 0.05, skus=None, models=None) -> list:
+    """The engine-aware calibration: one fit pooled over everything, one per sku, one per (sku, engine)
+    (what `lookup` falls back through). Deterministic like `fit`."""
+    return [fit(df, g, steps=steps, lr=lr, skus=skus, models=models) for g in ENGINE_AWARE_GROUPS]
+
+
+def learned_inputs(path=None) -> dict:
+    """Mean input tokens fitted per source with unknown prompt lengths, from a calibration file."""
+    return dict(_read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION)).get("learned_input_tokens", {}))
+
+
+SHIPPED_SOURCES.update({
+    "trtllm-perf": "TensorRT-LLM perf-overview throughput tables v0.14/v0.20/v1.0/newest (NVIDIA/TensorRT-LLM and forks, "
+                   "see ../shared/data/README.md; Apache-2.0)",
+    "trtllm-online": "TensorRT-LLM v0.14 perf-overview, online serving section (Apache-2.0)",
+    "sglang-vs-vllm": "sgl-project/sglang benchmark/benchmark_vllm_060/README.md @ 120affb9 (Apache-2.0)",
+    "nim": "docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance.md, stored excerpt (no open license stated)",
+    "dstack-r1": "dstackai/benchmarks Deepseek-R1/raw_data @ 7f37e669 (Apache-2.0)",
+    "dstack-405b": "dstackai/benchmarks comparison/h100sxm5_vs_mi300x/csv_data @ 06c957ab (Apache-2.0)",
+})
+CV_FOLDS = 5
+CV_QUANTILE = 0.9
+ROLE_OF_KIND = {"prefill": "prefill", "decode": "decode", "itl": "decode", "e2e": "e2e"}
+
+
+def cv_folds(df: pd.DataFrame, folds: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold index [R] per row: whole configurations (source, model, sku, tp, engine) go to one fold,
+    assigned by a fixed-seed permutation of the sorted configurations (deterministic)."""
+    key = df[["source", "model", "sku", "tp", "engine"]].astype(str).agg("|".join, axis=1)
+    configs = np.array(sorted(key.unique()))
+    perm = np.random.default_rng(seed).permutation(len(configs))
+    fold_of = {c: int(i % folds) for c, i in zip(configs[perm], range(len(configs)))}
+    return key.map(fold_of).to_numpy()
+
+
+def cross_validated_errors(df: pd.DataFrame, folds: int = CV_FOLDS, steps: int = 1000, lr: float = 0.05,
+                           skus=None, models=None) -> pd.DataFrame:
+    """Held-out relative errors of the engine-aware calibration, one row per measured row.
+
+    Each fold is predicted by `fit_engine_aware` on the other folds, read back through `lookup`
+    (so an unseen (sku, engine) falls back exactly as at planning time). Columns: sku, engine, role
+    (prefill | decode | e2e), under = max(0, measured / predicted − 1) (how much slower reality was
+    than the prediction: the side that breaks an SLO), abs = |predicted / measured − 1|.
+    """
+    import tempfile
+
+    fold = cv_folds(df, folds)
+    out = []
+    for k in range(folds):
+        train, test = df[fold != k], df[fold == k].reset_index(drop=True)
+        if train.empty or test.empty:
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "cv.json"
+            write_calibration(path, fit_engine_aware(train, steps=steps, lr=lr, skus=skus, models=models))
+            pred = predict(test, lambda r: lookup(str(r["sku"]), str(r["engine"]), path=path, skus=skus).efficiency,
+                           skus=skus, models=models, inputs=learned_inputs(path))
+        meas = test["time_s"].to_numpy()
+        ok = np.isfinite(pred)
+        out.append(pd.DataFrame({"sku": test["sku"][ok], "engine": test["engine"][ok],
+                                 "role": test["kind"][ok].map(ROLE_OF_KIND),
+                                 "under": np.maximum(0.0, meas[ok] / pred[ok] - 1.0),
+                                 "abs": np.abs(pred[ok] / meas[ok] - 1.0)}))
+    return pd.concat(out, ignore_index=True)
+
+
+def cv_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: float = CV_QUANTILE) -> dict:
+    """{(sku, engine): {role: q-quantile of `under`}} for every (sku, engine), (sku, '*') and ('*', '*')
+    with at least `min_rows` held-out rows of that role."""
+    table: dict = {}
+    views = [(("sku", "engine"), errors), (("sku",), errors.assign(engine=ALL)),
+             ((), errors.assign(sku=ALL, engine=ALL))]
+    for _, view in views:
+        for (sku, engine, role), g in view.groupby(["sku", "engine", "role"]):
+            if len(g) >= min_rows:
+                table.setdefault((sku, engine), {})[role] = round(float(np.quantile(g["under"], quantile)), 4)
+    return table
+
+
+def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05,
+                      cv_steps: int = 1000, folds: int = CV_FOLDS, df: pd.DataFrame | None = None) -> dict:
+    """Fit pooled, per-sku and per-(sku, engine) parameters on every measured source
+    (pdfleet.measured_sources.read_everything), add each entry's cross-validated error
+    (`cv_error`: per role, the CV_QUANTILE quantile of how much slower the measurement was than the
+    held-out prediction, `cross_validated_errors` with `folds` folds of `cv_steps` Adam steps), and
+    write `path`. Deterministic: the same data give the same file (but for the `created` date)."""
+    from pdfleet import measured_sources
+
+    if df is None:
+        df, _refused = measured_sources.read_everything(perf_dir)
+    fits = fit_engine_aware(df, steps=steps, lr=lr)
+    cv = cv_error_table(cross_validated_errors(df, folds=folds, steps=cv_steps, lr=lr)) if folds > 1 else {}
     note = (
-        "Roofline efficiencies fitted by pdfleet.calibrate on every shipped measured table "
-        "(pdfleet.measured.read_all). Engine 'unspecified' = Splitwise (engine not named in the "
-        "file). LLM-Inference-Bench A100 rows are mapped to A100-SXM-80GB although the source "
-        "does not say 40 or 80 GB (see pdfleet.measured). Held-out accuracy: scripts/validate_roofline.py."
+        "Roofline efficiencies fitted by pdfleet.calibrate on every measured table pdfleet reads "
+        "(pdfleet.measured_sources.read_everything; refused rows and why: scripts/validate_roofline.py). "
+        "Engine 'unspecified' = Splitwise (engine not named in the file). LLM-Inference-Bench A100 rows are "
+        "mapped to A100-SXM-80GB although the source does not say 40 or 80 GB (see pdfleet.measured). "
+        f"cv_error: per role, the {CV_QUANTILE:g} quantile over held-out rows of max(0, measured/predicted - 1) "
+        f"from {folds}-fold cross-validation by configuration ({cv_steps} Adam steps per fold fit). "
+        "Held-out accuracy by source, engine and model: scripts/validate_roofline.py."
     )
-    return write_calibration(path, fits, SHIPPED_SOURCES, note)
+    sources = {k: v for k, v in SHIPPED_SOURCES.items() if k in set(df["source"].map(lambda x: x.split(":")[0]))}
+    return write_calibration(path, fits, sources, note, cv_error=cv)
 
 
 def main(argv=None) -> int:

@@ -287,8 +287,9 @@ _SINGLE_FLAGS = ("--model", "--sku", "--tp", "--input-tokens", "--output-tokens"
                    "measured profiles and planning.memory_utilization.")
 @click.option("--calibration", default=None, type=click.Path(dir_okay=False),
               help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
-@click.option("--engine", default=None, help="Use the calibration entry of this engine where the file has one "
-              "(files from `pdfleet calibrate --by sku,engine` need it).")
+@click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
+              help="Use the calibration entry of this engine where the file has one; the `fit` column says "
+              "which entry served and whether it was borrowed from another sku or engine [default: any].")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON records.")
 def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, queries, fleet_yaml, calibration,

@@ -15,7 +15,14 @@ Per query (DESIGN.md "Performance model"; no formula is restated here, each live
     weights_gib         memory.weight_bytes / GiB at the query's precision
     kv_gib_per_request  memory.kv_bytes_per_token x (input + output) / GiB
     decode_tokens_per_s batch / TPOT: output tokens/s of one instance at that batch
-Roofline efficiencies: pdfleet.calibrate.load_calibration(sku, path, skus) (default: the shipped fit).
+    fit                 the calibration entry that served the roofline numbers ('sku/engine', '*' = pooled;
+                        '(borrowed)' when fitted on another sku or engine); '' when profiles served all
+    prediction_error    cross-validated relative error of that entry (the worse of the roles it served;
+                        the calibration file's cv_error), NaN for profile numbers or files without one
+A query that cannot run (`cannot_run`: tp not dividing the heads, tp beyond a node, model not fitting)
+gets NaN prefill_s, tpot_ms and decode_tokens_per_s and a note; a batch above max_batch_memory gets NaN
+TPOT: no number is printed beside "does not fit".
+Roofline efficiencies: pdfleet.calibrate.lookup(sku, engine, path, skus) (default: the shipped fit).
 
 A profile matches a query when its model, sku and gpus_per_instance equal the query's model, sku and
 tp and the query runs at the model's own weight dtype (profiles do not record a precision); the first
@@ -42,7 +49,7 @@ OPTIONAL_COLUMNS = ("precision",)  # may be absent or blank: the model's weight_
 OUTPUT_COLUMNS = [
     "model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch",
     "prefill_s", "prefill_source", "tpot_ms", "tpot_source", "decode_tokens_per_s",
-    "max_batch_memory", "weights_gib", "kv_gib_per_request", "note",
+    "max_batch_memory", "weights_gib", "kv_gib_per_request", "fit", "prediction_error", "note",
 ]
 DEFAULT_MEMORY_UTILIZATION = 0.9
 
@@ -212,7 +219,7 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
         from pdfleet import calibrate
 
         try:
-            calib[q.sku] = calibrate.load_calibration(q.sku, ctx.engine, path=ctx.calibration, skus=ctx.skus)
+            calib[q.sku] = calibrate.lookup(q.sku, ctx.engine, path=ctx.calibration, skus=ctx.skus)
         except KeyError:
             engines = sorted(ctx.calibration_skus.get(q.sku, {}))
             if engines:
@@ -226,6 +233,8 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
     if isinstance(eff, str):
         reason = reason or eff
         eff = roofline.NOMINAL_EFFICIENCY
+    else:
+        eff = eff.efficiency
     if shape is None:  # placeholder with the right byte sizes; its roofline numbers are never shown
         shape = roofline.ModelShape(1.0, _weight_bytes(model, precision), _kv_bytes(model, q.tp), 1.0, 1.0, 1.0)
     return shape, hw, eff, reason
@@ -242,6 +251,22 @@ def _kv_bytes(model: dict, tp: int) -> float:
         memory.DTYPE_BYTES[model.get("kv_dtype") or "bf16"],
         kv_lora_rank=model.get("kv_lora_rank") or 0, qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
     )) * memory.kv_replication(tp, kv_heads, bool(model.get("kv_lora_rank")))
+
+
+def cannot_run(model: dict, q: Query, gpus_per_node: int, batch_memory: float) -> str:
+    """Why a query's instance cannot run at all ('' if it can): a tensor-parallel degree that does not
+    divide the attention heads (each rank must hold whole heads: Megatron-LM tensor parallelism, and
+    vLLM / SGLang / TensorRT-LLM refuse such a tp), a tp beyond one node (tensor parallelism over the
+    scale-up link only; the roofline has no inter-node all-reduce), or weights plus one request's KV
+    cache above usable memory (max_batch_memory < 1)."""
+    heads = model.get("heads")
+    if heads and heads % q.tp:
+        return f"tp {q.tp} does not divide the {heads} attention heads"
+    if q.tp > gpus_per_node:
+        return f"tp {q.tp} spans {-(-q.tp // gpus_per_node)} nodes of {gpus_per_node} GPUs"
+    if batch_memory < 1:
+        return "the model does not fit: weights plus one request's KV cache exceed usable memory"
+    return ""
 
 
 def _matching(ctx: Context, q: Query, role: str):
@@ -340,7 +365,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
                                 f"but {reasons[i]}")
     prefill_s = np.where(has_pre, L / tps_prof, roof_prefill)
     tpot_ms = np.where(prof_tpot, tpot_prof, roof_step * 1e3)
-    notes = []
+    notes, fits, errors = [], [], []
     for i, q in enumerate(queries):
         note = []
         if skipped[i]:
@@ -359,14 +384,23 @@ def estimate(queries: Sequence[Query], ctx: Context):
         if uses_roofline and used is not None and used != comp:
             note.append(f"sku {q.sku} lists no {comp} tflops: roofline uses its {used} peak")
         node = ctx.skus[q.sku].get("gpus_per_node") or 8
-        if q.tp > node:
-            note.append(f"tp {q.tp} spans {-(-q.tp // node)} nodes of {node} GPUs: the roofline's all-reduce "
-                        "assumes the intra-node link, so it is optimistic")
-        if b_mem[i] < 1:
-            note.append("weights plus one request's KV cache exceed usable memory")
+        why_not = cannot_run(ctx.models[q.model], q, node, b_mem[i])
+        if why_not:
+            note.append(f"cannot run: {why_not}; no numbers")
+            prefill_s[i] = tpot_ms[i] = np.nan
         elif batch[i] > b_mem[i]:
-            note.append(f"batch {q.batch:g} exceeds max_batch_memory {b_mem[i]:g} (KV cache does not fit)")
+            note.append(f"batch {q.batch:g} exceeds max_batch_memory {b_mem[i]:g} (KV cache does not fit): no TPOT")
+            tpot_ms[i] = np.nan
         notes.append("; ".join(note))
+        served = calib.get(q.sku)
+        if uses_roofline and served is not None and not isinstance(served, str):
+            fits.append(served.fit + (" (borrowed)" if served.borrowed else ""))
+            roles = (["prefill"] if not has_pre[i] else []) + (["decode"] if not prof_tpot[i] else [])
+            errs = [served.error[r] for r in roles if r in served.error]
+            errors.append(max(errs) if errs else np.nan)
+        else:
+            fits.append("")
+            errors.append(np.nan)
 
     kv = f64([float(s.kv_bytes_per_token) for s in shapes])
     wb = f64([float(s.weight_bytes) for s in shapes])
@@ -386,5 +420,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         "max_batch_memory": np.maximum(b_mem, 0.0).astype(np.int64),
         "weights_gib": wb / memory.GIB,
         "kv_gib_per_request": kv * (L + out_tok) / memory.GIB,
+        "fit": fits,
+        "prediction_error": errors,
         "note": notes,
     }, columns=OUTPUT_COLUMNS)

@@ -10,6 +10,8 @@ configuration (repeated measurements averaged), times in seconds:
     kind            'prefill' (time of one prefill of `batch` requests of `input_tokens`),
                     'decode'  (time of one decode step of `batch` sequences at `context_tokens`),
                     'e2e'     (offline batch: `batch` requests, input_tokens in, output_tokens out)
+                    'itl'     (online serving: mean inter-token latency at a steady running batch
+                              `batch`, prompts of input_tokens interleaved; pdfleet.calibrate)
     batch           requests in the batch (float: ML.ENERGY reports a time-averaged batch)
     input_tokens    prompt tokens per request (NaN where the source does not say)
     output_tokens   generated tokens per request (0 for prefill rows)
@@ -19,7 +21,9 @@ configuration (repeated measurements averaged), times in seconds:
     source          where the row comes from ('splitwise', 'llm-inference-bench',
                     'mlenergy-v3:<task>', or what a plain CSV says)
 plus `weight_dtype`: the weight precision when the measurement used a different one than the
-catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default).
+catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default), and
+`kv_dtype`: the KV-cache precision when the source states one other than the catalog default, else ''.
+Current-engine sources (TensorRT-LLM, MLPerf, SGLang, dstack, NIM) are read by pdfleet.measured_sources.
 
 The raw files are in ../shared/data/perf (see its README for sources and licenses). Mapping and
 filtering decisions are documented at each reader.
@@ -46,8 +50,8 @@ TIDY_COLUMNS = [
     "time_s",
     "source",
 ]
-EXTRA_COLUMNS = ["weight_dtype"]
-KINDS = ("prefill", "decode", "e2e")
+EXTRA_COLUMNS = ["weight_dtype", "kv_dtype"]
+KINDS = ("prefill", "decode", "e2e", "itl")
 
 # ../shared/data/perf relative to the repository root (this file is pdfleet/measured.py).
 # Override with the environment variable PDFLEET_PERF_DIR.
@@ -62,9 +66,10 @@ SPLITWISE_PCAP_SKU = "H100-SXM-pcap"
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Order and type the tidy columns; sort for stable output."""
-    if "weight_dtype" not in df:
-        df["weight_dtype"] = ""
-    df["weight_dtype"] = df["weight_dtype"].fillna("").astype(str)
+    for c in EXTRA_COLUMNS:
+        if c not in df:
+            df[c] = ""
+        df[c] = df[c].fillna("").astype(str)
     df = df[TIDY_COLUMNS + EXTRA_COLUMNS].copy()
     for c in ("tp",):
         df[c] = df[c].astype(int)
@@ -335,7 +340,7 @@ def _check_rows(df: pd.DataFrame, path) -> None:
     checks = [
         ((tp < 1) | (tp != tp.round()) | tp.isna(), "tp must be a whole number >= 1"),
         (~(pd.to_numeric(df["batch"], errors="coerce") >= 1), "batch must be >= 1"),
-        (df["kind"].isin(["prefill", "e2e"]) & ~(pd.to_numeric(df["input_tokens"], errors="coerce") >= 1),
+        (df["kind"].isin(["prefill", "e2e", "itl"]) & ~(pd.to_numeric(df["input_tokens"], errors="coerce") >= 1),
          "prefill and e2e rows need input_tokens >= 1"),
         (~(pd.to_numeric(df["time_s"], errors="coerce") > 0), "time_s must be > 0"),
     ]

@@ -171,6 +171,8 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "profiles": len(fleet.profiles) - len(prediction.profiles),
         "roofline_profiles": len(prediction.profiles),
         "roofline_skipped": prediction.skipped,
+        "prediction_margin": fleet.planning.prediction_margin,
+        "engine": fleet.planning.engine,
         "total_cost_usd_per_hour": {q: float(fleet_df.loc[fleet_df["quarter"] == q, "cost_usd_per_hour"].sum())
                                     for q in fleet.planning.quarters},
         "status_counts": {k: int(v) for k, v in plan_df["status"].value_counts().sort_index().items()},

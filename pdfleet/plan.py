@@ -97,7 +97,30 @@ def plan_frame(fleet: S.Fleet, fp, plan, pred: dict, runner: dict) -> pd.DataFra
                 rows.append(_row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi, quarter,
                                  name, w, q))
     frame = pd.DataFrame(rows, columns=list(rows[0].keys()))
+    frame.insert(frame.columns.get_loc("source") + 1, "prediction_error", prediction_errors(fleet, frame))
     return frame.astype({c: "string" for c in STRING_COLUMNS})  # typed even when every value is null
+
+
+def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
+    """`prediction_error` of every plan row: for rows a roofline profile serves, the cross-validated
+    relative error of the calibration entry that predicted it, for the row's role
+    (pdfleet.calibrate.lookup(sku, planning.engine) then role_error; the margin 'auto' plans with);
+    NaN for measured profiles and unserved rows."""
+    out = np.full(len(frame), np.nan)
+    roof = (frame["source"] == "roofline").to_numpy()
+    if not roof.any():
+        return out
+    from pdfleet import calibrate, catalog
+
+    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
+    cache: dict = {}
+    for i in np.flatnonzero(roof):
+        key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]))
+        if key not in cache:
+            served = calibrate.lookup(key[0], fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
+            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration)[0]
+        out[i] = cache[key]
+    return out
 
 
 def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi, quarter, name, w, q) -> dict:

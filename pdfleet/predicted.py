@@ -11,6 +11,10 @@ Each predicted profile is an ordinary profile (origin 'roofline') whose tables t
   overstate TPOT: SLO-safe.
 A measured profile of the same (model, sku, gpus_per_instance) always wins. Host-side; the roofline
 kernels run in one batched call per role.
+Efficiencies come from calibrate.lookup(sku, planning.engine); both tables are planned with the service
+times x (1 + margin) (`margin_of`: planning.prediction_margin, 'auto' = the serving calibration entry's
+cross-validated error per role), and the profile's `source` names the fit, whether it was borrowed from
+another sku or engine, and the margins.
 """
 
 from __future__ import annotations
@@ -99,7 +103,9 @@ def predict(fleet: S.Fleet) -> Prediction:
             if why:
                 out.skipped.append(f"{m_name} on {s_name}: {why}")
                 continue
-            eff = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts)
+            served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
+            eff = served.efficiency
+            margins, label = _margins(calibrate, served, fleet.planning)
             for tp in fleet.planning.tp_degrees:
                 key = (m_name, s_name, tp)
                 if tp > sku.gpus_per_node or (key in measured_prefill and key in measured_decode):
@@ -114,21 +120,42 @@ def predict(fleet: S.Fleet) -> Prediction:
                 lengths = ([], []) if key in measured_prefill else _prefill_points([w.input_tokens for w in workloads])
                 pairs = ([] if key in measured_decode
                          else _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES))
-                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib)))
+                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib),
+                             margins, label))
     if jobs:
         out.profiles = _tables(jobs, util)
     return out
 
 
-def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict):
-    """The sku's calibrated efficiencies; a bad or incomplete calibration file is a SpecError."""
+def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict, engine: str = "any"):
+    """The sku's calibrated efficiencies for planning.engine, with where they came from
+    (calibrate.Served); a bad or incomplete calibration file is a SpecError."""
     try:
-        return calibrate.load_calibration(sku, path=path, skus=sku_dicts)
+        return calibrate.lookup(sku, engine, path=path, skus=sku_dicts)
     except (OSError, ValueError) as exc:
         raise S.SpecError("planning.calibration", f"cannot read {path}: {' '.join(str(exc).split())}") from None
     except (KeyError, TypeError) as exc:
         raise S.SpecError("planning.calibration", f"{path or 'the shipped calibration'} has no usable entry for "
                           f"sku {sku} ({exc}); fit one with `pdfleet calibrate --by sku`") from None
+
+
+def margin_of(calibrate, served, planning, role: str) -> float:
+    """Relative margin a roofline candidate's `role` is planned with: planning.prediction_margin, or with
+    'auto' the cross-validated error of the calibration entry that served it (calibrate.role_error)."""
+    if planning.prediction_margin == "auto":
+        err = calibrate.role_error(served, role, planning.calibration)[0]
+        return err if math.isfinite(err) else 0.0  # a calibration file without cv_error: no margin known
+    return float(planning.prediction_margin)
+
+
+def _margins(calibrate, served, planning) -> tuple[tuple[float, float], str]:
+    """((prefill margin, decode margin), text for the profile's source)."""
+    m = (margin_of(calibrate, served, planning, "prefill"), margin_of(calibrate, served, planning, "decode"))
+    how = "auto" if planning.prediction_margin == "auto" else "fixed"
+    label = (f"pdfleet roofline, calibrated (data/calibration): fit {served.fit}"
+             f"{' (borrowed)' if served.borrowed else ''}; planned with margin prefill +{m[0]:.0%}, "
+             f"decode +{m[1]:.0%} ({how})")
+    return m, label
 
 
 def _tables(jobs, util: float) -> list[S.Profile]:
@@ -137,7 +164,7 @@ def _tables(jobs, util: float) -> list[S.Profile]:
 
     pre_args, dec_args, dec_index = [], [], []
     layouts = []
-    for j, (_, _, _, shape, hw, eff, (lengths, _groups), pairs, memory) in enumerate(jobs):
+    for j, (_, _, _, shape, hw, eff, (lengths, _groups), pairs, memory, _m, _label) in enumerate(jobs):
         for L in lengths:
             pre_args.append((float(L), shape, hw, eff))
         tables = []
@@ -158,13 +185,15 @@ def _tables(jobs, util: float) -> list[S.Profile]:
     profiles, pi, di = [], 0, 0
     for (m_name, s_name, tp, *_rest), tables in zip(jobs, layouts):
         lengths, groups = _rest[3]
-        tps = [L / pre_s[pi + i] for i, L in enumerate(lengths)]
+        (pre_m, dec_m), label = _rest[6], _rest[7]
+        # margin: the service times the planner sees are (1 + margin) x the roofline's (capacity / (1 + margin))
+        tps = [L / (pre_s[pi + i] * (1.0 + pre_m)) for i, L in enumerate(lengths)]
         pi += len(lengths)
         for lo, hi in groups:  # each group's ends carry the lower throughput of the two
             tps[lo] = tps[hi] = min(tps[lo], tps[hi])
         decode_tables = []
         for inp, outp, batches in tables:
-            tpot = [dec_s[di + i] * 1e3 for i in range(len(batches))]
+            tpot = [dec_s[di + i] * 1e3 * (1.0 + dec_m) for i in range(len(batches))]
             di += len(batches)
             decode_tables.append(S.DecodeTable(input_tokens=inp, output_tokens=outp, batch=batches,
                                                tpot_ms=_increasing(tpot)))
@@ -175,7 +204,7 @@ def _tables(jobs, util: float) -> list[S.Profile]:
         if prefill is None and not decode_tables:
             continue
         profiles.append(S.Profile(model=m_name, sku=s_name, gpus_per_instance=tp, engine="roofline",
-                                  source="pdfleet roofline, calibrated (data/calibration)", origin="roofline",
+                                  source=label, origin="roofline",
                                   prefill=prefill, decode=decode_tables or None))
     return profiles
 

@@ -48,6 +48,30 @@ def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, manifest:
                              f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
     if manifest:
         console.print(escape(_cost_line(manifest)))
+    line = _margin_line(plan, manifest or {})
+    if line:
+        console.print(escape(line))
+
+
+def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
+    """One line when roofline predictions serve part of the plan: which margin they were planned with."""
+    if "prediction_error" not in plan or not (plan["source"] == "roofline").any():
+        return ""
+    roof = plan[(plan["source"] == "roofline") & (plan["instances"] > 0)]
+    if roof.empty:
+        return ""
+    margin = manifest.get("prediction_margin", 0.0)
+    if margin == "auto":
+        how = ("planned slower than predicted by each calibration entry's cross-validated error "
+               "(90th percentile of measured/predicted - 1)")
+    elif float(margin) > 0:
+        how = f"planned {float(margin):.0%} slower than predicted"
+    else:
+        how = "planned at the predictions, no margin (planning.prediction_margin: 0)"
+    err = roof["prediction_error"].max()
+    return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}): {how}; "
+            f"cross-validated prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
+            "measured profiles carry no margin")
 
 
 def _sku_line(r) -> str:

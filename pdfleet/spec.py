@@ -65,6 +65,14 @@ class Planning(Strict):
     roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
     tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
     calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
+    # serving engine whose calibration entry predicts roofline candidates (any: the sku's pooled entry)
+    engine: Literal["vllm", "sglang", "tensorrt-llm", "any"] = "any"
+    # roofline candidates are planned with service times x (1 + margin): 'auto' = the calibration entry's
+    # cross-validated error per role (90th percentile of how much slower measurements ran than held-out
+    # predictions), or one fraction for every roofline candidate; measured profiles get none. Default 0
+    # (off): the shipped errors are large and uneven (decode p90 15 % on H100 to 113 % on MI300X vLLM), so
+    # 'auto' reshapes every roofline-based plan; use it when buying on predictions
+    prediction_margin: Literal["auto"] | Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     # ---- fleet economics (README "Fleet economics")
     # hours that put hourly prices and one-time costs on one scale; 2208 = 92 days, the longest quarter
     hours_per_quarter: Annotated[float, Field(gt=0, le=2208, allow_inf_nan=False)] = HOURS_PER_QUARTER

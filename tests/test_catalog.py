@@ -26,7 +26,7 @@ REQUIRED_MODELS = [
     "qwen2-72b", "qwen3-8b", "qwen3-14b", "qwen3-30b-a3b", "llama-3.3-70b", "gpt-oss-20b",
 ]
 MOE_MODELS = [
-    "qwen3-235b-a22b", "qwen3-30b-a3b", "deepseek-v3", "deepseek-v3.1", "mixtral-8x7b",
+    "qwen3-235b-a22b", "qwen3-30b-a3b", "deepseek-v3", "deepseek-v3.1", "mixtral-8x7b", "mixtral-8x22b",
     "gpt-oss-120b", "gpt-oss-20b",
 ]
 MLA_MODELS = ["deepseek-v3", "deepseek-v3.1"]

@@ -20,8 +20,17 @@ LLAMA = ["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "4"]
 LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch", "32"]
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
-H100_EFF = dict(eta_compute=0.510994, eta_memory=0.77536, eta_link=0.368784, c_prefill_s=0.0124159,
-                c_decode_s=0.00151158, alpha_link_s=5.42604e-06, c_decode_seq_s=3.25838e-05)
+H100_EFF = dict(
+    eta_compute=0.558583,
+    eta_memory=0.85599,
+    eta_link=0.537438,
+    c_prefill_s=0.0098728,
+    c_decode_s=0.000469093,
+    alpha_link_s=4.2187e-06,
+    c_decode_seq_s=7.38151e-06,
+    c_layer_s=6.41124e-05,
+    eta_attn=0.748283,
+)
 
 
 def run(args, ok=True):
@@ -65,11 +74,14 @@ def test_roofline_numbers_match_the_hand_formula():
         return 2 * layers * 2 * (tp - 1) * (e["alpha_link_s"] + tokens * hidden * 2 / (tp * link * e["eta_link"]))
 
     L, out, B = 2048, 256, 32
+    overhead = e["c_layer_s"] * layers  # per-layer cost of every forward pass
     prefill = max((2 * N * L + 2 * layers * L * L * d_attn) / (tp * peak * e["eta_compute"]),
-                  (W + L * KV) / (tp * bw * e["eta_memory"])) + comm(L) + e["c_prefill_s"]
+                  (W + L * KV) / (tp * bw * e["eta_memory"])) + comm(L) + e["c_prefill_s"] + overhead
     ctx = L + out / 2
-    step = (max(2 * N * B / (tp * peak * e["eta_compute"]), (W + B * ctx * KV) / (tp * bw * e["eta_memory"]))
-            + comm(B) + e["c_decode_s"] + e["c_decode_seq_s"] * B)
+    attn_flops = B * ctx * 4 * layers * d_attn  # QK^T and AV over the KV cache
+    linear = max(2 * N * B / (tp * peak * e["eta_compute"]), W / (tp * bw * e["eta_memory"]))
+    attention = max(attn_flops / (tp * peak * e["eta_compute"]), B * ctx * KV / (tp * bw * e["eta_attn"]))
+    step = linear + attention + comm(B) + e["c_decode_s"] + e["c_decode_seq_s"] * B + overhead
     b_mem = math.floor((0.9 * tp * 80 * GIB - W) / (KV * (L + out)))
 
     assert r["prefill_source"] == r["tpot_source"] == "roofline"
@@ -254,3 +266,36 @@ def test_tp_beyond_a_node_is_noted():
                                        "--input-tokens", "2048", "--output-tokens", "256", "--batch", "32", "--json"])
     assert result.exit_code == 0, result.output
     assert "spans 2 nodes" in result.output
+
+
+def test_refuses_what_cannot_run():
+    """No numbers beside 'cannot run': NaN (JSON null) prefill, TPOT and tokens/s, and a note saying why."""
+    base = ["--input-tokens", "2048", "--output-tokens", "256", "--batch", "8"]
+    cases = [
+        (["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "3"], "tp 3 does not divide the 64 attention heads"),
+        (["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "16"], "tp 16 spans 2 nodes of 8 GPUs"),
+        (["--model", "llama-3.1-405b", "--sku", "H100-SXM", "--tp", "1"], "the model does not fit"),
+    ]
+    for args, why in cases:
+        (r,) = records(args + base)
+        assert r["prefill_s"] is None and r["tpot_ms"] is None and r["decode_tokens_per_s"] is None, args
+        assert f"cannot run: {why}" in r["note"], r["note"]
+    # a batch whose KV cache does not fit: prefill of one request is fine, the TPOT is not given
+    (r,) = records(LLAMA + ["--input-tokens", "32000", "--output-tokens", "1000", "--batch", "512"])
+    assert r["prefill_s"] > 0 and r["tpot_ms"] is None and "KV cache does not fit" in r["note"]
+
+
+def test_says_which_fit_served_and_whether_borrowed():
+    (own,) = records(LLAMA_Q)
+    assert own["fit"] == "H100-SXM/*"  # no engine asked: the sku's own fit pooled over its engines
+    (h20,) = records(["--model", "llama-3.1-8b", "--sku", "H20", "--tp", "1", "--input-tokens", "512",
+                      "--output-tokens", "128", "--batch", "4"])
+    assert h20["fit"].endswith("(borrowed)")  # H20 was never measured: moved from the reference sku
+
+
+def test_prediction_error_is_the_serving_entrys_cross_validated_error():
+    (r,) = records(LLAMA_Q)  # both numbers from the roofline, served by H100-SXM/*
+    cv = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())["skus"]["H100-SXM"]["*"]["cv_error"]
+    assert r["prediction_error"] == pytest.approx(max(cv["prefill"], cv["decode"]))
+    (v,) = records(LLAMA_Q + ["--engine", "vllm"])
+    assert v["fit"] == "H100-SXM/vllm"

@@ -156,9 +156,10 @@ def _random_candidates(n, seed=0):
         experts=rng.integers(1, 256, n).astype(np.float32),
         experts_per_token=rng.integers(1, 8, n).astype(np.float32),
         act_bytes=np.full(n, 2.0, np.float32),
+        attn_flops_per_ctx_token=u(0, 2e7),
     )
     hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32))
-    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3))
+    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5), u(0, 1))
     return model, hw, eff, rng
 
 
@@ -203,3 +204,74 @@ def test_gradients_finite_and_match_finite_differences():
         assert np.isfinite(g) and g == pytest.approx(fd, rel=1e-5)
         # memory-bound: d t / d η_m = −t_memory / η_m
         assert g == pytest.approx(-(141.2e9 + 32 * 2048 * 327680) / (4 * 3.35e12 * 0.8) / 0.8, rel=1e-9)
+
+
+# --- issue #8 physics terms, each against a hand calculation ---------------------------------
+
+
+def test_decode_attention_flops_gqa_and_mla_by_hand():
+    models = catalog.load_models()
+    llama = roofline.model_shape_from_catalog(models["llama-3.1-70b"])
+    # GQA: QK^T and AV, 2·heads·head_dim FLOPs each, per context token, per layer
+    assert llama.attn_flops_per_ctx_token == 4 * 80 * 64 * 128  # 2,621,440
+    ds = roofline.model_shape_from_catalog(models["deepseek-v3"], tp=8)
+    # MLA absorbed: scores over latent 512 + rope 64, values from the 512 latent, 128 heads, 61 layers
+    assert ds.attn_flops_per_ctx_token == 2 * 61 * 128 * (2 * 512 + 64)  # 16,990,208
+    # at B = 1, ctx = 4096: 69.6 GFLOP of attention beside 2 × 37e9 = 74 GFLOP of weights
+    assert float(roofline.decode_attention_flops(1.0, 4096.0, ds)) == pytest.approx(16990208 * 4096)
+    # MLA KV read per step: the 576-element bf16 latent per layer, held and read by each of the 8 ranks
+    assert ds.kv_bytes_per_token == 61 * (512 + 64) * 2 * 8
+
+
+def test_decode_step_with_attention_flops_and_layer_overhead():
+    shape = ModelShape(**LLAMA70, attn_flops_per_ctx_token=4 * 80 * 64 * 128.0)
+    eff = Efficiency(**EFF, c_layer_s=2e-5)
+    B, ctx = 256.0, 4096.0
+    flops = 2 * 70.6e9 * B + B * ctx * 4 * 80 * 64 * 128  # 3.615e13 + 2.749e12
+    t_compute = flops / (4 * 989.4e12 * 0.5)  # 19.66 ms
+    t_memory = (141.2e9 + B * ctx * 327680) / (4 * 3.35e12 * 0.8)  # 113.3 ms (memory-bound still)
+    comm = 2 * 80 * 6 * (5e-6 + B * 8192 * 2 / (4 * 450e9 * 0.7))
+    expected = max(t_compute, t_memory) + comm + 0.005 + 1e-4 * B + 2e-5 * 80
+    with enable_x64():
+        got = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff)
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+        # compute-bound case: tiny HBM time, so the attention FLOPs show up in full
+        fast_mem = Hardware(**dict(H100_TP4, hbm_bw=1e18))
+        got_c = roofline.decode_step_s(B, ctx, shape, fast_mem, eff)
+        assert float(got_c) == pytest.approx(t_compute + comm + 0.005 + 1e-4 * B + 2e-5 * 80, rel=1e-12)
+        # the per-layer overhead also enters the prefill: c_layer · layers
+        base = roofline.prefill_time_s(2048.0, shape, Hardware(**H100_TP4), Efficiency(**EFF))
+        with_l = roofline.prefill_time_s(2048.0, shape, Hardware(**H100_TP4), eff)
+        assert float(with_l - base) == pytest.approx(2e-5 * 80, rel=1e-9)
+
+
+def test_precision_peaks_and_bytes_by_hand():
+    skus, models = catalog.load_skus(), catalog.load_models()
+    # dense datasheet peaks: H100 fp8 1978.9, B200 fp4 9000 TFLOP/s; fp4 on Hopper falls back to fp8
+    assert roofline.hardware_from_sku(skus["H100-SXM"], 1, "fp8").peak_flops == pytest.approx(1978.9e12)
+    assert roofline.hardware_from_sku(skus["B200"], 1, "fp4").peak_flops == pytest.approx(9000e12)
+    assert roofline.hardware_from_sku(skus["H100-SXM"], 1, "fp4").peak_flops == pytest.approx(1978.9e12)
+    assert roofline.compute_precision("fp4") == "fp4" and roofline.compute_precision("bf16") == "bf16"
+    # the bytes a precision implies: 70.6e9 params × 1 B (fp8), × 0.5 B (fp4); fp8 KV halves the bf16 KV
+    m = models["llama-3.3-70b"]
+    assert roofline.model_shape_from_catalog(m, weight_dtype="fp8").weight_bytes == pytest.approx(70.6e9)
+    assert roofline.model_shape_from_catalog(m, weight_dtype="fp4").weight_bytes == pytest.approx(35.3e9)
+    assert roofline.model_shape_from_catalog(m, kv_dtype="fp8").kv_bytes_per_token == 2 * 80 * 8 * 128 * 1
+
+
+def test_decode_attention_as_its_own_kernel_by_hand():
+    """η_attn > 0: linear layers and attention each on their own roofline, summed."""
+    shape = ModelShape(**LLAMA70, attn_flops_per_ctx_token=4 * 80 * 64 * 128.0)
+    eff = Efficiency(**EFF, c_layer_s=2e-5, eta_attn=0.4)
+    B, ctx = 64.0, 8192.0
+    lin = max(2 * 70.6e9 * B / (4 * 989.4e12 * 0.5), 141.2e9 / (4 * 3.35e12 * 0.8))  # weights: 13.17 ms
+    att = max(B * ctx * 4 * 80 * 64 * 128 / (4 * 989.4e12 * 0.5),  # 0.69 ms of attention FLOPs
+              B * ctx * 327680 / (4 * 3.35e12 * 0.4))  # 32.05 ms of KV read at 40 % of HBM bandwidth
+    comm = 2 * 80 * 6 * (5e-6 + B * 8192 * 2 / (4 * 450e9 * 0.7))
+    expected = lin + att + comm + 0.005 + 1e-4 * B + 2e-5 * 80
+    with enable_x64():
+        got = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff)
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+        # never below the single roofline at the same η (max(a + b, c + d) <= max(a, c) + max(b, d))
+        one = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff._replace(eta_attn=0.0, eta_memory=0.8))
+        assert float(one) <= float(got)

@@ -62,6 +62,7 @@ class ModelShape(NamedTuple):
     experts: Array = 1.0  # routed experts per layer E (1 for dense)
     experts_per_token: Array = 1.0  # routed experts each token picks k (1 for dense)
     act_bytes: Array = 2.0  # bytes per activation element in the all-reduce (bf16)
+    attn_flops_per_ctx_token: Array = 0.0  # decode attention FLOPs per query token per context token
 
 
 class Efficiency(NamedTuple):
@@ -74,10 +75,16 @@ class Efficiency(NamedTuple):
     c_decode_s: Array  # fixed overhead of one decode step, c1 (s)
     alpha_link_s: Array = 0.0  # latency of one ring all-reduce step (s)
     c_decode_seq_s: Array = 0.0  # decode overhead per sequence in the batch, per step (s)
+    c_layer_s: Array = 0.0  # overhead per transformer layer of one forward pass (s), prefill and decode
+    eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; <= ETA_ATTN_OFF: one roofline
 
+
+# η_attn at or below this means "no separate attention roofline" (the design's formula); 0.1 % of the HBM
+# bandwidth is no physical efficiency, and a parametrised 0 (sigmoid) can only come arbitrarily close to 0.
+ETA_ATTN_OFF = 1e-3
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
-NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0)
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0)
 
 
 def weight_bytes_touched(tokens, model: ModelShape):
@@ -133,24 +140,64 @@ def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1)
     bytes_ = weight_bytes_touched(tokens, model) + tokens * model.kv_bytes_per_token
     t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
     t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
-    return jnp.maximum(t_compute, t_memory) + allreduce_time_s(tokens, model, hw, eff) + eff.c_prefill_s
+    return (jnp.maximum(t_compute, t_memory) + allreduce_time_s(tokens, model, hw, eff) + eff.c_prefill_s
+            + layer_overhead_s(model, eff))
+
+
+def layer_overhead_s(model: ModelShape, eff: Efficiency):
+    """Fixed cost per transformer layer of one forward pass: c_layer · layers (s).
+
+    Kernel launches, norms, rotary and the small memory-bound kernels of a layer cost about the
+    same per layer whatever the batch (the launch-overhead argument of CUDA Graphs, which vLLM and
+    TensorRT-LLM capture per decode batch to cut exactly this cost); one flat constant c1 cannot
+    serve models of 24 and 126 layers at once. c_layer is fitted (pdfleet.calibrate); its held-out
+    effect is printed by scripts/validate_roofline.py. Shapes: [] -> [].
+    """
+    return eff.c_layer_s * model.layers
+
+
+def decode_attention_flops(B, ctx, model: ModelShape):
+    """FLOPs of decode attention over the KV cache: B · ctx · attn_flops_per_ctx_token.
+
+    GQA/MHA (per query token, per context token, per layer): QKᵀ 2·heads·head_dim + AV 2·heads·head_dim
+    → 4·layers·heads·head_dim. MLA with the absorbed projections (DeepSeek-V2 paper sec. 2.1.2-2.1.3;
+    how FlashMLA and SGLang/vLLM decode): scores over the latent + rope key 2·heads·(d_c + d_r), values
+    from the latent 2·heads·d_c → 2·layers·heads·(2·d_c + d_r). For DeepSeek-V3 at ctx 4k this is
+    ~70 GFLOP per token, as much as its 37B active weights (74 GFLOP): why MLA decode is not
+    memory-bound the way GQA decode is. Set by model_shape_from_catalog. Shapes: [] -> [].
+    """
+    return B * ctx * model.attn_flops_per_ctx_token
 
 
 def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     """Time (s) of one decode step of a batch of B sequences at mean context ctx tokens.
 
-        max(2·N_active·B / (tp·peak·η_c), (W(B) + B·ctx·kv_bytes_per_token) / (tp·bw·η_m))
-        + comm(B) + c1 + c_seq·B
-    W(B) is `weight_bytes_touched(B)` (all weights for dense models). Attention FLOPs of decode
-    (4·layers·B·ctx·d_attn) are left out as in the design: the step is memory-bound wherever they
-    would matter. Shapes: B [], ctx [], fields [] → [].
+    η_attn <= ETA_ATTN_OFF (0 included; the design's single roofline):
+        max((2·N_active·B + A) / (tp·peak·η_c), (W(B) + K) / (tp·bw·η_m))
+    η_attn > ETA_ATTN_OFF (attention as its own kernel, run after the linear layers, with its own bandwidth
+    efficiency: paged / MLA attention kernels reach a different share of HBM bandwidth than the
+    weight GEMMs; FlashAttention-2 (Dao 2023) and FlashMLA report such per-kernel figures):
+        max(2·N_active·B / (tp·peak·η_c), W(B) / (tp·bw·η_m)) + max(A / (tp·peak·η_c), K / (tp·bw·η_attn))
+    then + comm(B) + c1 + c_seq·B + c_layer·layers in both cases, where
+        W(B) = weight_bytes_touched(B) (all weights for dense models),
+        K    = B·ctx·kv_bytes_per_token (the KV cache read once per step; includes
+               memory.kv_replication: an MLA latent is read by every TP rank),
+        A    = decode_attention_flops(B, ctx) (0 when attn_flops_per_ctx_token is 0).
+    Shapes: B [], ctx [], fields [] → [].
     """
     B = jnp.asarray(B, jnp.result_type(float))
-    flops = 2.0 * model.active_params * B
-    bytes_ = weight_bytes_touched(B, model) + B * ctx * model.kv_bytes_per_token
-    t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
-    t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
-    return jnp.maximum(t_compute, t_memory) + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s + eff.c_decode_seq_s * B
+    lin_flops = 2.0 * model.active_params * B
+    att_flops = decode_attention_flops(B, ctx, model)
+    w_bytes = weight_bytes_touched(B, model)
+    kv_bytes = B * ctx * model.kv_bytes_per_token
+    compute = hw.tp * hw.peak_flops * eff.eta_compute
+    bw = hw.tp * hw.hbm_bw
+    one = jnp.maximum((lin_flops + att_flops) / compute, (w_bytes + kv_bytes) / (bw * eff.eta_memory))
+    split = (jnp.maximum(lin_flops / compute, w_bytes / (bw * eff.eta_memory))
+             + jnp.maximum(att_flops / compute, kv_bytes / (bw * jnp.maximum(eff.eta_attn, 1e-9))))
+    t = jnp.where(eff.eta_attn > ETA_ATTN_OFF, split, one)
+    return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
+            + eff.c_decode_seq_s * B + layer_overhead_s(model, eff))
 
 
 def max_batch_memory(ctx_tokens, model: ModelShape, memory_bytes_total, usable_fraction):
@@ -262,6 +309,11 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         qk_rope_head_dim=model.get("qk_rope_head_dim") or 0,
     )
     kv *= memory.kv_replication(tp, model.get("kv_heads") or heads, bool(model.get("kv_lora_rank")))
+    rank, rope = float(model.get("kv_lora_rank") or 0), float(model.get("qk_rope_head_dim") or 0)
+    if rank:  # MLA, absorbed (decode_attention_flops)
+        attn_flops = 2.0 * model["layers"] * heads * (2.0 * rank + rope)
+    else:
+        attn_flops = 4.0 * model["layers"] * heads * head_dim
     return ModelShape(
         active_params=active_b * 1e9,
         weight_bytes=memory.weight_bytes(params_b, wbytes),
@@ -273,6 +325,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         experts=float(experts),
         experts_per_token=float(k),
         act_bytes=2.0,
+        attn_flops_per_ctx_token=float(attn_flops),
     )
 
 

@@ -1,0 +1,460 @@
+"""Readers of the current-engine measurements in ../shared/data/perf into pdfleet's tidy table.
+
+Each `read_*` returns `(rows, refused)`: `rows` has pdfleet.measured's tidy columns (TIDY_COLUMNS +
+EXTRA_COLUMNS: weight_dtype, kv_dtype), `refused` one line per source row (or row aspect, e.g. a
+TTFT) not turned into a fit row, with columns `source`, `model`, `sku`, `reason`.
+`read_current()` concatenates every reader; `scripts/validate_roofline.py` counts and lists the
+refusals by reason.
+
+Mapping decisions shared by all readers:
+  - GPU names → catalog skus (GPU_SKUS). 'H100' / 'H100 80GB HBM3' are H100-SXM (the pages are
+    HGX/DGX numbers); 'H200 131GB' in the v0.14 online table is printed that way and is an H200-SXM.
+    GPUs the catalog lacks (A100-PCIe, GB200, GB300, H100-NVL, H200-NVL, MI325X, MI355X, RTX PRO 6000,
+    L40S-less clones, CPUs) are refused: "sku not in catalog".
+  - model names → catalog names (MODELS); unknown architectures (Llama 4, Mixtral 8x22B if absent,
+    Nemotron) are refused: "model not in catalog".
+  - precision: FP8 → weight_dtype 'fp8'; FP4/NVFP4/MXFP4 → 'fp4'; FP16/BF16 → 'bf16'. KV cache:
+    'fp8' for TensorRT-LLM FP8/FP4 rows (v0.14's page says FP8 engines quantize the KV cache too; the
+    later pages use NVIDIA's ModelOpt FP8/FP4 checkpoints, which ship FP8 KV-cache scales — an
+    ASSUMPTION for those pages) and for AMD's '-FP8-KV' checkpoint, else the catalog default.
+    gpt-oss keeps its catalog weights (MXFP4 experts) whatever the table's precision column says.
+  - engine: 'tensorrt-llm', 'vllm', 'sglang', or 'nim' (NVIDIA NIM; the excerpt does not say which
+    backend the container ran).
+
+How each kind of measurement becomes a row:
+  - offline max-throughput (trtllm-bench): kind 'e2e' with batch = the running batch the engine
+    could hold, B = min(engine cap, KV capacity) where the KV capacity is
+    floor((0.9·tp·memory − weights) / (kv_bytes_per_token · (ISL + OSL))) (sequences reserved at full
+    length, as TensorRT-LLM's scheduler does with its default GUARANTEED_NO_EVICT policy) and the
+    engine cap is TRTLLM_MAX_BATCH = 2048 (trtllm-bench's default max_batch_size since v0.14 is
+    chosen by a heuristic up to 2048; the exact value of each run is not published — this is an
+    ASSUMPTION and the largest single source of error for these rows). time_s = B·OSL / output
+    tokens/s: the time one batch of B requests takes at the measured throughput. Rows where the
+    model does not fit (B < 1) are refused.
+  - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
+    when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
+  - online serving: kind 'itl' (pdfleet.calibrate: one batch's prefill + its decode steps, per
+    output token — the steps a client times carry the prefills of the requests that replace
+    finished ones) with time_s = the mean TPOT/ITL and batch from Little's law,
+    B = output tokens/s × TPOT (concurrent sequences each emit one token per TPOT), clipped to ≥ 1
+    and to the client's max concurrency (or the server's max-num-seqs); ISL/OSL as run. Where the
+    lengths are not published (SGLang vs vLLM on ShareGPT) the row is kind 'decode' with unknown
+    context instead (calibrate fits one mean input per source). Rows without a throughput are refused.
+  - TTFT: kind 'prefill' batch 1 only where the request did not queue: concurrency 1 (NIM), or the
+    lowest request rate of a TensorRT-LLM online block with rate × TTFT < 0.25. Every other TTFT is
+    refused ("TTFT under load includes queueing").
+  - MLPerf (v4.1, v5.1): refused for fitting — the summary does not publish the instance layout
+    (TP degree, instances per system, max batch) nor the per-request lengths; Offline rows are kept
+    as a separate validation table by `read_mlperf_offline` (pdfleet.mlperf_check).
+  - pipeline-parallel (PP > 1) and attention-DP + expert-parallel (DEPn) TensorRT-LLM rows are
+    refused: the roofline models tensor parallelism only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pdfleet import measured
+from pdfleet.perf import memory
+
+GPU_SKUS = {
+    "H100": "H100-SXM", "H100 80GB HBM3": "H100-SXM", "H100 80G": "H100-SXM",
+    "NVIDIA H100-SXM-80GB": "H100-SXM", "8xH100 1FP8-meta": "H100-SXM",
+    "H200": "H200-SXM", "H200 141GB HBM3": "H200-SXM", "H200 131GB": "H200-SXM",
+    "H200 141GB": "H200-SXM", "H200 131GB HBM3": "H200-SXM", "H200 SXM5 141GB": "H200-SXM",
+    "NVIDIA H200-SXM-141GB": "H200-SXM",
+    "B200": "B200", "NVIDIA B200-SXM-180GB": "B200",
+    "A100-SXM4-80GB": "A100-SXM-80GB", "A100 80G": "A100-SXM-80GB",
+    "L40S": "L40S", "NVIDIA L40S": "L40S",
+    "MI300X 192GB": "MI300X", "AMD Instinct MI300X 192GB HBM3": "MI300X",
+    "AMD Instinct MI300X-NPS1-SPX-192GB-750W": "MI300X", "AMD MI300X-NPS1-SPX-192GB-750W": "MI300X",
+    "8xMI300x": "MI300X", "4xMI300x": "MI300X",
+}
+MODELS = {
+    "LLaMA v3 70B": "llama-3-70b",
+    "LLaMA v3.1 8B": "llama-3.1-8b", "Llama 3.1 8B": "llama-3.1-8b", "LLaMA 3.1 8B": "llama-3.1-8b",
+    "Llama 3.1 8B Instruct": "llama-3.1-8b",
+    "LLaMA v3.1 70B": "llama-3.1-70b", "LLaMA 3.1 70B": "llama-3.1-70b", "Llama 3.1 70B Instruct": "llama-3.1-70b",
+    "LLaMA v3.1 405B": "llama-3.1-405b", "Llama 3.1 405B": "llama-3.1-405b",
+    "meta-llama/Llama-3.1-405B-FP8": "llama-3.1-405b", "amd/Llama-3.1-405B-Instruct-FP8-KV": "llama-3.1-405b",
+    "LLaMA v3.3 70B": "llama-3.3-70b", "Llama 3.3 70B": "llama-3.3-70b", "Llama-3.3-70b-instruct": "llama-3.3-70b",
+    "Mistral 7B": "mistral-7b",
+    "Mixtral 8x7B": "mixtral-8x7b", "Mixtral 8x22B": "mixtral-8x22b",
+    "Qwen3 235B A22B": "qwen3-235b-a22b", "Qwen3-235B-A22B": "qwen3-235b-a22b",
+    "Qwen3 30B A3B": "qwen3-30b-a3b", "Qwen3-30B-A3B": "qwen3-30b-a3b",
+    "GPT-OSS 120B": "gpt-oss-120b", "GPT-OSS 20B": "gpt-oss-20b",
+    "Deepseek R1 0528": "deepseek-v3", "deepseek-ai/DeepSeek-R1": "deepseek-v3",
+    "llama2-70b-99": "llama-2-70b", "llama2-70b-99.9": "llama-2-70b",
+}
+PRECISION = {"FP8": "fp8", "fp8": "fp8", "FP4": "fp4", "fp4": "fp4", "NVFP4": "fp4", "mxfp4": "fp4",
+             "FP16": "bf16", "BF16": "bf16", "fp16": "bf16", "bf16": "bf16"}
+TRTLLM_MAX_BATCH = 2048  # assumed engine cap of trtllm-bench's running batch (module docstring)
+MEMORY_FRACTION = 0.9  # share of GPU memory an engine gives weights + KV (vLLM gpu_memory_utilization default)
+REFUSED_COLUMNS = ["source", "model", "sku", "reason"]
+
+
+def _catalogs():
+    from pdfleet import catalog
+
+    return catalog.load_skus(), catalog.load_models()
+
+
+def kv_capacity(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: str, tokens_per_seq: float,
+                engine: str = "vllm") -> int:
+    """Sequences of `tokens_per_seq` tokens whose KV cache fits beside the weights on tp GPUs; 0 if
+    the weights do not fit. KV bytes per token include pdfleet.perf.memory.kv_replication.
+      vLLM / SGLang:  KV = MEMORY_FRACTION · tp · memory − weights     (gpu_memory_utilization = 0.9)
+      TensorRT-LLM:   KV = MEMORY_FRACTION · (tp · memory − weights)    (kv_cache_free_gpu_mem_fraction
+                      = 0.9 of the memory left after the weights)
+    capacity = floor(KV / (kv_bytes_per_token · tokens_per_seq))."""
+    from pdfleet.perf import roofline
+
+    shape = roofline.model_shape_from_catalog(model, weight_dtype=weight_dtype, kv_dtype=kv_dtype or None, tp=tp)
+    total = memory.instance_memory_bytes(tp, float(sku["memory_gib"]))
+    if engine == "tensorrt-llm":
+        free = MEMORY_FRACTION * (total - shape.weight_bytes)
+    else:
+        free = MEMORY_FRACTION * total - shape.weight_bytes
+    if free <= 0:
+        return 0
+    return int(math.floor(free / (shape.kv_bytes_per_token * max(tokens_per_seq, 1.0))))
+
+
+def _names(df, model_col, gpu_col, source, skus, models):
+    """Map model/gpu columns to catalog names; return (mapped frame, refused frame)."""
+    df = df.copy()
+    df["model"] = df[model_col].map(MODELS)
+    df["sku"] = df[gpu_col].map(GPU_SKUS)
+    no_model = df["model"].isna() | ~df["model"].isin(list(models))
+    no_sku = ~no_model & (df["sku"].isna() | ~df["sku"].isin(list(skus)))
+    refused = [
+        pd.DataFrame({"source": source, "model": df.loc[no_model, model_col].astype(str),
+                      "sku": df.loc[no_model, gpu_col].astype(str), "reason": "model not in catalog"}),
+        pd.DataFrame({"source": source, "model": df.loc[no_sku, "model"].astype(str),
+                      "sku": df.loc[no_sku, gpu_col].astype(str), "reason": "sku not in catalog"}),
+    ]
+    return df[~no_model & ~no_sku].copy(), refused
+
+
+def _refuse(df, mask, source, reason):
+    return pd.DataFrame({"source": source, "model": df.loc[mask, "model"].astype(str),
+                         "sku": df.loc[mask, "sku"].astype(str), "reason": reason})
+
+
+def _tidy(d: dict) -> pd.DataFrame:
+    out = pd.DataFrame(d)
+    if "kv_dtype" not in out:
+        out["kv_dtype"] = ""
+    return measured._finish(out)
+
+
+def _concat_refused(parts) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REFUSED_COLUMNS)
+
+
+def read_trtllm_throughput(path=None, skus=None, models=None):
+    """TensorRT-LLM perf-overview offline max-throughput tables (4 doc versions) → 'e2e' rows.
+
+    Decisions beyond the module docstring: whole-system output tokens/s is
+    output_throughput_tokens_per_s, or output_throughput_tokens_per_s_per_gpu × gpus (newest page);
+    source 'trtllm-perf'; one row per (version, model, gpu, precision, tp, ISL, OSL) — versions are
+    kept apart (the engine improved between them) and identical configurations of one version are
+    averaged.
+    """
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "trtllm-perf"
+    raw = pd.read_csv(Path(path) if path else measured.DEFAULT_PERF_DIR / "trtllm_perf_overview_throughput.csv")
+    df, refused = _names(raw, "model", "gpu", src, skus, models)
+    pp = (df["pp"] > 1) | df["parallelism"].str.contains("DEP")
+    refused.append(_refuse(df, pp, src, "pipeline or attention-DP/expert parallel (roofline models TP only)"))
+    df = df[~pp].copy()
+    tput = df["output_throughput_tokens_per_s"].fillna(df["output_throughput_tokens_per_s_per_gpu"] * df["gpus"])
+    df["tput"] = tput
+    df["weight_dtype"] = df["precision"].map(PRECISION)
+    # gpt-oss ships MXFP4 experts; the table's precision names the compute path → catalog default weights
+    df.loc[df["model"].str.startswith("gpt-oss"), "weight_dtype"] = ""
+    quant = df["precision"].map(PRECISION).isin(["fp8", "fp4"])
+    df["kv_dtype"] = np.where(quant, "fp8", "")
+    caps = [
+        min(TRTLLM_MAX_BATCH, kv_capacity(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
+                                          r.input_tokens + r.output_tokens, "tensorrt-llm"))
+        for r in df.itertuples()
+    ]
+    df["batch"] = np.asarray(caps, float)
+    nofit = df["batch"] < 1
+    refused.append(_refuse(df, nofit, src, "model does not fit the instance (catalog memory)"))
+    df = df[~nofit]
+    g = df.groupby(["doc_version", "model", "sku", "tp", "weight_dtype", "kv_dtype", "input_tokens",
+                    "output_tokens", "batch"], as_index=False)["tput"].mean()
+    rows = _tidy({
+        "model": g["model"], "sku": g["sku"], "tp": g["tp"], "engine": "tensorrt-llm", "kind": "e2e",
+        "batch": g["batch"], "input_tokens": g["input_tokens"], "output_tokens": g["output_tokens"],
+        "context_tokens": g["input_tokens"] + 0.5 * g["output_tokens"],
+        "time_s": g["batch"] * g["output_tokens"] / g["tput"], "source": src,
+        "weight_dtype": g["weight_dtype"], "kv_dtype": g["kv_dtype"],
+    })
+    return rows, _concat_refused(refused)
+
+
+def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
+    """'itl' rows of online serving (module docstring); returns (rows, refused)."""
+    refused = []
+    batch = (out_tput * tpot_s).clip(lower=1.0)
+    if max_conc is not None:
+        batch = np.minimum(batch, max_conc)
+    missing = batch.isna() | tpot_s.isna() | isl.isna() | osl.isna()
+    refused.append(_refuse(df, missing, src, "no throughput, TPOT or lengths to size the batch"))
+    ok = ~missing
+    rows = {
+        "model": df.loc[ok, "model"], "sku": df.loc[ok, "sku"], "tp": df.loc[ok, "tp"], "engine": engine[ok],
+        "kind": "itl", "batch": batch[ok], "input_tokens": isl[ok], "output_tokens": osl[ok],
+        "context_tokens": isl[ok] + 0.5 * osl[ok], "time_s": tpot_s[ok], "source": src,
+        "weight_dtype": df.loc[ok, "weight_dtype"], "kv_dtype": df.loc[ok, "kv_dtype"] if "kv_dtype" in df else "",
+    }
+    return rows, refused
+
+
+def read_trtllm_online(path=None, skus=None, models=None):
+    """TensorRT-LLM v0.14 online serving (Triton backend, BF16): mean ITL → 'decode', TTFT at the
+    lowest request rate → 'prefill' (module docstring). Source 'trtllm-online'."""
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "trtllm-online"
+    raw = pd.read_csv(Path(path) if path else measured.DEFAULT_PERF_DIR / "trtllm_perf_overview_v0.14_online_serving.csv")
+    df, refused = _names(raw, "model", "gpu", src, skus, models)
+    df["weight_dtype"] = df["precision"].map(PRECISION)
+    isl, osl = df["input_tokens"].astype(float), df["output_tokens"].astype(float)
+    eng = pd.Series("tensorrt-llm", index=df.index)
+    rows, ref = _online_rows(df, src, eng, df["mean_itl_ms"] / 1e3, df["output_throughput_tokens_per_s"], isl, osl)
+    refused += ref
+    rate = pd.to_numeric(df["request_rate_qps"], errors="coerce").fillna(np.inf)
+    block = ["model", "sku", "tp", "input_tokens", "output_tokens"]
+    lowest = rate == rate.groupby([df[c] for c in block]).transform("min")
+    quiet = lowest & (rate * df["mean_ttft_ms"] / 1e3 < 0.25)
+    refused.append(_refuse(df, ~quiet, src, "TTFT under load includes queueing"))
+    q = df[quiet]
+    pre = {
+        "model": q["model"], "sku": q["sku"], "tp": q["tp"], "engine": "tensorrt-llm", "kind": "prefill",
+        "batch": 1.0, "input_tokens": q["input_tokens"], "output_tokens": 0.0, "context_tokens": q["input_tokens"],
+        "time_s": q["mean_ttft_ms"] / 1e3, "source": src, "weight_dtype": q["weight_dtype"], "kv_dtype": "",
+    }
+    out = pd.concat([_tidy(rows), _tidy(pre)], ignore_index=True)
+    return measured._finish(out), _concat_refused(refused)
+
+
+def read_sglang_vs_vllm(path=None, skus=None, models=None):
+    """SGLang 0.3.0 vs vLLM 0.6.0 (ShareGPT). Online rows: median TPOT → 'decode' (vLLM's ITL is
+    per 10-step chunk under --num-scheduler-steps 10, so TPOT is the comparable number), batch by
+    Little's law from request rate × (median E2E − median TTFT) (no output throughput is printed for
+    online rows), context NaN (ShareGPT prompt lengths not printed: fitted per source). Offline rows
+    are refused (request count and lengths not printed); TTFT at 4–8 req/s is refused (queueing).
+    Units: ms (sglang.bench_serving). Source 'sglang-vs-vllm'."""
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "sglang-vs-vllm"
+    raw = pd.read_csv(Path(path) if path else measured.DEFAULT_PERF_DIR / "sglang_vs_vllm060_llama31.csv")
+    df, refused = _names(raw, "model", "gpu", src, skus, models)
+    df["weight_dtype"] = "bf16"
+    off = df["mode"] != "online"
+    refused.append(_refuse(df, off, src, "offline row: request count and lengths not published"))
+    df = df[~off]
+    refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
+    batch = (df["request_rate_rps"] * (df["median_e2e_latency_ms"] - df["median_ttft_ms"]) / 1e3).clip(lower=1.0)
+    rows = _tidy({
+        "model": df["model"], "sku": df["sku"], "tp": df["tp"], "engine": df["engine"].str.lower(),
+        "kind": "decode", "batch": batch, "input_tokens": np.nan, "output_tokens": np.nan,
+        "context_tokens": np.nan, "time_s": df["median_tpot_ms"] / 1e3, "source": src,
+        "weight_dtype": df["weight_dtype"], "kv_dtype": "",
+    })
+    # ShareGPT mean output length is not printed either: output_tokens NaN → context = learned input only
+    return rows, _concat_refused(refused)
+
+
+def read_nim(path=None, skus=None, models=None):
+    """NIM 1.8.0 Llama-3.3-70B fp8 TP2 on H100 excerpt: ITL → 'decode' (batch by Little's law, at
+    most the concurrency), TTFT at concurrency 1 → 'prefill'. Engine 'nim'. Source 'nim'."""
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "nim"
+    raw = pd.read_csv(Path(path) if path else measured.DEFAULT_PERF_DIR / "nim_llm_benchmarking_excerpt.csv")
+    df, refused = _names(raw, "model", "gpu", src, skus, models)
+    df["weight_dtype"] = df["precision"].map(PRECISION)
+    isl, osl = df["input_tokens"].astype(float), df["output_tokens"].astype(float)
+    eng = pd.Series("nim", index=df.index)
+    rows, ref = _online_rows(df, src, eng, df["itl_ms"] / 1e3, df["throughput_tokens_per_s"], isl, osl,
+                             max_conc=df["concurrency"].astype(float))
+    refused += ref
+    one = df["concurrency"] == 1
+    refused.append(_refuse(df, ~one, src, "TTFT under load includes queueing"))
+    q = df[one]
+    pre = _tidy({
+        "model": q["model"], "sku": q["sku"], "tp": q["tp"], "engine": "nim", "kind": "prefill", "batch": 1.0,
+        "input_tokens": q["input_tokens"], "output_tokens": 0.0, "context_tokens": q["input_tokens"],
+        "time_s": q["ttft_ms"] / 1e3, "source": src, "weight_dtype": q["weight_dtype"], "kv_dtype": "",
+    })
+    return measured._finish(pd.concat([_tidy(rows), pre], ignore_index=True)), _concat_refused(refused)
+
+
+def _engine_of(text: str) -> str:
+    t = str(text).lower()
+    for key, name in (("sglang", "sglang"), ("vllm", "vllm"), ("trt", "tensorrt-llm"), ("tensorrt", "tensorrt-llm")):
+        if key in t:
+            return name
+    return "unspecified"
+
+
+def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
+    """dstack DeepSeek-R1 TP8 on 8xH200 and 8xMI300X (SGLang, vLLM, TensorRT-LLM), weights fp8.
+
+    Online 'random' rows: mean TPOT → 'decode', batch by Little's law (≤ max_concurrency), ISL/OSL
+    from the random lengths. Shared-prefix rows are refused (prefix caching changes the KV read).
+    TTFT is refused (max_concurrency ≥ 4 queues the 3200-token prefills). Offline rows → 'e2e' with
+    batch = requests, refused where they exceed the KV capacity. Source 'dstack-r1'.
+    """
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "dstack-r1"
+    d = measured.DEFAULT_PERF_DIR
+    on = pd.read_csv(Path(online_path) if online_path else d / "dstack_deepseek_r1_h200_mi300x_online.csv")
+    df, refused = _names(on, "model", "gpu_name", src, skus, models)
+    df["weight_dtype"] = "fp8"
+    rand = df["dataset_name"] == "random"
+    refused.append(_refuse(df, ~rand, src, "shared-prefix workload (prefix cache hits)"))
+    df = df[rand]
+    refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
+    isl = df["total_input_tokens"] / df["completed"]
+    osl = df["total_output_tokens"] / df["completed"]
+    eng = df["backend"].map(_engine_of)
+    rows, ref = _online_rows(df, src, eng, df["mean_tpot_ms"] / 1e3, df["output_throughput"], isl, osl,
+                             max_conc=df["max_concurrency"].astype(float))
+    refused += ref
+    off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_deepseek_r1_h200_mi300x_offline.csv")
+    o, ref = _names(off, "model", "gpu_name", src, skus, models)
+    refused += ref
+    o["weight_dtype"] = "fp8"
+    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", "", r.input_len + r.output_len,
+                            _engine_of(r.backend)) for r in o.itertuples()]
+    waves = o["num_requests"] > o["cap"]
+    refused.append(_refuse(o, waves, src, "offline batch larger than the KV capacity (ran in waves)"))
+    o = o[~waves]
+    e2e = _tidy({
+        "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": o["backend"].map(_engine_of), "kind": "e2e",
+        "batch": o["num_requests"].astype(float), "input_tokens": o["input_len"], "output_tokens": o["output_len"],
+        "context_tokens": o["input_len"] + 0.5 * o["output_len"], "time_s": o["elapsed_time"], "source": src,
+        "weight_dtype": "fp8", "kv_dtype": "",
+    })
+    out = pd.concat([_tidy(rows), e2e], ignore_index=True)
+    return measured._finish(out), _concat_refused(refused)
+
+
+def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=None):
+    """dstack Llama-3.1-405B FP8 with vLLM 0.6.3–0.6.4 on 8xH100 SXM5, 8xMI300X, 4xMI300X.
+
+    Serving (ShareGPT, 1000 prompts at 16/32/1000 req/s): mean TPOT → 'decode', batch by Little's
+    law, ISL/OSL = total tokens / completed. TTFT refused (all rates saturate the server). Offline:
+    'e2e' with batch = batch_size, refused beyond the KV capacity. tp = gpus. Source 'dstack-405b'.
+    """
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "dstack-405b"
+    d = measured.DEFAULT_PERF_DIR
+    sv = pd.read_csv(Path(serving_path) if serving_path else d / "dstack_llama31_405b_h100_mi300x_vllm_serving.csv")
+    gpu = sv["gpu"].astype(str)
+    sv["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
+    sv["kv_dtype"] = np.where(sv["model"].str.contains("FP8-KV"), "fp8", "")  # AMD's checkpoint: FP8 KV scales
+    df, refused = _names(sv, "model", "gpu_name", src, skus, models)
+    two = df["gpu"].str.contains("2FP8")
+    refused.append(_refuse(df, two, src, "'2FP8' configuration: layout not explained by the source"))
+    df = df[~two].copy()
+    meta_amd = df["sku"].eq("MI300X") & df["gpu"].str.contains("meta")
+    refused.append(_refuse(df, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
+                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
+    df = df[~meta_amd].copy()
+    df["tp"] = df["gpus"]
+    df["weight_dtype"] = "fp8"
+    refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
+    isl = df["total_input_tokens"] / df["completed"]
+    osl = df["total_output_tokens"] / df["completed"]
+    eng = pd.Series("vllm", index=df.index)
+    rows, ref = _online_rows(df, src, eng, df["mean_tpot_ms"] / 1e3, df["output_throughput"], isl, osl,
+                             max_conc=df["max-num-seqs"].astype(float))
+    refused += ref
+    off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_llama31_405b_h100_mi300x_vllm_offline.csv")
+    gpu = off["gpu"].astype(str)
+    off["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
+    off["kv_dtype"] = np.where(off["model"].str.contains("FP8-KV"), "fp8", "")
+    o, ref = _names(off, "model", "gpu_name", src, skus, models)
+    refused += ref
+    two = o["gpu"].str.contains("2FP8")
+    refused.append(_refuse(o, two, src, "'2FP8' configuration: layout not explained by the source"))
+    o = o[~two].copy()
+    meta_amd = o["sku"].eq("MI300X") & o["gpu"].str.contains("meta")
+    refused.append(_refuse(o, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
+                                             "on the same GPUs and batch (a fallback kernel path, unverified)"))
+    o = o[~meta_amd].copy()
+    o["tp"] = o["gpus"]
+    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len)
+                for r in o.itertuples()]
+    waves = o["batch_size"] > o["cap"]
+    refused.append(_refuse(o, waves, src, "offline batch larger than the KV capacity (ran in waves)"))
+    o = o[~waves]
+    e2e = _tidy({
+        "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": "vllm", "kind": "e2e",
+        "batch": o["batch_size"].astype(float), "input_tokens": o["input_len"], "output_tokens": o["output_len"],
+        "context_tokens": o["input_len"] + 0.5 * o["output_len"], "time_s": o["elapsed_time"], "source": src,
+        "weight_dtype": "fp8", "kv_dtype": o["kv_dtype"],
+    })
+    return measured._finish(pd.concat([_tidy(rows), e2e], ignore_index=True)), _concat_refused(refused)
+
+
+MLPERF_FILES = {"mlperf-v4.1": "mlperf_inference_v4.1_llm.csv", "mlperf-v5.1": "mlperf_inference_v5.1_llm.csv"}
+
+
+def read_mlperf_refusals(perf_dir=None) -> pd.DataFrame:
+    """Every MLPerf row is refused for fitting (module docstring); one refusal line per row."""
+    d = Path(perf_dir) if perf_dir else measured.DEFAULT_PERF_DIR
+    parts = []
+    for src, name in MLPERF_FILES.items():
+        raw = pd.read_csv(d / name)
+        parts.append(pd.DataFrame({"source": src, "model": raw["model"].astype(str), "sku": raw["accelerator"].astype(str),
+                                   "reason": "MLPerf: instance layout (TP, instances, batch) and request lengths not published"}))
+    return _concat_refused(parts)
+
+
+def read_current(perf_dir=None, skus=None, models=None):
+    """Every current-engine source (TensorRT-LLM offline and online, SGLang vs vLLM, NIM, dstack
+    DeepSeek-R1 and Llama-405B) as one tidy table, plus the refusals of all of them and of MLPerf."""
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    d = Path(perf_dir) if perf_dir else measured.DEFAULT_PERF_DIR
+    readers = [
+        lambda: read_trtllm_throughput(d / "trtllm_perf_overview_throughput.csv", skus, models),
+        lambda: read_trtllm_online(d / "trtllm_perf_overview_v0.14_online_serving.csv", skus, models),
+        lambda: read_sglang_vs_vllm(d / "sglang_vs_vllm060_llama31.csv", skus, models),
+        lambda: read_nim(d / "nim_llm_benchmarking_excerpt.csv", skus, models),
+        lambda: read_dstack_r1(d / "dstack_deepseek_r1_h200_mi300x_online.csv",
+                               d / "dstack_deepseek_r1_h200_mi300x_offline.csv", skus, models),
+        lambda: read_dstack_405b(d / "dstack_llama31_405b_h100_mi300x_vllm_serving.csv",
+                                 d / "dstack_llama31_405b_h100_mi300x_vllm_offline.csv", skus, models),
+    ]
+    rows, refused = [], [read_mlperf_refusals(d)]
+    for r in readers:
+        a, b = r()
+        rows.append(a)
+        refused.append(b)
+    return pd.concat(rows, ignore_index=True), _concat_refused(refused)
+
+
+def read_everything(perf_dir=None):
+    """pdfleet.measured.read_all (Splitwise, LLM-Inference-Bench, ML.ENERGY) + read_current; returns
+    (table, refused). The older readers' drops are documented in pdfleet.measured, not listed here."""
+    old = measured.read_all(perf_dir)
+    old["kv_dtype"] = ""
+    new, refused = read_current(perf_dir)
+    return pd.concat([old, new], ignore_index=True), refused

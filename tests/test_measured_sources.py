@@ -1,0 +1,103 @@
+"""Readers of the current-engine tables (pdfleet.measured_sources): units, hand-calculated rows, refusals."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pdfleet import catalog, measured, measured_sources as ms
+from pdfleet.measured import EXTRA_COLUMNS, TIDY_COLUMNS
+
+PERF = measured.DEFAULT_PERF_DIR
+pytestmark = pytest.mark.skipif(
+    not (PERF / "trtllm_perf_overview_throughput.csv").exists(), reason=f"shared measured data not found in {PERF}"
+)
+GIB = 1024.0**3
+
+
+@pytest.fixture(scope="module")
+def current():
+    return ms.read_current()
+
+
+def test_tidy_columns_and_every_row_sane(current):
+    rows, refused = current
+    assert list(rows.columns) == TIDY_COLUMNS + EXTRA_COLUMNS
+    assert set(rows["kind"]) <= {"prefill", "decode", "e2e", "itl"}
+    assert (rows["time_s"] > 0).all() and (rows["batch"] >= 1).all() and (rows["tp"] >= 1).all()
+    assert set(rows["engine"]) <= {"tensorrt-llm", "vllm", "sglang", "nim"}
+    skus, models = catalog.load_skus(), catalog.load_models()
+    assert rows["sku"].isin(list(skus)).all() and rows["model"].isin(list(models)).all()
+    assert list(refused.columns) == ms.REFUSED_COLUMNS and refused["reason"].str.len().gt(0).all()
+
+
+def test_kv_capacity_hand_calculation():
+    skus, models = catalog.load_skus(), catalog.load_models()
+    # llama-3-70b fp8 weights + fp8 KV on one H200 (141 GiB), TensorRT-LLM rule: 0.9 x (memory - weights)
+    free = 0.9 * (141 * GIB - 70.6e9)
+    per_seq = 2 * 80 * 8 * 128 * 1 * 2000  # K and V, 80 layers, 8 KV heads, head_dim 128, 1 byte, 2000 tokens
+    assert ms.kv_capacity(models["llama-3-70b"], skus["H200-SXM"], 1, "fp8", "fp8", 2000, "tensorrt-llm") == int(free // per_seq)
+    # vLLM rule on 4 x H100 (80 GiB), bf16: 0.9 x 320 GiB - 141.2 GB
+    free = 0.9 * 4 * 80 * GIB - 70.6e9 * 2
+    per_seq = 2 * 80 * 8 * 128 * 2 * 4096
+    assert ms.kv_capacity(models["llama-3.1-70b"], skus["H100-SXM"], 4, "bf16", "", 4096, "vllm") == int(free // per_seq)
+    # 405B bf16 does not fit one 8 x H100 node
+    assert ms.kv_capacity(models["llama-3.1-405b"], skus["H100-SXM"], 8, "bf16", "", 1000) == 0
+
+
+def test_trtllm_throughput_row_by_hand(current):
+    rows, _ = current
+    r = rows[(rows["source"] == "trtllm-perf") & (rows["model"] == "llama-3-70b") & (rows["sku"] == "H200-SXM")
+             & (rows["tp"] == 1) & (rows["input_tokens"] == 1000) & (rows["output_tokens"] == 1000)]
+    assert len(r) == 1
+    r = r.iloc[0]
+    assert r["kind"] == "e2e" and r["weight_dtype"] == "fp8" and r["kv_dtype"] == "fp8"
+    assert r["batch"] == 221  # floor(0.9 x (141 GiB - 70.6 GB) / (163,840 B x 2000))
+    assert r["time_s"] == pytest.approx(221 * 1000 / 2594.2199, rel=1e-6)  # v0.14 table: 2594.2199 tok/s
+
+
+def test_trtllm_online_littles_law_and_ttft(current):
+    rows, refused = current
+    on = rows[(rows["source"] == "trtllm-online") & (rows["model"] == "llama-3.1-70b") & (rows["sku"] == "H100-SXM")]
+    itl = on[(on["kind"] == "itl") & (on["input_tokens"] == 467) & (on["output_tokens"] == 256)]
+    # QPS 2: 498 output tok/s, mean ITL 21 ms -> B = 498 x 0.021
+    first = itl.sort_values("batch").iloc[0]
+    assert first["batch"] == pytest.approx(498 * 0.021) and first["time_s"] == pytest.approx(0.021)
+    assert first["context_tokens"] == 467 + 128
+    assert len(on[on["kind"] == "itl"]) == 18  # 3 length pairs x 6 rates
+    pre = on[on["kind"] == "prefill"]  # TTFT only at the lowest rate, where nothing queues
+    assert len(pre) == 3 and set(pre["batch"]) == {1.0}
+    assert pre.loc[pre["input_tokens"] == 202, "time_s"].iloc[0] == pytest.approx(0.048)
+    why = refused[refused["source"] == "trtllm-online"]["reason"]
+    assert (why == "TTFT under load includes queueing").sum() > 0
+
+
+def test_itl_rows_predict_one_batch_prefill_plus_its_steps_per_token():
+    """kind 'itl' = (prefill of the batch + OSL decode steps) / OSL, by hand through calibrate.predict."""
+    from pdfleet import calibrate
+    from pdfleet.perf import roofline
+
+    eff = roofline.Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 1e-4, 1e-5)
+    base = dict(model="llama-3.1-70b", sku="H100-SXM", tp=4, engine="x", batch=16.0, input_tokens=467.0,
+                output_tokens=256.0, context_tokens=467 + 128.0, time_s=1.0, source="s", weight_dtype="", kv_dtype="")
+    df = pd.DataFrame([dict(base, kind="itl"), dict(base, kind="e2e")])
+    itl, e2e = calibrate.predict(df, eff)
+    assert itl == pytest.approx(e2e / 256.0, rel=1e-6)
+
+
+def test_refusals_named_and_counted(current):
+    _, refused = current
+    by = refused.groupby(["source", "reason"]).size()
+    assert by[("mlperf-v4.1",)].sum() == 197 and by[("mlperf-v5.1",)].sum() == 412
+    assert by[("trtllm-perf", "pipeline or attention-DP/expert parallel (roofline models TP only)")] > 0
+    assert by[("dstack-r1", "shared-prefix workload (prefix cache hits)")] == 9
+    assert by[("dstack-r1", "offline batch larger than the KV capacity (ran in waves)")] > 0
+
+
+def test_no_row_faster_than_the_datasheet_roofline(current):
+    """η = 1, no overheads: a row faster than that is a misread (wrong batch, precision or unit)."""
+    from pdfleet import calibrate
+    from pdfleet.perf.roofline import Efficiency
+
+    rows, _ = current
+    bound = calibrate.predict(rows, Efficiency(1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
+    assert np.all(rows["time_s"].to_numpy() >= bound)

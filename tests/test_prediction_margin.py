@@ -1,0 +1,84 @@
+"""planning.engine and planning.prediction_margin: roofline candidates planned slower by the margin,
+plan rows carrying prediction_error, measured profiles untouched."""
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from pdfleet import optimize, predicted, spec
+
+from conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def mixed_doc():
+    return yaml.safe_load((CONFIGS / "mixed-skus.yaml").read_text())
+
+
+def _with(doc, **planning):
+    d = copy.deepcopy(doc)
+    d.setdefault("planning", {}).update(planning)
+    return spec.from_dict(d)
+
+
+def test_margin_scales_roofline_tables_exactly(mixed_doc):
+    base = {(p.model, p.sku, p.gpus_per_instance): p for p in predicted.predict(_with(mixed_doc, prediction_margin=0.0)).profiles}
+    slow = {(p.model, p.sku, p.gpus_per_instance): p for p in predicted.predict(_with(mixed_doc, prediction_margin=0.25)).profiles}
+    assert base.keys() == slow.keys() and base
+    for key, b in base.items():
+        s = slow[key]
+        if b.prefill is not None:  # capacity / 1.25
+            np.testing.assert_allclose(np.asarray(s.prefill.points()[1]) * 1.25, b.prefill.points()[1], rtol=1e-6)
+        for tb, ts in zip(b.decode or [], s.decode or []):  # TPOT x 1.25 (rounded to 1e-6 ms)
+            np.testing.assert_allclose(ts.tpot_ms, np.asarray(tb.tpot_ms) * 1.25, rtol=1e-5, atol=2e-6)
+        assert "margin prefill +25%, decode +25% (fixed)" in s.source and "fit " in s.source
+
+
+def test_engine_and_margin_keys_validate(mixed_doc):
+    assert _with(mixed_doc).planning.engine == "any" and _with(mixed_doc).planning.prediction_margin == 0.0
+    assert _with(mixed_doc, prediction_margin="auto", engine="vllm").planning.prediction_margin == "auto"
+    for bad in ({"engine": "ollama"}, {"prediction_margin": 1.5}, {"prediction_margin": "sometimes"}):
+        with pytest.raises(spec.SpecError):
+            _with(mixed_doc, **bad)
+
+
+def test_plan_rows_carry_prediction_error_and_margin_costs_capacity(mixed_doc):
+    plain = optimize.run(_with(mixed_doc, prediction_margin=0.0))
+    safe = optimize.run(_with(mixed_doc, prediction_margin=0.5))
+    for res in (plain, safe):
+        plan = res.plan
+        roof = plan["source"] == "roofline"
+        assert "prediction_error" in plan and roof.any()
+        assert plan.loc[~roof, "prediction_error"].isna().all()
+        served = roof & (plan["instances"] > 0)
+        assert served.any() and (plan.loc[served, "prediction_error"] > 0).all()  # shipped file has cv_error
+    # 50 % slower service times can only need as many or more GPUs for the same demand
+    assert safe.plan["gpus"].sum() >= plain.plan["gpus"].sum()
+    assert safe.manifest["prediction_margin"] == 0.5
+
+
+def test_auto_margin_is_the_serving_entrys_cross_validated_error(mixed_doc):
+    from pdfleet import calibrate
+
+    fleet = _with(mixed_doc, prediction_margin="auto", engine="vllm")
+    prof = next(p for p in predicted.predict(fleet).profiles if p.sku == "H100-SXM")
+    served = calibrate.lookup("H100-SXM", "vllm")
+    pre = calibrate.role_error(served, "prefill")[0]
+    dec = calibrate.role_error(served, "decode")[0]
+    assert f"fit {served.fit}" in prof.source
+    assert f"margin prefill +{pre:.0%}, decode +{dec:.0%} (auto)" in prof.source
+
+
+def test_summary_says_what_margin_roofline_rows_were_planned_with():
+    import pandas as pd
+
+    from pdfleet import report
+
+    plan = pd.DataFrame({"source": ["roofline", "profile"], "instances": [3, 2], "prediction_error": [0.3, float("nan")]})
+    line = report._margin_line(plan, {"prediction_margin": "auto", "engine": "vllm"})
+    assert line.startswith("1 plan rows rest on roofline predictions (engine vllm)") and "up to 30%" in line
+    assert "planned 20% slower" in report._margin_line(plan, {"prediction_margin": 0.2})
+    assert "no margin" in report._margin_line(plan, {"prediction_margin": 0.0})
+    assert report._margin_line(plan.iloc[1:], {"prediction_margin": 0.2}) == ""
