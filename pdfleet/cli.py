@@ -85,9 +85,12 @@ def schema() -> None:
               help="Whole instances: ceil (SLO-safe) or nearest (the paper's 3P4D). Overrides planning.rounding.")
 @click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
               help="Arithmetic of the capacity kernels: auto is float64 unless the fleet is huge (then float32).")
+@click.option("--partition-by", type=click.Choice(["quarter"]), default=None,
+              help="Write plan/ and fleet/ as Hive-style folders (plan/quarter=2027Q1/part-0.parquet) instead of "
+                   "one file each, for dashboards that read folders.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
 def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
-             quiet: bool) -> None:
+             partition_by: str | None, quiet: bool) -> None:
     """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
     For each (quarter, workload) one (prefill, decode) pair of candidates is chosen (any sku and
@@ -131,7 +134,7 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
     result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
     try:
-        paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
+        paths = io.write_outputs(out, result.plan, result.fleet, result.manifest, partition_by=partition_by)
     except OSError as exc:
         _fail(f"cannot write the plan to {out}: {exc.strerror or exc}")
     if not quiet:

@@ -3,7 +3,9 @@ The only orchestration."""
 
 from __future__ import annotations
 
+import datetime
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +122,12 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     from pdfleet.search.lagrangian import gap
 
     unserved = plan_df[(plan_df["demand_rps"] > 0) & ~plan_df["status"].isin(["ok", "over_slo"])]
+    from pdfleet.output.schema import SCHEMA_VERSION
+
     manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,  # run_id and created_at live here only: data files stay byte-identical
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "pdfleet_version": __version__,
         "input_file": str(source) if source else None,
         "input_sha256": io.sha256_file(source) if source else None,
