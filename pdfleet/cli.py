@@ -88,9 +88,12 @@ def schema() -> None:
 @click.option("--partition-by", type=click.Choice(["quarter"]), default=None,
               help="Write plan/ and fleet/ as Hive-style folders (plan/quarter=2027Q1/part-0.parquet) instead of "
                    "one file each, for dashboards that read folders.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object on stdout (per-quarter costs, a row per quarter x workload, "
+                   "the written files) instead of the table; warnings still go to stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
 def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
-             partition_by: str | None, quiet: bool) -> None:
+             partition_by: str | None, as_json: bool, quiet: bool) -> None:
     """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
     For each (quarter, workload) one (prefill, decode) pair of candidates is chosen (any sku and
@@ -137,10 +140,18 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
         paths = io.write_outputs(out, result.plan, result.fleet, result.manifest, partition_by=partition_by)
     except OSError as exc:
         _fail(f"cannot write the plan to {out}: {exc.strerror or exc}")
-    if not quiet:
+    # stdout first and flushed, then the warnings on stderr, then the last stdout line: when both streams
+    # share a terminal or a pipe, no warning lands in the middle of (or glued to) a stdout line
+    if as_json:
+        data = report.summary_dict(result.plan, result.fleet, result.manifest)
+        click.echo(json.dumps({**data, "files": [str(p) for p in paths]}, indent=1))
+    elif not quiet:
         report.summary(result.plan, result.fleet, console, result.manifest)
+    sys.stdout.flush()
     report.warnings(result.plan, result.fleet, errors, result.manifest)
-    click.echo("wrote " + ", ".join(str(p) for p in paths))
+    sys.stderr.flush()
+    if not as_json:
+        click.echo("wrote " + ", ".join(str(p) for p in paths))
     if not result.serves_everything:
         sys.exit(3)
 
