@@ -119,6 +119,7 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     """
     start = time.perf_counter()
     f = _load(fleet_yaml)
+    loaded = time.perf_counter()
     from rich.console import Console
 
     from pdfleet import io, optimize as opt, report
@@ -135,6 +136,7 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
         except spec.SpecError as exc:
             _fail(str(exc))
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
+    result.manifest["timings_s"]["load_s"] = loaded - start
     result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
     try:
         paths = io.write_outputs(out, result.plan, result.fleet, result.manifest, partition_by=partition_by)
