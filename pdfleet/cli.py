@@ -1,4 +1,4 @@
-"""Command line: `pdfleet optimize | validate | schema | estimate | calibrate | profile import`.
+"""Command line: `pdfleet optimize | report | diff | validate | schema | estimate | calibrate | profile import`.
 
 Heavy imports (JAX, pandas) happen inside verbs."""
 
@@ -38,6 +38,8 @@ def main() -> None:
     \b
       pdfleet validate fleet.yaml        check it (fast; no JAX)
       pdfleet optimize fleet.yaml -o out  cheapest plan meeting every SLO -> parquet
+      pdfleet report out                 offline HTML charts of a plan (out/report.html)
+      pdfleet diff out_a out_b           what changed between two plans
       pdfleet schema > fleet.schema.json JSON Schema for editors
       pdfleet estimate --model M --sku S --tp 4 --input-tokens 2048 --output-tokens 256 --batch 32
                                          prefill time, TPOT, KV batch limit of one configuration
@@ -156,6 +158,30 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
         click.echo("wrote " + ", ".join(str(p) for p in paths))
     if not result.serves_everything:
         sys.exit(3)
+
+
+@main.command()
+@click.argument("plan_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write [default: PLAN_DIR/report.html].")
+def report(plan_dir: str, out: str | None) -> None:
+    """One self-contained HTML report of a plan folder (opens offline; fetches nothing).
+
+    \b
+    Charts: cost per quarter by sku (capex/opex), GPUs per sku against inventory and owned, instances
+    and P/D per workload, predicted TTFT/TPOT against the SLO, and simulated against predicted when
+    PLAN_DIR/simulate.parquet exists; the plan table below.
+    """
+    from pdfleet.output import html, reader
+
+    try:
+        d = reader.read(plan_dir)
+    except reader.PlanDirError as exc:
+        _fail(str(exc))
+    path = Path(out) if out else Path(plan_dir) / "report.html"
+    text = html.render(d)
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    click.echo(f"wrote {path}")
 
 
 def _progress_printer():
