@@ -184,6 +184,34 @@ def report(plan_dir: str, out: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+@main.command()
+@click.argument("plan_a", type=click.Path(file_okay=False))
+@click.argument("plan_b", type=click.Path(file_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the differences as parquet (schema in docs/outputs.md).")
+def diff(plan_a: str, plan_b: str, out: str | None) -> None:
+    """What changed from PLAN_A to PLAN_B (two folders written by `pdfleet optimize -o`).
+
+    \b
+    GPUs and cost per sku and quarter, then every (quarter, workload, role) whose allocation changed
+    and why: demand, slo, price, inventory or budget (the inputs that differ for that row).
+    """
+    from pdfleet import io
+    from pdfleet.output import diff as D
+    from pdfleet.output import reader, schema
+
+    try:
+        a, b = reader.read(plan_a), reader.read(plan_b)
+    except reader.PlanDirError as exc:
+        _fail(str(exc))
+    frame = D.diff(a, b)
+    D.print_tables(frame, _console())
+    if out is not None:
+        data = io._table_bytes(schema.to_table(frame, "diff"))
+        _write_atomic(Path(out), lambda tmp: tmp.write_bytes(data))
+        click.echo(f"wrote {out}")
+
+
 def _progress_printer():
     """Print block progress to stderr for fleets that need more than one compiled block."""
 

@@ -21,7 +21,8 @@ from conftest import CONFIGS, ROOT, tiny_fleet
 # Changing a column without bumping SCHEMA_VERSION (and adding its line here) fails this test.
 PINNED = {
     "1": {"plan": "01bf262a0ea203086f62624e20b4f64a4f7a50f044f6f83db3083586367dcc53",
-          "fleet": "902db90b5c75b1787fa92cf8f4841ab223b190f63043ae9e454dee7d64ddc0ef"},
+          "fleet": "902db90b5c75b1787fa92cf8f4841ab223b190f63043ae9e454dee7d64ddc0ef",
+          "diff": "07369c36f6263d36074fb3bc4456058496e0352c2b32b366db6359994ea719e9"},
 }
 
 

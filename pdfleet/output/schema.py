@@ -78,7 +78,26 @@ FLEET = pa.schema([
     _f("gpus_short", F, False, "GPUs beyond inventory_gpus (0 when within)"),
 ])
 
-SCHEMAS = {"plan": PLAN, "fleet": FLEET}
+DIFF = pa.schema([
+    _f("kind", S, False, "`sku`: a row per quarter x sku of either plan; `workload`: a (quarter, workload, role) "
+       "whose allocation changed"),
+    _f("quarter", S, False, "planning quarter"),
+    _f("sku", S, True, "the sku (kind sku), or plan B's sku of the row (plan A's when B does not serve it)"),
+    _f("workload", S, True, "workload (kind workload)"),
+    _f("role", S, True, "`prefill` or `decode` (kind workload)"),
+    _f("gpus_a", I, False, "GPUs in plan A (0 when absent)"),
+    _f("gpus_b", I, False, "GPUs in plan B (0 when absent)"),
+    _f("gpus_delta", I, False, "gpus_b - gpus_a"),
+    _f("cost_usd_per_hour_a", F, False, "USD per hour in plan A"),
+    _f("cost_usd_per_hour_b", F, False, "USD per hour in plan B"),
+    _f("cost_delta_usd_per_hour", F, False, "cost_usd_per_hour_b - cost_usd_per_hour_a"),
+    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (`-`: not served) (kind workload)"),
+    _f("allocation_b", S, True, "plan B's allocation (kind workload)"),
+    _f("reasons", S, True, "input changes that explain it: demand, slo, price, inventory, budget, "
+       "`price (another sku)`, `inventory (another sku)` or `other` (kind workload)"),
+])
+
+SCHEMAS = {"plan": PLAN, "fleet": FLEET, "diff": DIFF}
 
 
 class SchemaError(Exception):
@@ -116,7 +135,8 @@ def markdown() -> str:
              "Every parquet file carries this schema exactly: column order, Arrow types, nullability. Data files "
              "hold no run id or timestamp (those are in manifest.json), so the same input gives byte-identical "
              "files. `--partition-by quarter` writes `plan/quarter=Q/part-0.parquet` and "
-             "`fleet/quarter=Q/part-0.parquet` (Hive layout: the quarter lives in the folder name, not in the file).",
+             "`fleet/quarter=Q/part-0.parquet` (Hive layout: the quarter lives in the folder name, not in the file). "
+             "diff.parquet is written by `pdfleet diff PLAN_A PLAN_B -o diff.parquet`.",
              ""]
     for name, schema in SCHEMAS.items():
         lines += [f"## {name}.parquet", "", "| column | type | null | meaning |", "|---|---|---|---|"]
