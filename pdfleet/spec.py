@@ -551,6 +551,9 @@ def json_schema() -> dict:
         mapping = schema["properties"][section]
         names = {"type": "array", "items": {"type": "string"}, "description": "names of catalog entries"}
         schema["properties"][section] = {"anyOf": [mapping, names], "title": mapping.get("title", section)}
+    # workloads may all come from workloads_file (a table): one of the two is required
+    schema["required"] = [r for r in schema.get("required", []) if r != "workloads"]
+    schema["anyOf"] = [{"required": ["workloads"]}, {"required": ["workloads_file"]}]
     return schema
 
 
