@@ -87,15 +87,21 @@ def schema() -> None:
               help="Whole instances: ceil (SLO-safe) or nearest (the paper's 3P4D). Overrides planning.rounding.")
 @click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
               help="Arithmetic of the capacity kernels: auto is float64 unless the fleet is huge (then float32).")
-@click.option("--partition-by", type=click.Choice(["quarter"]), default=None,
+@click.option("--partition-by", type=click.Choice(["quarter", "scenario"]), default=None,
               help="Write plan/ and fleet/ as Hive-style folders (plan/quarter=2027Q1/part-0.parquet) instead of "
                    "one file each, for dashboards that read folders.")
+@click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML of named what-ifs ({name: {demand_scale, prices: {sku: usd}, inventory: {sku: n}}}): "
+                   "each is planned and every output row carries its `scenario`.")
+@click.option("--demand-scale", default=None, metavar="X",
+              help="Scale every workload's demand by X (with --scenarios: on top of each scenario's).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object on stdout (per-quarter costs, a row per quarter x workload, "
                    "the written files) instead of the table; warnings still go to stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
 def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
-             partition_by: str | None, as_json: bool, quiet: bool) -> None:
+             partition_by: str | None, scenarios_file: str | None, demand_scale: str | None, as_json: bool,
+             quiet: bool) -> None:
     """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
     For each (quarter, workload) one (prefill, decode) pair of candidates is chosen (any sku and
@@ -121,6 +127,9 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     """
     start = time.perf_counter()
     f = _load(fleet_yaml)
+    scen = _scenarios(scenarios_file, demand_scale)
+    if partition_by == "scenario" and scen is None:
+        _fail("--partition-by scenario needs --scenarios FILE or --demand-scale X")
     loaded = time.perf_counter()
     from rich.console import Console
 
@@ -131,40 +140,74 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     progress = _progress_printer() if not quiet else None
     from pdfleet import spec
 
+    kw = dict(rounding=rounding, source=fleet_yaml, progress=progress, precision=precision, solver=solver)
     with report.search_progress(errors, enabled=not quiet) as search_progress:
         try:
-            result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision,
-                             solver=solver, search_progress=search_progress)
+            if scen is None:
+                result = opt.run(f, search_progress=search_progress, **kw)
+                runs = {None: result}
+                tables = (result.plan, result.fleet, result.manifest, result.serves_everything)
+            else:
+                from pdfleet import scenarios as SC
+
+                *tables, runs = SC.run_all(f, scen, opt.run, search_progress=search_progress, **kw)
         except spec.SpecError as exc:
             _fail(str(exc))
+    plan_df, fleet_df, manifest, serves = tables
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
-    result.manifest["timings_s"]["load_s"] = loaded - start
-    result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
+    manifest.setdefault("timings_s", {})["load_s"] = loaded - start
+    manifest["timings_s"]["total_s"] = time.perf_counter() - start
     try:
-        paths = io.write_outputs(out, result.plan, result.fleet, result.manifest, partition_by=partition_by)
+        paths = io.write_outputs(out, plan_df, fleet_df, manifest, partition_by=partition_by)
     except OSError as exc:
         _fail(f"cannot write the plan to {out}: {exc.strerror or exc}")
     # stdout first and flushed, then the warnings on stderr, then the last stdout line: when both streams
     # share a terminal or a pipe, no warning lands in the middle of (or glued to) a stdout line
     if as_json:
-        data = report.summary_dict(result.plan, result.fleet, result.manifest)
+        data = {name: report.summary_dict(r.plan, r.fleet, r.manifest) for name, r in runs.items()}
+        data = data[None] if scen is None else {"scenarios": data}
         click.echo(json.dumps({**data, "files": [str(p) for p in paths]}, indent=1))
     elif not quiet:
-        report.summary(result.plan, result.fleet, console, result.manifest)
+        if scen is None:
+            report.summary(plan_df, fleet_df, console, manifest)
+        else:
+            SC.summary(runs, console)
     sys.stdout.flush()
-    report.warnings(result.plan, result.fleet, errors, result.manifest)
+    for name, r in runs.items():
+        with errors.capture() as said:
+            report.warnings(r.plan, r.fleet, errors, r.manifest)
+        if said.get():
+            sys.stderr.write((f"scenario {name}:\n" if name is not None else "") + said.get())
     sys.stderr.flush()
     if not as_json:
         click.echo("wrote " + ", ".join(str(p) for p in paths))
-    if not result.serves_everything:
+    if not serves:
         sys.exit(3)
+
+
+def _scenarios(scenarios_file: str | None, demand_scale: str | None):
+    """{name: Scenario} from --scenarios and --demand-scale, or None when neither is given."""
+    if scenarios_file is None and demand_scale is None:
+        return None
+    from pdfleet import scenarios as SC
+    from pdfleet import spec
+
+    scale = _number("--demand-scale", demand_scale, whole=False, minimum=1e-9) if demand_scale is not None else None
+    try:
+        scen = SC.load(scenarios_file) if scenarios_file else SC.demand_scale_scenario(scale)
+    except spec.SpecError as exc:
+        _fail(str(exc))
+    if scenarios_file and scale is not None:
+        scen = {n: s.model_copy(update={"demand_scale": s.demand_scale * scale}) for n, s in scen.items()}
+    return scen
 
 
 @main.command()
 @click.argument("plan_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
               help="HTML file to write [default: PLAN_DIR/report.html].")
-def report(plan_dir: str, out: str | None) -> None:
+@click.option("--scenario", default=None, help="The scenario to show, for a folder written with --scenarios.")
+def report(plan_dir: str, out: str | None, scenario: str | None) -> None:
     """One self-contained HTML report of a plan folder (opens offline; fetches nothing).
 
     \b
@@ -175,7 +218,7 @@ def report(plan_dir: str, out: str | None) -> None:
     from pdfleet.output import html, reader
 
     try:
-        d = reader.read(plan_dir)
+        d = reader.read(plan_dir, scenario)
     except reader.PlanDirError as exc:
         _fail(str(exc))
     path = Path(out) if out else Path(plan_dir) / "report.html"
@@ -189,7 +232,9 @@ def report(plan_dir: str, out: str | None) -> None:
 @click.argument("plan_b", type=click.Path(file_okay=False))
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
               help="Also write the differences as parquet (schema in docs/outputs.md).")
-def diff(plan_a: str, plan_b: str, out: str | None) -> None:
+@click.option("--scenario-a", default=None, help="PLAN_A's scenario, for a folder written with --scenarios.")
+@click.option("--scenario-b", default=None, help="PLAN_B's scenario (PLAN_A and PLAN_B may be one folder).")
+def diff(plan_a: str, plan_b: str, out: str | None, scenario_a: str | None, scenario_b: str | None) -> None:
     """What changed from PLAN_A to PLAN_B (two folders written by `pdfleet optimize -o`).
 
     \b
@@ -201,7 +246,7 @@ def diff(plan_a: str, plan_b: str, out: str | None) -> None:
     from pdfleet.output import reader, schema
 
     try:
-        a, b = reader.read(plan_a), reader.read(plan_b)
+        a, b = reader.read(plan_a, scenario_a), reader.read(plan_b, scenario_b)
     except reader.PlanDirError as exc:
         _fail(str(exc))
     frame = D.diff(a, b)

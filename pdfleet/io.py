@@ -88,7 +88,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def write_outputs(out_dir: str | Path, plan: pd.DataFrame, fleet: pd.DataFrame, manifest: dict,
                   partition_by: str | None = None) -> list[Path]:
     """Serialize everything first, then write each file (or partition folder) atomically. Returns the
-    written paths. partition_by: None (plan.parquet, fleet.parquet) or "quarter" (plan/, fleet/ folders)."""
+    written paths.     partition_by: None (plan.parquet, fleet.parquet), or a column, "quarter" or "scenario" (plan/, fleet/
+    folders)."""
     out = Path(out_dir)
     tables = {"plan": plan, "fleet": fleet}
     if partition_by:
@@ -117,7 +118,7 @@ def _drop_other_layout(out: Path, names, partition_by: str | None) -> None:
     for name in names:
         if partition_by:
             (out / f"{name}.parquet").unlink(missing_ok=True)
-        elif (out / name).is_dir() and all(p.name.startswith("quarter=") for p in (out / name).iterdir()):
+        elif (out / name).is_dir() and all("=" in p.name for p in (out / name).iterdir()):
             shutil.rmtree(out / name)
 
 

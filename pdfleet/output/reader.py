@@ -34,8 +34,10 @@ def _table(folder: Path, name: str, order: list[str]) -> pd.DataFrame:
         frame = pd.read_parquet(flat)
     elif hive.is_dir():
         frame = ds.dataset(hive, format="parquet", partitioning="hive").to_table().to_pandas()
-        frame["quarter"] = frame["quarter"].astype(str)
-        frame = frame[["quarter", *[c for c in frame.columns if c != "quarter"]]]
+        keys = [c for c in ("scenario", "quarter") if c in frame.columns]
+        for c in keys:  # partition columns come back as categories
+            frame[c] = frame[c].astype(str)
+        frame = frame[[*keys, *[c for c in frame.columns if c not in keys]]]
         rank = {q: i for i, q in enumerate(order)}
         frame = frame.sort_values("quarter", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
     else:
@@ -44,7 +46,9 @@ def _table(folder: Path, name: str, order: list[str]) -> pd.DataFrame:
     return frame
 
 
-def read(folder: str | Path) -> PlanDir:
+def read(folder: str | Path, scenario: str | None = None) -> PlanDir:
+    """The plan folder; for a folder of scenarios, the one named `scenario` (its manifest entries merged
+    into the top level, the scenario column dropped)."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -55,6 +59,14 @@ def read(folder: str | Path) -> PlanDir:
         raise PlanDirError(f"{folder}/manifest.json is not JSON ({exc})") from None
     order = list(manifest.get("quarters") or [])
     plan, fleet = _table(folder, "plan", order), _table(folder, "fleet", order)
+    names = list(manifest.get("scenarios") or {})
+    if names or scenario is not None:
+        if scenario not in names:
+            raise PlanDirError(f"{folder} holds scenarios {', '.join(names) or '(none)'}: give --scenario NAME "
+                               "with one of them" if names else f"{folder} holds no scenarios; drop --scenario")
+        manifest = {**manifest, **manifest["scenarios"][scenario]}
+        plan = plan[plan["scenario"] == scenario].drop(columns="scenario").reset_index(drop=True)
+        fleet = fleet[fleet["scenario"] == scenario].drop(columns="scenario").reset_index(drop=True)
     sim_path = folder / "simulate.parquet"
     simulate = None
     if sim_path.is_file():

@@ -98,6 +98,8 @@ DIFF = pa.schema([
 ])
 
 SCHEMAS = {"plan": PLAN, "fleet": FLEET, "diff": DIFF}
+# With --scenarios or --demand-scale, plan and fleet files start with this column (the rest unchanged).
+SCENARIO = _f("scenario", S, False, "scenario name (optimize --scenarios FILE or --demand-scale X)")
 
 
 class SchemaError(Exception):
@@ -108,6 +110,8 @@ def to_table(frame: pd.DataFrame, name: str) -> pa.Table:
     """The frame as an Arrow table of the declared schema `name` (column order, types; NaN -> null).
     Raises SchemaError when the columns differ from the declaration or a non-nullable column has a null."""
     schema = SCHEMAS[name]
+    if "scenario" in frame.columns and name in ("plan", "fleet"):
+        schema = pa.schema([SCENARIO, *schema])
     want, have = schema.names, list(frame.columns)
     if sorted(want) != sorted(have):
         extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
@@ -136,7 +140,10 @@ def markdown() -> str:
              "hold no run id or timestamp (those are in manifest.json), so the same input gives byte-identical "
              "files. `--partition-by quarter` writes `plan/quarter=Q/part-0.parquet` and "
              "`fleet/quarter=Q/part-0.parquet` (Hive layout: the quarter lives in the folder name, not in the file). "
-             "diff.parquet is written by `pdfleet diff PLAN_A PLAN_B -o diff.parquet`.",
+             "diff.parquet is written by `pdfleet diff PLAN_A PLAN_B -o diff.parquet`. With `optimize --scenarios "
+             "FILE` or `--demand-scale X`, plan and fleet files start with a `scenario` column (string, not null; "
+             "`--partition-by scenario` makes it the folder level) and manifest.json holds each scenario's cost, "
+             "bound, gap, limits and timings under `scenarios`.",
              ""]
     for name, schema in SCHEMAS.items():
         lines += [f"## {name}.parquet", "", "| column | type | null | meaning |", "|---|---|---|---|"]
