@@ -46,6 +46,8 @@ def cost_chart(fleet: pd.DataFrame, hours: float):
         rows = rows.set_index("quarter").reindex(quarters)
         parts = (("capex", "capex_usd_per_hour"), ("opex", "opex_usd_per_hour")) if split else (("", "cost_usd_per_hour"),)
         for kind, col in parts:
+            if not (rows[col] > 0).any():
+                continue
             fig.add_bar(x=quarters, y=rows[col] * hours, name=f"{sku} {kind}".strip(),
                         marker={"color": COLORS[i % len(COLORS)], "pattern": {"shape": "/" if kind == "capex" else ""}},
                         customdata=rows[col], hovertemplate="%{x}: $%{y:,.0f} per quarter ($%{customdata:,.2f}/hour)")
