@@ -58,6 +58,7 @@ def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
     """Write files into a fresh temp folder beside `folder`, then swap it in (old contents removed)."""
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
         for rel, data in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
@@ -74,9 +75,16 @@ def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: readable by the dashboard's user as any file is
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -110,3 +110,14 @@ def test_duckdb_cost_per_quarter_equals_the_manifest(example):
         LEFT JOIN (SELECT quarter, sku, sum(gpus) AS gpus FROM '{flat / 'plan.parquet'}' GROUP BY ALL) p
         USING (quarter, sku)""").fetchall()
     assert rows and all(a == b for _, _, a, b in rows)
+
+
+def test_files_and_folders_get_the_usual_permissions(example):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    flat, parts = example
+    for path in (flat / "plan.parquet", flat / "manifest.json", parts / "plan" / "quarter=2027Q1" / "part-0.parquet"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+    assert (parts / "plan").stat().st_mode & 0o777 == 0o777 & ~mask
