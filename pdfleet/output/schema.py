@@ -35,7 +35,9 @@ PLAN = pa.schema([
     _f("instances", I, False, "planned whole instances of this role"),
     _f("instances_fractional", F, True, "demand / per-instance capacity, before rounding (the paper's eqs. 5-6)"),
     _f("gpus", I, False, "instances x gpus_per_instance"),
-    _f("cost_usd_per_hour", F, False, "USD per hour: gpus x the average cost per used GPU of its sku and quarter"),
+    _f("cost_usd_per_hour", F, False, "USD per hour: gpus x the average cost per used GPU of its sku and quarter; "
+       "summed per quarter it equals fleet.parquet's cost except the capex of a sku with no GPU in use that "
+       "quarter (bought GPUs left idle), which belongs to no row: use fleet.parquet for totals"),
     _f("demand_rps", F, False, "requests per second the workload asks for in this quarter (before headroom)"),
     _f("capacity_rps", F, True, "requests per second one instance serves within the SLO"),
     _f("capacity_tokens_per_s", F, True, "capacity_rps x input_tokens (prefill) or x output_tokens (decode)"),
