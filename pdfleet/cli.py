@@ -1,4 +1,4 @@
-"""Command line: `pdfleet optimize | validate | schema | estimate | calibrate | profile import`.
+"""Command line: `pdfleet optimize | report | diff | validate | schema | estimate | calibrate | profile import`.
 
 Heavy imports (JAX, pandas) happen inside verbs."""
 
@@ -38,6 +38,8 @@ def main() -> None:
     \b
       pdfleet validate fleet.yaml        check it (fast; no JAX)
       pdfleet optimize fleet.yaml -o out  cheapest plan meeting every SLO -> parquet
+      pdfleet report out                 offline HTML charts of a plan (out/report.html)
+      pdfleet diff out_a out_b           what changed between two plans
       pdfleet schema > fleet.schema.json JSON Schema for editors
       pdfleet estimate --model M --sku S --tp 4 --input-tokens 2048 --output-tokens 256 --batch 32
                                          prefill time, TPOT, KV batch limit of one configuration
@@ -87,11 +89,23 @@ def schema() -> None:
               help="Whole instances: ceil (SLO-safe) or nearest (the paper's 3P4D). Overrides planning.rounding.")
 @click.option("--precision", type=click.Choice(["auto", "float64", "float32"]), default="auto", show_default=True,
               help="Arithmetic of the capacity kernels: auto is float64 unless the fleet is huge (then float32).")
+@click.option("--partition-by", type=click.Choice(["quarter", "scenario"]), default=None,
+              help="Write plan/ and fleet/ as Hive-style folders (plan/quarter=2027Q1/part-0.parquet) instead of "
+                   "one file each, for dashboards that read folders.")
+@click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML of named what-ifs ({name: {demand_scale, prices: {sku: usd}, inventory: {sku: n}}}): "
+                   "each is planned and every output row carries its `scenario`.")
+@click.option("--demand-scale", default=None, metavar="X",
+              help="Scale every workload's demand by X (with --scenarios: on top of each scenario's).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object on stdout (per-quarter costs, a row per quarter x workload, "
+                   "the written files) instead of the table; warnings still go to stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
 @click.option("--simulate", "then_simulate", is_flag=True,
               help="Then simulate the plan (as `pdfleet simulate OUT`: Poisson arrivals, an hour per row) and "
                    "write OUT/simulate.parquet; exit 3 if a simulated row misses its SLO.")
 def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | None, precision: str,
+             partition_by: str | None, scenarios_file: str | None, demand_scale: str | None, as_json: bool,
              quiet: bool, then_simulate: bool) -> None:
     """Cheapest prefill/decode allocation for every workload and quarter, under the fleet's limits.
 
@@ -118,6 +132,13 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     """
     start = time.perf_counter()
     f = _load(fleet_yaml)
+    scen = _scenarios(scenarios_file, demand_scale)
+    if partition_by == "scenario" and scen is None:
+        _fail("--partition-by scenario needs --scenarios FILE or --demand-scale X")
+    if then_simulate and scen is not None:
+        _fail("--simulate checks one plan: drop --scenarios/--demand-scale, or run `pdfleet simulate PLAN_DIR "
+              "--demand-scale X` on the plan")
+    loaded = time.perf_counter()
     from rich.console import Console
 
     from pdfleet import io, optimize as opt, report
@@ -127,28 +148,53 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     progress = _progress_printer() if not quiet else None
     from pdfleet import spec
 
+    kw = dict(rounding=rounding, source=fleet_yaml, progress=progress, precision=precision, solver=solver)
     with report.search_progress(errors, enabled=not quiet) as search_progress:
         try:
-            result = opt.run(f, rounding=rounding, source=fleet_yaml, progress=progress, precision=precision,
-                             solver=solver, search_progress=search_progress)
+            if scen is None:
+                result = opt.run(f, search_progress=search_progress, **kw)
+                runs = {None: result}
+                tables = (result.plan, result.fleet, result.manifest, result.serves_everything)
+            else:
+                from pdfleet import scenarios as SC
+
+                *tables, runs = SC.run_all(f, scen, opt.run, search_progress=search_progress, **kw)
         except spec.SpecError as exc:
             _fail(str(exc))
+    plan_df, fleet_df, manifest, serves = tables
     out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
-    result.manifest["timings_s"]["total_s"] = time.perf_counter() - start
+    manifest.setdefault("timings_s", {})["load_s"] = loaded - start
+    manifest["timings_s"]["total_s"] = time.perf_counter() - start
     try:
-        paths = io.write_outputs(out, result.plan, result.fleet, result.manifest)
+        paths = io.write_outputs(out, plan_df, fleet_df, manifest, partition_by=partition_by)
     except OSError as exc:
         _fail(f"cannot write the plan to {out}: {exc.strerror or exc}")
-    if not quiet:
-        report.summary(result.plan, result.fleet, console, result.manifest)
-    report.warnings(result.plan, result.fleet, errors, result.manifest)
-    pooled = result.manifest.get("pooled_prefill")
-    if pooled and not quiet:
+    # stdout first and flushed, then the warnings on stderr, then the last stdout line: when both streams
+    # share a terminal or a pipe, no warning lands in the middle of (or glued to) a stdout line
+    if as_json:
+        data = {name: report.summary_dict(r.plan, r.fleet, r.manifest) for name, r in runs.items()}
+        data = data[None] if scen is None else {"scenarios": data}
+        click.echo(json.dumps({**data, "files": [str(p) for p in paths]}, indent=1))
+    elif not quiet:
+        if scen is None:
+            report.summary(plan_df, fleet_df, console, manifest)
+        else:
+            SC.summary(runs, console)
+    sys.stdout.flush()
+    for name, r in runs.items():
+        with errors.capture() as said:
+            report.warnings(r.plan, r.fleet, errors, r.manifest)
+        if said.get():
+            sys.stderr.write((f"scenario {name}:\n" if name is not None else "") + said.get())
+    sys.stderr.flush()
+    pooled = manifest.get("pooled_prefill")
+    if pooled and not quiet and not as_json:
         click.echo(f"queue mmc: {pooled['prefill_instances']} pooled prefill instances where the per-instance M/M/1 "
                    f"split needs {pooled['split_instances']}: {pooled['gpus_saved']} GPUs saved")
-    click.echo("wrote " + ", ".join(str(p) for p in paths))
-    missed = _simulate_and_report(f, result.plan, out / "simulate.parquet", quiet) if then_simulate else False
-    if not result.serves_everything or missed:
+    if not as_json:
+        click.echo("wrote " + ", ".join(str(p) for p in paths))
+    missed = _simulate_and_report(f, plan_df, out / "simulate.parquet", quiet or as_json) if then_simulate else False
+    if not serves or missed:
         sys.exit(3)
 
 
@@ -163,7 +209,7 @@ def _simulate_and_report(fleet, plan, path: Path, quiet: bool, options=None) -> 
         _fail(f"cannot simulate: {exc}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        io.write_table(path, table)
+        io.write_table(path, table, "simulate")
     except OSError as exc:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
     if not quiet:
@@ -187,8 +233,9 @@ def _simulate_and_report(fleet, plan, path: Path, quiet: bool, options=None) -> 
               help="The fleet.yaml the plan was made from [default: manifest.json's input_path].")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="Output parquet [default: PLAN_DIR/simulate.parquet].")
+@click.option("--scenario", default=None, help="For a plan folder of scenarios: which one to simulate.")
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
-def simulate(plan_dir, trace, poisson, demand_scale, duration_s, seed, fleet_yaml, out, quiet) -> None:
+def simulate(plan_dir, trace, poisson, demand_scale, duration_s, seed, fleet_yaml, out, scenario, quiet) -> None:
     """Check a plan by simulation: requests through its prefill and decode instances.
 
     Each served (quarter, workload) runs as a discrete-event simulation (JAX, all rows at once): the
@@ -202,26 +249,95 @@ def simulate(plan_dir, trace, poisson, demand_scale, duration_s, seed, fleet_yam
     p90/p99, TPOT mean/p90 per request, mean decode batch, slo_met (and which statistic was checked).
     Exit codes: 0 every row meets its SLOs; 2 bad input; 3 some row misses.
     """
-    import pandas as pd
-
+    from pdfleet.output import reader
     from pdfleet.simulate import from_plan
 
-    plan_path = Path(plan_dir) / "plan.parquet"
-    if not plan_path.is_file():
-        _fail(f"{plan_dir}: no plan.parquet; make one with `pdfleet optimize fleet.yaml -o {plan_dir}`")
+    try:
+        plan = reader.read(plan_dir, scenario)
+    except (reader.PlanDirError, OSError) as exc:
+        _fail(f"{exc}; make a plan with `pdfleet optimize fleet.yaml -o {plan_dir}`")
     if fleet_yaml is None:
-        try:
-            fleet_yaml = json.loads((Path(plan_dir) / "manifest.json").read_text()).get("input_path")
-        except (OSError, ValueError):
-            fleet_yaml = None
+        fleet_yaml = plan.manifest.get("input_path")
         if not fleet_yaml or not Path(fleet_yaml).is_file():
             _fail(f"{plan_dir}: cannot find the fleet.yaml the plan was made from; pass --fleet FILE")
     fleet = _load(fleet_yaml)
     options = from_plan.Options(seed=seed, duration_s=duration_s, demand_scale=demand_scale, trace=trace,
                                 poisson=poisson)
     target = Path(out) if out else Path(plan_dir) / "simulate.parquet"
-    if _simulate_and_report(fleet, pd.read_parquet(plan_path), target, quiet, options):
+    if _simulate_and_report(fleet, plan.plan, target, quiet, options):
         sys.exit(3)
+
+
+def _scenarios(scenarios_file: str | None, demand_scale: str | None):
+    """{name: Scenario} from --scenarios and --demand-scale, or None when neither is given."""
+    if scenarios_file is None and demand_scale is None:
+        return None
+    from pdfleet import scenarios as SC
+    from pdfleet import spec
+
+    scale = _number("--demand-scale", demand_scale, whole=False, minimum=1e-9) if demand_scale is not None else None
+    try:
+        scen = SC.load(scenarios_file) if scenarios_file else SC.demand_scale_scenario(scale)
+    except spec.SpecError as exc:
+        _fail(str(exc))
+    if scenarios_file and scale is not None:
+        scen = {n: s.model_copy(update={"demand_scale": s.demand_scale * scale}) for n, s in scen.items()}
+    return scen
+
+
+@main.command()
+@click.argument("plan_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write [default: PLAN_DIR/report.html].")
+@click.option("--scenario", default=None, help="The scenario to show, for a folder written with --scenarios.")
+def report(plan_dir: str, out: str | None, scenario: str | None) -> None:
+    """One self-contained HTML report of a plan folder (opens offline; fetches nothing).
+
+    \b
+    Charts: cost per quarter by sku (capex/opex), GPUs per sku against inventory and owned, instances
+    and P/D per workload, predicted TTFT/TPOT against the SLO, and simulated against predicted when
+    PLAN_DIR/simulate.parquet exists; the plan table below.
+    """
+    from pdfleet.output import html, reader
+
+    try:
+        d = reader.read(plan_dir, scenario)
+    except reader.PlanDirError as exc:
+        _fail(str(exc))
+    path = Path(out) if out else Path(plan_dir) / "report.html"
+    text = html.render(d)
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("plan_a", type=click.Path(file_okay=False))
+@click.argument("plan_b", type=click.Path(file_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the differences as parquet (schema in docs/outputs.md).")
+@click.option("--scenario-a", default=None, help="PLAN_A's scenario, for a folder written with --scenarios.")
+@click.option("--scenario-b", default=None, help="PLAN_B's scenario (PLAN_A and PLAN_B may be one folder).")
+def diff(plan_a: str, plan_b: str, out: str | None, scenario_a: str | None, scenario_b: str | None) -> None:
+    """What changed from PLAN_A to PLAN_B (two folders written by `pdfleet optimize -o`).
+
+    \b
+    GPUs and cost per sku and quarter, then every (quarter, workload, role) whose allocation changed
+    and why: demand, slo, price, inventory or budget (the inputs that differ for that row).
+    """
+    from pdfleet import io
+    from pdfleet.output import diff as D
+    from pdfleet.output import reader, schema
+
+    try:
+        a, b = reader.read(plan_a, scenario_a), reader.read(plan_b, scenario_b)
+    except reader.PlanDirError as exc:
+        _fail(str(exc))
+    frame = D.diff(a, b)
+    D.print_tables(frame, _console())
+    if out is not None:
+        data = io._table_bytes(schema.to_table(frame, "diff"))
+        _write_atomic(Path(out), lambda tmp: tmp.write_bytes(data))
+        click.echo(f"wrote {out}")
 
 
 def _progress_printer():

@@ -3,7 +3,9 @@ The only orchestration."""
 
 from __future__ import annotations
 
+import datetime
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +122,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     from pdfleet.search import solve
 
     rounding = rounding or fleet.planning.rounding
+    given = fleet
     prep = prepare(fleet, rounding, precision, progress)
     fleet, fp, use64, prediction = prep.fleet, prep.fleet_problem, prep.use64, prep.roofline
     t3 = time.perf_counter()
@@ -142,7 +145,13 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     from pdfleet.search.lagrangian import gap
 
     unserved = plan_df[(plan_df["demand_rps"] > 0) & ~plan_df["status"].isin(["ok", "over_slo"])]
+    from pdfleet.output import provenance
+    from pdfleet.output.schema import SCHEMA_VERSION
+
     manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,  # run_id and created_at live here only: data files stay byte-identical
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "pdfleet_version": __version__,
         "input_file": str(source) if source else None,
         "input_path": str(Path(source).resolve()) if source else None,  # pdfleet simulate reads the fleet back
@@ -176,6 +185,13 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         "total_cost_usd_per_hour": {q: float(fleet_df.loc[fleet_df["quarter"] == q, "cost_usd_per_hour"].sum())
                                     for q in fleet.planning.quarters},
         "status_counts": {k: int(v) for k, v in plan_df["status"].value_counts().sort_index().items()},
+        "status_counts_by_role": {role: {k: int(v) for k, v in rows["status"].value_counts().sort_index().items()}
+                                  for role, rows in plan_df.groupby("role", sort=False)},
+        "rows": {"plan": len(plan_df), "fleet": len(fleet_df)},
+        "input_files": provenance.input_files(source, given),
+        "resolved_spec": provenance.resolved_spec(given),
+        "versions": provenance.versions(),
+        "device": provenance.device(),
         "over_inventory": fleet_df.loc[fleet_df["over_inventory"], ["quarter", "sku", "gpus", "inventory_gpus"]]
         .to_dict("records"),
         "timings_s": timings,

@@ -24,28 +24,84 @@ def _num(x, fmt: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _value(x):
+    """A cell for JSON: NaN and pandas NA become None, numpy scalars Python numbers."""
+    if x is None or (not isinstance(x, str) and pd.isna(x)):
+        return None
+    return x.item() if hasattr(x, "item") else x
+
+
+def pd_instances(pre, dec) -> str:
+    """Planned instances as the paper writes them, e.g. 3P/4D ('-' when neither role is planned)."""
+    if not (pre["instances"] or dec["instances"]):
+        return "-"
+    return f"{pre['instances']}P/{dec['instances']}D"
+
+
+def _rows(plan: pd.DataFrame):
+    """(quarter, workload, prefill row, decode row, status) per planned pair, in plan order."""
+    for (quarter, workload), rows in plan.groupby(["quarter", "workload"], sort=False):
+        pre = rows[rows["role"] == "prefill"].iloc[0]
+        dec = rows[rows["role"] == "decode"].iloc[0]
+        status = pre["status"] if pre["status"] != "ok" else dec["status"]
+        yield quarter, workload, pre, dec, rows["cost_usd_per_hour"].sum(), status
+
+
+def quarter_costs(fleet: pd.DataFrame, hours_per_quarter: float) -> list[dict]:
+    """Per quarter: GPUs and cost per hour, per quarter (x hours_per_quarter) and per year (x 4 quarters:
+    the quarter's rate held for a year)."""
+    out = []
+    for quarter, rows in fleet.groupby("quarter", sort=False):
+        hourly = float(rows["cost_usd_per_hour"].sum())
+        out.append({"quarter": quarter, "gpus": int(rows["gpus"].sum()), "cost_usd_per_hour": hourly,
+                    "cost_usd_per_quarter": hourly * hours_per_quarter,
+                    "cost_usd_per_year": hourly * hours_per_quarter * 4,
+                    "skus": [{"sku": r.sku, "gpus": int(r.gpus), "owned": int(r.owned), "purchased": int(r.purchased),
+                              "rented": int(r.rented), "cost_usd_per_hour": float(r.cost_usd_per_hour)}
+                             for r in rows[rows["gpus"] > 0].itertuples()]})
+    return out
+
+
+def summary_dict(plan: pd.DataFrame, fleet: pd.DataFrame, manifest: dict) -> dict:
+    """What the terminal summary shows, as plain data (`optimize --json`)."""
+    rows = []
+    for quarter, workload, pre, dec, cost, status in _rows(plan):
+        rows.append({
+            "quarter": quarter, "workload": workload,
+            **{f"{role}_{k}": _value(r[k]) for role, r in (("prefill", pre), ("decode", dec))
+               for k in ("sku", "gpus_per_instance", "instances")},
+            "pd_instances": pd_instances(pre, dec),
+            "ttft_statistic": pre["ttft_statistic"], "predicted_ttft_s": _value(pre["predicted_ttft_s"]),
+            "slo_ttft_s": float(pre["slo_ttft_s"]), "predicted_tpot_ms": _value(dec["predicted_tpot_ms"]),
+            "slo_tpot_ms": float(dec["slo_tpot_ms"]), "cost_usd_per_hour": float(cost), "status": status,
+        })
+    keys = ("solver", "cost_usd", "cost_usd_per_hour", "lower_bound_usd_per_hour", "gap", "switch_usd",
+            "schema_version", "run_id")
+    return {**{k: manifest.get(k) for k in keys}, "hours_per_quarter": manifest.get("hours_per_quarter"),
+            "quarters": quarter_costs(fleet, float(manifest.get("hours_per_quarter") or 2190.0)), "rows": rows}
+
+
 def summary(plan: pd.DataFrame, fleet: pd.DataFrame, console: Console, manifest: dict | None = None) -> None:
     table = Table(title="pdfleet plan", show_lines=False)
     for col in ("quarter", "workload", "prefill", "decode", "P/D", "TTFT s (SLO)", "TPOT ms (SLO)", "$/hour",
                 "status"):
         table.add_column(col, justify="right" if col in ("P/D", "$/hour") else "left")
-    for (quarter, workload), rows in plan.groupby(["quarter", "workload"], sort=False):
-        pre = rows[rows["role"] == "prefill"].iloc[0]
-        dec = rows[rows["role"] == "decode"].iloc[0]
-        status = pre["status"] if pre["status"] != "ok" else dec["status"]
+    for quarter, workload, pre, dec, cost, status in _rows(plan):
         style = "" if status in ("ok", "no_demand") else "bold red"
         table.add_row(
-            escape(quarter), escape(workload), _alloc(pre), _alloc(dec), _num(pre["pd_ratio"], ".2f"),
-            f"{_num(pre['predicted_ttft_s'], '.2f')} ({pre['slo_ttft_s']:g})",
+            escape(quarter), escape(workload), _alloc(pre), _alloc(dec), pd_instances(pre, dec),
+            escape(f"{pre['ttft_statistic']} {_num(pre['predicted_ttft_s'], '.2f')} ({pre['slo_ttft_s']:g})"),
             f"{_num(dec['predicted_tpot_ms'], '.1f')} ({dec['slo_tpot_ms']:g})",
-            f"{rows['cost_usd_per_hour'].sum():,.2f}", f"[{style}]{status}[/]" if style else status,
+            f"{cost:,.2f}", f"[{style}]{status}[/]" if style else status,
         )
     console.print(table)
-    for quarter, rows in fleet.groupby("quarter", sort=False):
+    hours = float((manifest or {}).get("hours_per_quarter") or 2190.0)
+    for q, rows in zip(quarter_costs(fleet, hours), (r for _, r in fleet.groupby("quarter", sort=False))):
         used = rows[rows["gpus"] > 0]
         parts = ", ".join(_sku_line(r) for r in used.itertuples())
-        console.print(escape(f"{quarter}: {rows['gpus'].sum()} GPUs ({parts or 'none'}), "
-                             f"${rows['cost_usd_per_hour'].sum():,.2f}/hour"))
+        console.print(escape(f"{q['quarter']}: {q['gpus']} GPUs ({parts or 'none'}), "
+                             f"${q['cost_usd_per_hour']:,.2f}/hour, ${q['cost_usd_per_quarter']:,.0f}/quarter, "
+                             f"${q['cost_usd_per_year']:,.0f}/year at this rate"))
     if manifest:
         console.print(escape(_cost_line(manifest)))
     line = _margin_line(plan, manifest or {})

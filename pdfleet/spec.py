@@ -373,6 +373,7 @@ class Fleet(Strict):
     models: dict[str, Model] = Field(default_factory=dict)
     profile_files: list[str] = Field(default_factory=list)
     profiles: list[Profile] = Field(default_factory=list)
+    workloads_file: str | None = None  # demand.csv | demand.parquet (pdfleet/demand_file.py), relative to the fleet.yaml
     workloads: dict[str, Workload] = Field(min_length=1)
 
 
@@ -484,7 +485,9 @@ def from_dict(data, base_dir: str | Path = ".") -> Fleet:
     """
     if not isinstance(data, dict):
         raise SpecError("", "fleet.yaml must be a mapping with planning, skus, models, profiles, workloads")
-    data, origins = _expand(data, Path(base_dir))
+    data, rows = _workloads_file(data, Path(base_dir))
+    origins = _Origins(rows)
+    data, origins.profiles = _expand(data, Path(base_dir))
     try:
         fleet = Fleet.model_validate(data)
     except ValidationError as exc:
@@ -535,8 +538,41 @@ def _resolve_traces(fleet: Fleet, base_dir: Path) -> Fleet:
     return fleet.model_copy(update={"workloads": workloads})
 
 
-def _origin(path: str, origins: list[str]) -> str:
-    """Rename profiles[k] to where profile k was written (inline, or profile_files[i]: FILE[j])."""
+class _Origins:
+    """Where entries came from: profiles (inline, or profile_files[i]: FILE[j]) and workloads_file rows."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.profiles: list[str] = []
+
+
+def _workloads_file(data: dict, base_dir: Path):
+    """Merge the rows of `workloads_file` into `workloads` (a name in both is an error)."""
+    name = data.get("workloads_file")
+    if name is None:
+        return data, None
+    if not isinstance(name, str):
+        raise SpecError("workloads_file", "must be the path of a .csv or .parquet file, relative to the fleet.yaml")
+    from pdfleet import demand_file
+
+    loaded, rows = demand_file.load(base_dir / name, ((data.get("planning") or {}) if isinstance(
+        data.get("planning"), dict) else {}).get("quarters", ["now"]))
+    written = data.get("workloads") or {}
+    if not isinstance(written, dict):
+        raise SpecError("workloads", f"must be a mapping of name -> fields, not a {type(written).__name__}")
+    both = sorted(set(loaded) & set(written), key=str)
+    if both:
+        raise SpecError(f"workloads.{both[0]}", f"also a row of workloads_file {name}; keep one of the two")
+    return {**data, "workloads": {**written, **loaded}}, rows
+
+
+def _origin(path: str, origins) -> str:
+    """Rename profiles[k] to where profile k was written (inline, or profile_files[i]: FILE[j]), and a
+    workloads_file workload's path to its file row and column."""
+    rows = getattr(origins, "rows", None)
+    if rows is not None and rows.rename(path):
+        return rows.rename(path)
+    origins = getattr(origins, "profiles", origins)
     if path.startswith("profiles[") and origins:
         k = int(path[len("profiles[") : path.index("]")])
         if k < len(origins):
@@ -672,6 +708,9 @@ def json_schema() -> dict:
         mapping = schema["properties"][section]
         names = {"type": "array", "items": {"type": "string"}, "description": "names of catalog entries"}
         schema["properties"][section] = {"anyOf": [mapping, names], "title": mapping.get("title", section)}
+    # workloads may all come from workloads_file (a table): one of the two is required
+    schema["required"] = [r for r in schema.get("required", []) if r != "workloads"]
+    schema["anyOf"] = [{"required": ["workloads"]}, {"required": ["workloads_file"]}]
     return schema
 
 

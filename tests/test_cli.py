@@ -83,7 +83,8 @@ def test_validate_does_not_import_jax():
 def test_schema_is_json_schema_with_every_section():
     result = CliRunner().invoke(main, ["schema"])
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"planning", "skus", "models", "profiles", "profile_files", "workloads"}
+    assert set(schema["properties"]) == {"planning", "skus", "models", "profiles", "profile_files", "workloads",
+                                         "workloads_file"}
     assert schema["additionalProperties"] is False
 
 

@@ -61,7 +61,7 @@ def test_simulate_is_deterministic(paper_plan, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["simulate", "configs"], "no plan.parquet"),
+    (["simulate", "configs"], "manifest.json"),
     (["simulate", "{plan}", "--demand-scale", "0"], "--demand-scale"),
     (["simulate", "{plan}", "--trace", "README.md"], "cannot simulate"),
     (["simulate", "{plan}", "--fleet", "missing.yaml"], "missing.yaml"),

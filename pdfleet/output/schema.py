@@ -1,0 +1,196 @@
+"""The declared schema of every parquet file pdfleet writes: column order, types, units, nullability.
+
+One place. A writer casts its DataFrame to these schemas and refuses a frame whose columns differ, so a
+column added in plan.py fails loudly until it is declared here. Change a column (name, type, order,
+nullability) and bump SCHEMA_VERSION: tests/test_outputs_schema.py pins each version's fingerprint.
+docs/outputs.md is `python -m pdfleet.output.schema` (a test checks it is current).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pyarrow as pa
+
+SCHEMA_VERSION = "2"  # 2: prediction_error, headroom, deployed; mean token lengths as float; simulate
+
+S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+
+def _f(name: str, kind, nullable: bool, doc: str) -> pa.Field:
+    return pa.field(name, kind, nullable=nullable, metadata={"doc": doc})
+
+
+PLAN = pa.schema([
+    _f("quarter", S, False, "planning quarter, as named in planning.quarters"),
+    _f("workload", S, False, "workload name (the key under workloads:, or the workload column of workloads_file)"),
+    _f("model", S, False, "model the workload runs"),
+    _f("role", S, False, "`prefill` or `decode`"),
+    _f("sku", S, True, "GPU sku of this role's instances; null when the row is not served"),
+    _f("gpus_per_instance", I, False, "GPUs per instance (tensor-parallel degree); 0 when not served"),
+    _f("profile_index", I, False, "index of the chosen profile in the resolved spec's profiles (-1: none)"),
+    _f("engine", S, True, "serving engine of the chosen profile, when it names one"),
+    _f("source", S, True, "where the profile came from: `profile` (measured) or `roofline` (predicted)"),
+    _f("prediction_error", F, True, "roofline rows: cross-validated relative error (p90) of the calibration fit that "
+       "predicted this role; null for measured profiles"),
+    _f("instances", I, False, "planned whole instances of this role"),
+    _f("instances_fractional", F, True, "demand / per-instance capacity, before rounding (the paper's eqs. 5-6)"),
+    _f("gpus", I, False, "instances x gpus_per_instance"),
+    _f("cost_usd_per_hour", F, False, "USD per hour: gpus x the average cost per used GPU of its sku and quarter; "
+       "summed per quarter it equals fleet.parquet's cost except the capex of a sku with no GPU in use that "
+       "quarter (bought GPUs left idle), which belongs to no row: use fleet.parquet for totals"),
+    _f("demand_rps", F, False, "requests per second the workload asks for in this quarter (before headroom)"),
+    _f("capacity_rps", F, True, "requests per second one instance serves within the SLO"),
+    _f("capacity_tokens_per_s", F, True, "capacity_rps x input_tokens (prefill) or x output_tokens (decode)"),
+    _f("utilization", F, True, "demand_rps / (instances x capacity_rps): a fraction of the SLO capacity"),
+    _f("headroom", F, True, "instances x capacity_rps / demand_rps - 1: extra demand, as a fraction, the role carries "
+       "within its SLO (queue mmc: a lower bound); null without demand"),
+    _f("deployed", B, False, "the row is a running deployment pinned by workloads.*.deploy (reported, not chosen)"),
+    _f("decode_batch", F, True, "mean decode batch, sequences (Little's law); decode rows with demand only"),
+    _f("decode_batch_max", F, True, "largest decode batch, sequences, meeting the TPOT SLO and KV memory"),
+    _f("decode_table", S, True, "label of the measured decode table used (decode rows)"),
+    _f("prefill_extrapolated", B, False, "the input length lies outside the measured prefill table"),
+    _f("predicted_ttft_s", F, True, "predicted TTFT, seconds, of the statistic ttft_statistic (prefill rows)"),
+    _f("predicted_tpot_ms", F, True, "predicted mean TPOT, milliseconds (decode rows)"),
+    _f("ttft_statistic", S, False, "which TTFT statistic the SLO and prediction are: `mean` or `p90` etc."),
+    _f("slo_ttft_s", F, False, "TTFT SLO, seconds"),
+    _f("slo_tpot_ms", F, False, "TPOT SLO, milliseconds"),
+    _f("input_tokens", F, False, "input (prompt) tokens per request: the mean of a distribution or trace"),
+    _f("output_tokens", F, False, "output tokens per request: the mean of a distribution or trace"),
+    _f("pd_ratio", F, True, "fractional prefill / fractional decode instances"),
+    _f("kv_transfer_s", F, True, "seconds to move one prompt's KV cache from prefill to decode"),
+    _f("pair_sku", S, True, "the other role's sku/gpus_per_instance"),
+    _f("runner_up", S, True, "best other candidate for this role (sku/gpus_per_instance), the other role kept"),
+    _f("runner_up_extra_usd_per_hour", F, True, "USD per hour the runner-up would cost more at the plan's prices"),
+    _f("status", S, False, "`ok`, `no_demand`, `over_slo`, `inventory`, `budget`, `no_partner`, `no_profile`, "
+       "`ttft_unreachable`, `tpot_unreachable`, `kv_memory` or `cost_overflow`"),
+])
+
+FLEET = pa.schema([
+    _f("quarter", S, False, "planning quarter"),
+    _f("sku", S, False, "GPU sku"),
+    _f("gpus", I, False, "GPUs of this sku in use, both roles"),
+    _f("prefill_gpus", I, False, "GPUs in use by prefill instances"),
+    _f("decode_gpus", I, False, "GPUs in use by decode instances"),
+    _f("owned", I, False, "GPUs owned this quarter (owned before the horizon + bought so far)"),
+    _f("purchased", I, False, "GPUs bought that arrive this quarter"),
+    _f("rented", I, False, "GPUs rented this quarter"),
+    _f("capex_usd_per_hour", F, False, "USD per hour of amortized purchases"),
+    _f("opex_usd_per_hour", F, False, "USD per hour of owned GPUs in use plus rent"),
+    _f("cost_usd_per_hour", F, False, "capex_usd_per_hour + opex_usd_per_hour"),
+    _f("price_usd_per_gpu_hour", F, False, "rent price of one GPU-hour"),
+    _f("inventory_gpus", F, True, "cap on GPUs in use (owned + bought + rented); null: no cap"),
+    _f("over_inventory", B, False, "gpus exceed inventory_gpus (only with --solver exact, which ignores caps)"),
+    _f("gpus_short", F, False, "GPUs beyond inventory_gpus (0 when within)"),
+])
+
+DIFF = pa.schema([
+    _f("kind", S, False, "`sku`: a row per quarter x sku of either plan; `workload`: a (quarter, workload, role) "
+       "whose allocation changed"),
+    _f("quarter", S, False, "planning quarter"),
+    _f("sku", S, True, "the sku (kind sku), or plan B's sku of the row (plan A's when B does not serve it)"),
+    _f("workload", S, True, "workload (kind workload)"),
+    _f("role", S, True, "`prefill` or `decode` (kind workload)"),
+    _f("gpus_a", I, False, "GPUs in plan A (0 when absent)"),
+    _f("gpus_b", I, False, "GPUs in plan B (0 when absent)"),
+    _f("gpus_delta", I, False, "gpus_b - gpus_a"),
+    _f("cost_usd_per_hour_a", F, False, "USD per hour in plan A"),
+    _f("cost_usd_per_hour_b", F, False, "USD per hour in plan B"),
+    _f("cost_delta_usd_per_hour", F, False, "cost_usd_per_hour_b - cost_usd_per_hour_a"),
+    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (`-`: not served) (kind workload)"),
+    _f("allocation_b", S, True, "plan B's allocation (kind workload)"),
+    _f("reasons", S, True, "input changes that explain it: demand, slo, price, inventory, budget, "
+       "`price (another sku)`, `inventory (another sku)` or `other` (kind workload)"),
+])
+
+SIMULATE = pa.schema([
+    _f("quarter", S, False, "planning quarter"),
+    _f("workload", S, False, "workload"),
+    _f("requests", I, False, "requests counted (the first and last 5% by arrival left out)"),
+    _f("ttft_mean_s", F, True, "simulated mean TTFT, seconds (prefill wait + compute + overhead_s)"),
+    _f("ttft_p50_s", F, True, "simulated median TTFT, seconds"),
+    _f("ttft_p90_s", F, True, "simulated 90th percentile TTFT, seconds"),
+    _f("ttft_p99_s", F, True, "simulated 99th percentile TTFT, seconds"),
+    _f("tpot_mean_ms", F, True, "simulated mean over requests of (finish - first token) / (output tokens - 1), ms"),
+    _f("tpot_p90_ms", F, True, "90th percentile of that per-request TPOT, ms"),
+    _f("decode_batch_mean", F, True, "time-averaged decode batch while an instance steps"),
+    _f("slo_met", B, False, "both SLO statistics (ttft_checked, tpot_checked) within the SLOs"),
+    _f("arrivals", S, False, "`poisson N requests` or `trace FILE xS speed` (the trace's clock scaled by S)"),
+    _f("demand_rps", F, False, "requests per second simulated (the plan's demand x --demand-scale)"),
+    _f("prefill_instances", I, False, "prefill instances of the plan"),
+    _f("decode_instances", I, False, "decode instances of the plan"),
+    _f("prefill_policy", S, False, "`rr` (per-instance queues) or `least_work` (one pooled queue, queue mmc)"),
+    _f("predicted_ttft_s", F, True, "the plan's predicted TTFT statistic at the planned demand, seconds"),
+    _f("predicted_tpot_ms", F, True, "the plan's predicted TPOT at the planned demand, ms"),
+    _f("slo_ttft_s", F, False, "TTFT SLO, seconds"),
+    _f("slo_tpot_ms", F, False, "TPOT SLO, ms"),
+    _f("ttft_checked", S, False, "the simulated column compared with the TTFT SLO"),
+    _f("tpot_checked", S, False, "the simulated column compared with the TPOT SLO"),
+    _f("ttft_met", B, False, "ttft_checked <= slo_ttft_s"),
+    _f("tpot_met", B, False, "tpot_checked <= slo_tpot_ms"),
+    _f("ttft_attainment", F, True, "share of counted requests with TTFT <= slo_ttft_s"),
+    _f("tpot_attainment", F, True, "share with TPOT <= slo_tpot_ms (one-token requests count as met)"),
+    _f("slo_attainment", F, True, "share meeting both SLOs"),
+    _f("prefill_utilization", F, True, "prefill compute time / (instances x arrival span)"),
+    _f("decode_wait_mean_s", F, True, "mean wait from KV ready to joining a decode batch, seconds"),
+])
+
+SCHEMAS = {"plan": PLAN, "fleet": FLEET, "diff": DIFF, "simulate": SIMULATE}
+# With --scenarios or --demand-scale, plan and fleet files start with this column (the rest unchanged).
+SCENARIO = _f("scenario", S, False, "scenario name (optimize --scenarios FILE or --demand-scale X)")
+
+
+class SchemaError(Exception):
+    pass
+
+
+def to_table(frame: pd.DataFrame, name: str) -> pa.Table:
+    """The frame as an Arrow table of the declared schema `name` (column order, types; NaN -> null).
+    Raises SchemaError when the columns differ from the declaration or a non-nullable column has a null."""
+    schema = SCHEMAS[name]
+    if "scenario" in frame.columns and name in ("plan", "fleet"):
+        schema = pa.schema([SCENARIO, *schema])
+    want, have = schema.names, list(frame.columns)
+    if sorted(want) != sorted(have):
+        extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+        raise SchemaError(f"{name}.parquet columns differ from pdfleet/output/schema.py (extra {extra}, missing "
+                          f"{missing}): declare them there and bump SCHEMA_VERSION")
+    table = pa.Table.from_pandas(frame[want], schema=schema, preserve_index=False)
+    for field in schema:
+        if not field.nullable and table[field.name].null_count:
+            raise SchemaError(f"{name}.parquet column {field.name} is declared non-null but has "
+                              f"{table[field.name].null_count} nulls")
+    return table.replace_schema_metadata({"pdfleet.table": name, "pdfleet.schema_version": SCHEMA_VERSION})
+
+
+def fingerprint(schema: pa.Schema) -> str:
+    """sha256 over each column's name, type, nullability, in order (docs excluded)."""
+    text = "\n".join(f"{f.name}:{f.type}:{f.nullable}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def markdown() -> str:
+    """docs/outputs.md: a line per column of every file."""
+    lines = ["# pdfleet outputs", "",
+             f"Schema version {SCHEMA_VERSION} (`schema_version` in manifest.json). Generated from "
+             "`pdfleet/output/schema.py` by `python -m pdfleet.output.schema > docs/outputs.md`.", "",
+             "Every parquet file carries this schema exactly: column order, Arrow types, nullability. Data files "
+             "hold no run id or timestamp (those are in manifest.json), so the same input gives byte-identical "
+             "files. `--partition-by quarter` writes `plan/quarter=Q/part-0.parquet` and "
+             "`fleet/quarter=Q/part-0.parquet` (Hive layout: the quarter lives in the folder name, not in the file). "
+             "diff.parquet is written by `pdfleet diff PLAN_A PLAN_B -o diff.parquet`. With `optimize --scenarios "
+             "FILE` or `--demand-scale X`, plan and fleet files start with a `scenario` column (string, not null; "
+             "`--partition-by scenario` makes it the folder level) and manifest.json holds each scenario's cost, "
+             "bound, gap, limits and timings under `scenarios`.",
+             ""]
+    for name, schema in SCHEMAS.items():
+        lines += [f"## {name}.parquet", "", "| column | type | null | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {f.metadata[b'doc'].decode()} |"
+                  for f in schema]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
