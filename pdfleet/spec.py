@@ -7,6 +7,7 @@ whose message is one line naming the YAML path and the fix.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -34,9 +35,14 @@ class SpecError(Exception):
     """A fleet.yaml problem: `path` is the dotted YAML path, the message says what to change."""
 
     def __init__(self, path: str, message: str):
-        self.path = path
-        self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        # one line, whatever a name or value in it holds (a YAML key may contain a line break)
+        self.path = _one_line(path)
+        self.message = _one_line(message)
+        super().__init__(f"{self.path}: {self.message}" if self.path else self.message)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class Strict(BaseModel):
@@ -694,7 +700,8 @@ def _within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
 
 
-def _field_names() -> set[str]:
+@functools.cache
+def _field_names() -> frozenset[str]:
     """Every key a fleet.yaml may hold at some level (the fields of the models above)."""
     names, todo = set(), [Fleet]
     while todo:
@@ -702,7 +709,7 @@ def _field_names() -> set[str]:
         for key, info in model.model_fields.items():
             names.add(key)
             todo += [t for t in _types_in(info.annotation) if t not in todo]
-    return names
+    return frozenset(names)
 
 
 def _types_in(annotation) -> list[type]:
@@ -718,7 +725,7 @@ def _unknown_key(key) -> str:
 
     close = difflib.get_close_matches(str(key), sorted(_field_names()), n=1, cutoff=0.75)
     guess = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown key '{key}'{guess} (remove it or fix its spelling; pdfleet schema lists every key)"
+    return f"unknown key {str(key)!r}{guess} (remove it or fix its spelling; pdfleet schema lists every key)"
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
