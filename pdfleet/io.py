@@ -79,6 +79,10 @@ def write_outputs(out_dir: str | Path, plan: pd.DataFrame, fleet: pd.DataFrame, 
 
 
 def _replaceable(folder: Path) -> bool:
+    """True where the folder may be swapped whole: absent or holding only pdfleet's files, in a folder where a
+    temporary sibling can be made (a writable plan folder in a read-only one is written file by file)."""
+    if not os.access(folder.parent, os.W_OK | os.X_OK):
+        return False
     if not folder.exists() and not folder.is_symlink():
         return True
     return folder.is_dir() and not folder.is_symlink() and all(p.name in OWN_FILES for p in folder.iterdir())

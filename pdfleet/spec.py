@@ -673,7 +673,7 @@ def _read_profile_file(path: Path, where: str) -> list:
     return items
 
 
-MAX_PROBLEMS = 5  # a validation error lists this many problems, in file order, on one `; `-separated line
+MAX_PROBLEMS = 5  # a validation error lists this many problems (in the models' field order) on one `; `-separated line
 
 
 def _one_per_field(errors: list[dict]) -> list[dict]:
@@ -703,12 +703,14 @@ def _within(path: str, parent: str) -> bool:
 @functools.cache
 def _field_names() -> frozenset[str]:
     """Every key a fleet.yaml may hold at some level (the fields of the models above)."""
-    names, todo = set(), [Fleet]
+    names, seen, todo = set(), {Fleet}, [Fleet]
     while todo:
         model = todo.pop()
         for key, info in model.model_fields.items():
             names.add(key)
-            todo += [t for t in _types_in(info.annotation) if t not in todo]
+            new = [t for t in _types_in(info.annotation) if t not in seen]
+            seen.update(new)
+            todo += new
     return frozenset(names)
 
 
