@@ -56,7 +56,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+@click.argument("fleet_yaml", type=click.Path())  # a directory: one `error:` line from spec.load
 def validate(fleet_yaml: str) -> None:
     """Check FLEET_YAML: types, ranges, unknown keys and references. Exit 0 if valid, 2 if not.
 
@@ -77,8 +77,8 @@ def schema() -> None:
 
 
 @main.command()
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.argument("fleet_yaml", type=click.Path())  # a directory: one `error:` line from spec.load
+@click.option("-o", "--out", "out_dir", type=click.Path(), default=None,
               help="Output folder for plan.parquet, fleet.parquet, manifest.json [default: plans/<fleet name>].")
 @click.option("--solver", type=click.Choice(["auto", "exact", "lagrangian", "evolution", "milp"]), default="auto",
               show_default=True,
@@ -138,6 +138,8 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     if then_simulate and scen is not None:
         _fail("--simulate checks one plan: drop --scenarios/--demand-scale, or run `pdfleet simulate PLAN_DIR "
               "--demand-scale X` on the plan")
+    out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
+    _check_writable(out)
     loaded = time.perf_counter()
     from rich.console import Console
 
@@ -162,7 +164,6 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
         except spec.SpecError as exc:
             _fail(str(exc))
     plan_df, fleet_df, manifest, serves = tables
-    out = Path(out_dir) if out_dir else Path("plans") / Path(fleet_yaml).stem
     manifest.setdefault("timings_s", {})["load_s"] = loaded - start
     manifest["timings_s"]["total_s"] = time.perf_counter() - start
     try:
@@ -196,6 +197,22 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     missed = _simulate_and_report(f, plan_df, out / "simulate.parquet", quiet or as_json) if then_simulate else False
     if not serves or missed:
         sys.exit(3)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output folder that cannot be made before planning (a large fleet plans for minutes): its
+    nearest existing ancestor must be a writable directory, and `out` itself a directory if it exists."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        _fail(f"cannot write the plan to {out}: it is not a folder; give -o a folder")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        _fail(f"cannot write the plan to {out}: {parent} is not a folder; give -o a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"cannot write the plan to {out}: {parent} is not writable; give -o a folder you can write")
 
 
 def _simulate_and_report(fleet, plan, path: Path, quiet: bool, options=None) -> bool:

@@ -7,6 +7,7 @@ whose message is one line naming the YAML path and the fix.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -34,9 +35,14 @@ class SpecError(Exception):
     """A fleet.yaml problem: `path` is the dotted YAML path, the message says what to change."""
 
     def __init__(self, path: str, message: str):
-        self.path = path
-        self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        # one line, whatever a name or value in it holds (a YAML key may contain a line break)
+        self.path = _one_line(path)
+        self.message = _one_line(message)
+        super().__init__(f"{self.path}: {self.message}" if self.path else self.message)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class Strict(BaseModel):
@@ -245,6 +251,8 @@ class Profile(Strict):
 
 Quantile = Annotated[float, Field(gt=0, lt=1)]
 QueueModel = Literal["mm1", "mg1", "mmc"]
+TPOT_MS_MIN = 1.0  # slo.tpot_ms below this is a unit slip (seconds written for milliseconds)
+TTFT_S_MAX = 1000.0  # slo.ttft_s above this is a unit slip (milliseconds written for seconds)
 Z90 = 1.2815515655446004  # standard normal quantile at 0.9
 Z99 = 2.3263478740408408  # at 0.99
 
@@ -256,6 +264,26 @@ class Slo(Strict):
     # None: the paper's TPOT at the mean decode batch (table). "mean" or a quantile: per-request TPOT at the
     # live batch under Poisson arrivals (pdfleet.perf.live_decode).
     tpot_quantile: Quantile | Literal["mean"] | None = None
+
+    @field_validator("tpot_ms")
+    @classmethod
+    def _tpot_in_ms(cls, v: float) -> float:
+        # Unit slip: 0.04 is 40 ms written in seconds. Measured decode steps take milliseconds (the paper's
+        # DeepSeek-V3 on 8 x H200: 12.8 ms at batch 10), so an SLO under 1 ms per token cannot be met.
+        if v < TPOT_MS_MIN:
+            raise ValueError(f"{v:g} ms per token is faster than any GPU decodes (the SLO must be >= "
+                             f"{TPOT_MS_MIN:g} ms); tpot_ms is in milliseconds: {v * 1000:g}?")
+        return v
+
+    @field_validator("ttft_s")
+    @classmethod
+    def _ttft_in_s(cls, v: float) -> float:
+        # Unit slip: 2000 is 2 s written in milliseconds; a first-token budget of over 16 minutes is not a
+        # latency SLO.
+        if v > TTFT_S_MAX:
+            raise ValueError(f"{v:g} s looks like milliseconds (the SLO must be <= {TTFT_S_MAX:g} s); "
+                             f"ttft_s is in seconds: {v / 1000:g}?")
+        return v
 
 
 class Lengths(Strict):
@@ -424,6 +452,7 @@ def _check_references(fleet: Fleet) -> None:
                 if sku not in fleet.skus:
                     raise SpecError(f"workloads.{name}.deploy.{role}.sku",
                                     f"unknown sku '{sku}'; {known('skus', fleet.skus)}")
+    _check_ttft_fits_prefill(fleet)
     quarters = fleet.planning.quarters
     if fleet.planning.budget_usd_per_hour is not None:
         per_quarter(fleet.planning.budget_usd_per_hour, quarters, "planning.budget_usd_per_hour")
@@ -441,6 +470,42 @@ def _check_references(fleet: Fleet) -> None:
                                     f"raise inventory or lower owned")
 
 
+def _prefill_s(table: PrefillTable, length: float) -> float:
+    """Seconds one instance takes to prefill one prompt of `length` tokens: length / TPmax(length), TPmax read
+    linearly between measured lengths and held at the ends (as pdfleet.perf.table.interp)."""
+    xs, ys = table.points()
+    if length <= xs[0]:
+        return length / ys[0]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if length <= x1:
+            return length / (y0 + (y1 - y0) * (length - x0) / (x1 - x0))
+    return length / ys[-1]
+
+
+def _check_ttft_fits_prefill(fleet: Fleet) -> None:
+    """A mean TTFT SLO below overhead + one prompt's prefill time on the fastest measured profile cannot be met
+    by any number of instances (every queue model's mean TTFT is the wait plus that service time). Checked
+    only with planning.roofline off (a predicted sku or TP might be faster) and for mean-TTFT SLOs (an M/M/1
+    quantile of the exponential sojourn can sit below one service time)."""
+    if fleet.planning.roofline:
+        return
+    for name, w in fleet.workloads.items():
+        q = w.slo.ttft_quantile if w.slo.ttft_quantile is not None else fleet.planning.ttft_quantile
+        if q != "mean" or w.input_tokens is None:
+            continue
+        times = [(_prefill_s(p.prefill, w.input_mean), p) for p in fleet.profiles
+                 if p.model == w.model and p.prefill is not None and p.origin == "profile"]
+        if not times:
+            continue
+        fastest, p = min(times, key=lambda t: t[0])
+        if w.overhead_s + fastest >= w.slo.ttft_s:
+            raise SpecError(f"workloads.{name}.slo.ttft_s",
+                            f"{w.slo.ttft_s:g} s is below overhead_s + the prefill of one {w.input_mean:g}-token "
+                            f"prompt on the fastest measured profile ({p.sku} x {p.gpus_per_instance}: "
+                            f"{w.overhead_s + fastest:.3g} s), so no fleet meets it; raise ttft_s, shorten the "
+                            f"prompt, or add a faster profile")
+
+
 # ---------------------------------------------------------------- loading with one-line errors
 
 
@@ -450,7 +515,7 @@ def _check_references(fleet: Fleet) -> None:
 _UNION_FIELDS = {"rate_rps", "tokens_per_minute", "inventory", "max_tokens_per_s", "ttft_quantile",
                  "tpot_quantile", "input_tokens", "output_tokens",
                  "owned", "rent_max", "buy_max", "budget_usd_per_hour", "min_instances"}
-_BRANCH = re.compile(r"^(int|float|str|bool|constrained-\w+|\w+\[.*\]|MinInstances|Lengths)$")
+_BRANCH = re.compile(r"^(int|float|str|bool|constrained-\w+|[\w-]+\[.*\]|MinInstances|Lengths)$")
 
 
 def _path(loc) -> str:
@@ -472,7 +537,7 @@ def _hint(err: dict) -> str:
     if kind == "missing":
         return "required field is missing; add it"
     if kind == "extra_forbidden":
-        return "unknown key; remove it or check its spelling (pdfleet schema lists every key)"
+        return _unknown_key(err["loc"][-1])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return f"{msg}{shown}"
@@ -491,14 +556,12 @@ def from_dict(data, base_dir: str | Path = ".") -> Fleet:
     try:
         fleet = Fleet.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        # A union (number | per-quarter map) reports one error per branch; show the most specific.
-        same = _same_field(errors)
-        # ...preferring a branch whose type matched (a bad {mean, cv} beats "should be an integer")
-        matched = [e for e in errors if not e["type"].endswith("_type")] or errors
-        first = max(matched, key=lambda e: len(e["loc"])) if same else errors[0]
-        more = "" if same else f" [and {len(errors) - 1} more problem(s)]"
-        raise SpecError(_origin(_path(first["loc"]), origins), _hint(first) + more) from None
+        problems = [(_origin(_path(e["loc"]), origins), _hint(e)) for e in _one_per_field(exc.errors())]
+        shown = problems[:MAX_PROBLEMS]
+        message = "; ".join([shown[0][1]] + [f"{p}: {m}" for p, m in shown[1:]])
+        if len(problems) > MAX_PROBLEMS:
+            message += f"; and {len(problems) - MAX_PROBLEMS} more problem(s)"
+        raise SpecError(shown[0][0], message) from None
     try:
         _check_references(fleet)
     except SpecError as exc:
@@ -654,9 +717,61 @@ def _read_profile_file(path: Path, where: str) -> list:
     return items
 
 
-def _same_field(errors: list[dict]) -> bool:
-    paths = {_path(e["loc"]) for e in errors}
-    return len(paths) == 1 or all(p.startswith(min(paths, key=len)) for p in paths)
+MAX_PROBLEMS = 5  # a validation error lists this many problems (in the models' field order) on one `; `-separated line
+
+
+def _one_per_field(errors: list[dict]) -> list[dict]:
+    """One error per YAML field. A union (number | per-quarter map, count | {mean, cv}) reports one error per
+    branch under the same field; keep the most specific, preferring a branch whose type matched (a bad
+    {mean, cv} beats "should be an integer")."""
+    groups: list[tuple[str, list[dict]]] = []
+    for e in errors:
+        p = _path(e["loc"])
+        for key, members in groups:
+            if _within(p, key) or _within(key, p):
+                members.append(e)
+                break
+        else:
+            groups.append((p, [e]))
+    best = []
+    for _, members in groups:
+        matched = [e for e in members if not e["type"].endswith("_type")] or members
+        best.append(max(matched, key=lambda e: len(e["loc"])))
+    return best
+
+
+def _within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent + ".") or path.startswith(parent + "[")
+
+
+@functools.cache
+def _field_names() -> frozenset[str]:
+    """Every key a fleet.yaml may hold at some level (the fields of the models above)."""
+    names, seen, todo = set(), {Fleet}, [Fleet]
+    while todo:
+        model = todo.pop()
+        for key, info in model.model_fields.items():
+            names.add(key)
+            new = [t for t in _types_in(info.annotation) if t not in seen]
+            seen.update(new)
+            todo += new
+    return frozenset(names)
+
+
+def _types_in(annotation) -> list[type]:
+    """Strict models mentioned anywhere in a type annotation (inside unions, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, Strict):
+        return [annotation]
+    return [t for arg in getattr(annotation, "__args__", ()) for t in _types_in(arg)]
+
+
+def _unknown_key(key) -> str:
+    """The hint for a key no model has: name it and, when one is close, the key it probably meant."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), sorted(_field_names()), n=1, cutoff=0.75)
+    guess = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key {str(key)!r}{guess} (remove it or fix its spelling; pdfleet schema lists every key)"
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
@@ -703,9 +818,17 @@ def load(path: str | Path) -> Fleet:
 
 def json_schema() -> dict:
     """JSON Schema of fleet.yaml, including the catalog-name list form of skus and models."""
+    from pdfleet import catalog
+
     schema = Fleet.model_json_schema()
-    for section in ("skus", "models"):
+    for section, entries in (("skus", catalog.load_skus()), ("models", catalog.load_models())):
         mapping = schema["properties"][section]
+        # A catalog name maps to overrides of its catalog fields (or to nothing): no field is required there.
+        name = mapping["additionalProperties"]["$ref"].rsplit("/", 1)[-1]
+        override = {k: v for k, v in schema["$defs"][name].items() if k != "required"}
+        schema["$defs"][f"{name}Override"] = {**override, "title": f"{name} (catalog entry: fields override it)"}
+        entry = {"anyOf": [{"$ref": f"#/$defs/{name}Override"}, {"type": "null"}]}
+        mapping["properties"] = {n: entry for n in sorted(entries)}
         names = {"type": "array", "items": {"type": "string"}, "description": "names of catalog entries"}
         schema["properties"][section] = {"anyOf": [mapping, names], "title": mapping.get("title", section)}
     # workloads may all come from workloads_file (a table): one of the two is required

@@ -56,25 +56,31 @@ PLAIN = ("arrival_s", "input_tokens", "output_tokens")
 def read(path: str | Path) -> Trace:
     """Read one trace file; TraceError when it is missing, empty or of no known format."""
     path = Path(path)
+    if path.is_dir():
+        raise TraceError(f"{path} is a directory; name a trace file")
     if not path.is_file():
         raise TraceError(f"no file {path}")
-    with open(path, "rb") as f:
-        head = f.read(1).lstrip()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1).lstrip()
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from None
     table = _read_json(path) if head == b"{" else _read_csv(path)
     cols = set(table.column_names)
     if set(AZURE) <= cols:
-        t, inp, out = (table.column(c) for c in AZURE)
-        ts = _wall_clock_s(t, path.name)
+        names = AZURE
+        ts = _wall_clock_s(table.column(AZURE[0]), path.name)
     elif set(MOONCAKE) <= cols:
-        t, inp, out = (table.column(c) for c in MOONCAKE)
-        ts = np.asarray(t.cast("float64"), np.float64) * 1e-3
+        names = MOONCAKE
+        ts = _numbers(table, MOONCAKE[0], path.name) * 1e-3
     elif set(PLAIN) <= cols:
-        t, inp, out = (table.column(c) for c in PLAIN)
-        ts = np.asarray(t.cast("float64"), np.float64)
+        names = PLAIN
+        ts = _numbers(table, PLAIN[0], path.name)
     else:
         raise TraceError(f"{path.name}: columns {sorted(cols)} are none of Azure {AZURE}, Mooncake "
                          f"{MOONCAKE} or plain {PLAIN}")
-    return _tidy(ts, _ints(inp), _ints(out), path.name)
+    inp, out = (_numbers(table, c, path.name).round().astype(np.int64) for c in names[1:])
+    return _tidy(ts, inp, out, path.name)
 
 
 def _read_csv(path: Path):
@@ -107,8 +113,22 @@ def _wall_clock_s(column, name: str) -> np.ndarray:
     return (stamps - pd.Timestamp(0)).dt.total_seconds().to_numpy(np.float64)
 
 
-def _ints(column) -> np.ndarray:
-    return np.asarray(column.cast("float64").fill_null(0.0), np.float64).round().astype(np.int64)
+def _numbers(table, name: str, file_name: str) -> np.ndarray:
+    """A column as float64 (an empty cell is 0, a row the planner then drops); a cell that is not a number is a
+    TraceError naming its row and column (a text column would otherwise fail deep inside pyarrow's cast)."""
+    import pyarrow as pa
+
+    column = table.column(name)
+    try:
+        return np.asarray(column.cast("float64").fill_null(0.0), np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import pandas as pd
+
+        cells = column.to_pandas()
+        bad = cells.notna() & pd.to_numeric(cells, errors="coerce").isna()
+        row = int(np.argmax(bad.to_numpy()))
+        raise TraceError(f"{file_name}: data row {row + 1}, column {name}: {cells.iloc[row]!r} is not a number; "
+                         f"give {name} as a number in every row") from None
 
 
 def _tidy(ts: np.ndarray, inp: np.ndarray, out: np.ndarray, name: str) -> Trace:
