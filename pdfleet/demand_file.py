@@ -51,6 +51,9 @@ def _read(path: Path, where: str):
         return pd.read_parquet(path)
     except FileNotFoundError:
         raise SpecError(where, f"no file {path}; paths are relative to the fleet.yaml") from None
+    except pd.errors.EmptyDataError:
+        raise SpecError(where, f"{path.name} is empty; give a header line (workload, model, ...) and a row per "
+                        "workload") from None
     except Exception as exc:  # noqa: BLE001 (pandas/pyarrow parser errors have many types)
         raise SpecError(where, f"cannot read {path}: {' '.join(str(exc).split())[:300]}") from None
 
