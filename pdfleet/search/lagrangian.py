@@ -52,8 +52,14 @@ POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are 
 
 def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_every: int = 10,
           progress: Callable[[int, int, float], None] | None = None, prices=None,
-          polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0) -> Result:
+          polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0, prune: bool = True) -> Result:
+    """The ascent of the module docstring on `problem` after exact dominance pruning (search/prune.py;
+    prune=False skips it); the plan returned is costed on the unpruned problem."""
+    from pdfleet.search import prune as pruning
+
     t0 = time.perf_counter()
+    full = problem
+    problem = pruning.prune(problem) if prune else problem
     econ = problem.economics
     supply_max = max_usage(problem)
     prices = start_prices(problem) if prices is None else np.asarray(prices, np.float64)
@@ -99,6 +105,8 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         plan = trial
     if gap(plan.objective_usd, best_bound.value_usd) > tol:
         plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_seconds)
+    if prune:
+        plan = fleet.evaluate(full, plan.pair_c, plan.pair_d)
     return Result(plan, best_bound.value_usd, best_bound.prices, it, time.perf_counter() - t0)
 
 
