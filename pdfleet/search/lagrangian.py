@@ -53,6 +53,7 @@ def gap(cost: float, bound: float) -> float:
 
 
 POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are solved by HiGHS
+COLGEN_MAX_PAIRS = 2_000_000  # column generation only below this many (pruned) pair variables
 FILL_PAIRS = 1_000  # pair variables of least reduced cost the polish adds (more made HiGHS time out at 1,000 rows)
 
 
@@ -61,8 +62,8 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
           polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0, prune: bool = True,
           colgen_rounds: int = 6, eta: float | None = None) -> Result:
     """The ascent of the module docstring on `problem` after exact dominance pruning (search/prune.py;
-    prune=False skips it), started from column-generation prices (search/colgen.py; colgen_rounds=0
-    starts from `prices` or the cheapest source prices); the plan returned is costed on the unpruned
+    prune=False skips it), started from column-generation prices (search/colgen.py; colgen_rounds=0, or
+    more than COLGEN_MAX_PAIRS pair variables, starts from `prices` or the cheapest source prices); the plan returned is costed on the unpruned
     problem. eta: the first step scale relative to a typical price (default 1, or 0.1 from column-generation
     prices, which are near the dual optimum: measured on gen_fleet 20,000 rows, 50 steps at scale 1 from
     them never raised the bound)."""
@@ -77,6 +78,8 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
     prices = start_prices(problem) if prices is None else np.asarray(prices, np.float64)
     top = price_ceiling(problem)
     unit = float(np.median(prices[prices > 0])) if (prices > 0).any() else 1.0
+    if colgen_rounds > 0 and int(np.isfinite(problem.options.pre_n).sum()) > COLGEN_MAX_PAIRS:
+        colgen_rounds = 0  # its LPs would take longer than the ascent (gen_fleet 100,000 rows: 544 s in all)
     if colgen_rounds > 0:
         start = colgen.prices(problem, prices, rounds=colgen_rounds, supply_max=supply_max)
         seen = None
