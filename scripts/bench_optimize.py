@@ -6,6 +6,8 @@ For each size (workload-quarter rows): generate the fleet in memory, validate it
 once (capacities + fleet problem; its time is reported), then run each solver on the same fleet problem
 inside jax.enable_x64(True): exact, lagrangian and evolution through search.solve.run, milp (HiGHS,
 with the time limit) through search.milp.solve so that its optimality flag and dual bound are read.
+milp.solve and lagrangian first drop dominated candidates (search/prune.py: exact, same optimum); the
+header line per size gives the pair variables before and after.
 milp runs in a spawned process (HiGHS out of memory then ends that process, not the benchmark); it is
 skipped above --milp-max-rows and evolution above --evolution-max-rows (said in the table).
 
@@ -87,7 +89,7 @@ def run_size(rows: int, args, log) -> dict:
     import jax
 
     from pdfleet import optimize, spec
-    from pdfleet.search import lagrangian, milp, solve
+    from pdfleet.search import lagrangian, milp, prune, solve
 
     t0 = time.perf_counter()
     doc = gen_fleet.generate(rows, args.seed, args.quarters)
@@ -100,8 +102,9 @@ def run_size(rows: int, args, log) -> dict:
     q, w, cp, cd = fp.shape
     hours = fp.economics.hours * q
     pairs = milp.size(fp)
+    kept = milp.size(prune.prune(fp))
     log(f"# rows={w * q} workloads={w} quarters={q} candidates/role<={cp}x{cd} feasible pairs={pairs} "
-        f"profiles={len(fleet.profiles)}")
+        f"(after dominance pruning {kept}) profiles={len(fleet.profiles)}")
     log(f"# generate {t1 - t0:.2f} s, validate {t2 - t1:.2f} s, prepare {t3 - t2:.2f} s "
         + ", ".join(f"{k} {v:.2f}" for k, v in prep.timings.items()))
     out = {"rows": w * q, "workloads": w, "prepare_s": t3 - t2, "solvers": {}, "fp": fp, "fleet": fleet}

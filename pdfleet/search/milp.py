@@ -39,8 +39,20 @@ def size(problem: FleetProblem) -> int:
     return int(np.isfinite(o.pre_n + o.dec_n[:, :, None, :]).sum())
 
 
-def solve(problem: FleetProblem, time_limit: float | None = None) -> Result:
-    t0 = time.perf_counter()
+class Program(NamedTuple):
+    """The integer program of the module docstring: min cost . v, lo <= a v <= hi, 0 <= v <= upper."""
+
+    cost: np.ndarray
+    a: sp.csr_matrix
+    lo: np.ndarray
+    hi: np.ndarray
+    upper: np.ndarray
+    integrality: np.ndarray
+    pairs: tuple  # (qx, wx, cx, dx) of the pair variables x, which come first
+    cells: slice  # rows of the usage constraints, one per (sku, quarter) cell in sku-major order
+
+
+def program(problem: FleetProblem) -> Program:
     o, econ = problem.options, problem.economics
     nq, nw, cp, cd = o.pre_n.shape
     ns = len(problem.skus)
@@ -94,6 +106,7 @@ def solve(problem: FleetProblem, time_limit: float | None = None) -> Result:
         np.ones(nx + nq * nw), np.ones(nq * nw), np.ones(nq * nw))
     # usage - ou - r <= 0 per cell
     n = ns * nq
+    cells = slice(row, row + n)
     cell_p = o.pre_sku[wx, cx] * nq + qx
     cell_d = o.dec_sku[wx, dx] * nq + qx
     add(np.concatenate([cell_p, cell_d, np.arange(n), np.arange(n)]),
@@ -125,11 +138,27 @@ def solve(problem: FleetProblem, time_limit: float | None = None) -> Result:
     a = sp.csr_matrix((v, (r, c)), shape=(row, cols))
     integrality = np.ones(cols)
     integrality[zp0:p0] = 0  # switch indicators are integral at any vertex once x is
+    return Program(cost, a, np.concatenate(lo), np.concatenate(hi), upper, integrality, (qx, wx, cx, dx), cells)
+
+
+def solve(problem: FleetProblem, time_limit: float | None = None, prune: bool = True) -> Result:
+    """HiGHS on the program of `problem`, after exact dominance pruning (search/prune.py: the optimum is
+    unchanged, the program has about a quarter of the pair variables on generated fleets) unless
+    prune=False. The plan is costed on the unpruned problem."""
+    from pdfleet.search import prune as pruning
+
+    t0 = time.perf_counter()
+    o = problem.options
+    nq, nw = o.pre_n.shape[:2]
+    prog = program(pruning.prune(problem) if prune else problem)
+    qx, wx, cx, dx = prog.pairs
+    nx = len(qx)
+    x0 = 0
     options = {"presolve": True, "mip_rel_gap": 1e-9}
     if time_limit:
         options["time_limit"] = float(time_limit)
-    res = milp(cost, constraints=LinearConstraint(a, np.concatenate(lo), np.concatenate(hi)),
-               bounds=Bounds(np.zeros(cols), upper), integrality=integrality, options=options)
+    res = milp(prog.cost, constraints=LinearConstraint(prog.a, prog.lo, prog.hi),
+               bounds=Bounds(np.zeros(len(prog.cost)), prog.upper), integrality=prog.integrality, options=options)
     seconds = time.perf_counter() - t0
     if res.x is None:
         empty = fleet.FleetPlan(np.full((nq, nw), -1), np.full((nq, nw), -1), np.full((nq, nw), "", object), None,

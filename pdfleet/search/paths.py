@@ -179,24 +179,29 @@ def solve_paths(problem, prices, chunk: int = 8192, mask=None):
 
 
 RELATIVE_SLACK = 1e-6
-_DEVICE: dict = {}  # (id of the problem's pre_n, lo, hi) -> device inputs in float64 and float32
+_DEVICE: list = []  # [(the problem's pre_n, {(lo, hi, width, dtype): device inputs in float64 and float32})]
+_DEVICE_PROBLEMS = 2  # a solver searches its pruned problem (search/prune.py) and costs on the full one
 
 
 def _device_inputs(problem, lo: int, hi: int, width: int):
     """The path inputs of workloads [lo, hi), padded to width, on the device in float64 and float32;
-    kept for the last problem seen, since every solver step searches the same arrays again."""
+    kept for the last two problems seen, since every solver step searches the same arrays again."""
     owner = problem.options.pre_n
-    if _DEVICE.get("owner") is not owner:  # identity, not id(): the cache holds the array alive
-        _DEVICE.clear()
-        _DEVICE["owner"] = owner
+    found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)  # identity: the cache holds it
+    if found is None:
+        _DEVICE.insert(0, (owner, {}))
+        del _DEVICE[_DEVICE_PROBLEMS:]
+    else:
+        _DEVICE.insert(0, _DEVICE.pop(found))
+    cache = _DEVICE[0][1]
     key = (lo, hi, width, jnp.asarray(1.0).dtype.name)  # float64 arrays exist only under x64
-    if key not in _DEVICE:
+    if key not in cache:
         x = _pad_workloads(inputs(problem, lo, hi), width)
         x64 = PathInputs(*(jnp.asarray(a) for a in x))
         x32 = PathInputs(*(jnp.asarray(a, jnp.float32) if np.asarray(a).dtype == np.float64 else jnp.asarray(a)
                            for a in x))
-        _DEVICE[key] = (x64, x32)
-    return _DEVICE[key]
+        cache[key] = (x64, x32)
+    return cache[key]
 
 
 def device_inputs(problem) -> PathInputs:
