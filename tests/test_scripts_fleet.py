@@ -84,3 +84,15 @@ def test_bench_optimize_runs_end_to_end():
     for solver in ("exact", "lagrangian", "milp"):
         assert re.search(rf"^\s+{ROWS} {solver}\s+[0-9.]+\s+[0-9.]+", out.stdout, re.M), solver
     assert "end-to-end optimize.run(solver=auto)" in out.stdout
+
+
+def test_bench_scale_prints_stages_and_result():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scale.py"), "--rows", "400"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    m = re.fullmatch(r"RESULT rows=400 seconds=([0-9.]+) peak_rss_gib=([0-9.]+)", lines[-1])
+    assert m, lines[-1]
+    assert 0 < float(m.group(2)) < 24
+    for stage in ("generate", "validate", "capacity", "search", "tables"):
+        assert re.search(rf"^{stage}\s+[0-9.]+\s+[0-9.]+$", out.stdout, re.M), stage
