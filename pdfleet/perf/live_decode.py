@@ -18,12 +18,11 @@ m), and its quantile the Cornish-Fisher correction m + z sqrt(m) + (z^2 - 1) / 6
 percent of the exact sums from m ~ 5 up, and at smaller m the TPOT is near the table's first point anyway.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from pdfleet.perf import decode
+from pdfleet.perf import decode, queueing
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(24)  # probabilists' Hermite: weight exp(-x^2/2)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -63,15 +62,8 @@ def tpot_stat_ms(m, quantile, table_batch, table_tpot):
 
 
 def _largest(fits, hi):
-    """Largest m in [0, hi] with fits(m) (fits holds at 0 and fails beyond some point), by bisection."""
-    def step(_, bracket):
-        lo, up = bracket
-        mid = (lo + up) / 2
-        ok = fits(mid)
-        return jnp.where(ok, mid, lo), jnp.where(ok, up, mid)
-
-    lo, _ = jax.lax.fori_loop(0, _BISECT, step, (jnp.zeros_like(hi), hi))
-    return lo
+    """Largest m in [0, hi] with fits(m) (fits holds at 0 and fails beyond some point)."""
+    return queueing.largest_true(fits, jnp.zeros_like(hi), hi, _BISECT)
 
 
 def capacity_tokens_per_s(slo_ms, quantile, table_batch, table_tpot, batch_limit):

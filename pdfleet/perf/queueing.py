@@ -10,7 +10,9 @@ L_in: TP_prefill = TPmax - L_in / (TTFT - T_overhead). Infeasible when k / T >= 
 k service times): capacity 0.
 """
 
+import jax
 import jax.numpy as jnp
+from jax.scipy.special import gammaincc, gammaln, ndtri
 
 
 def sojourn_factor(quantile):
@@ -38,9 +40,20 @@ QUEUE_CODES = {"mm1": MM1, "mg1": MG1, "mmc": MMC}
 _BISECT = 48  # halvings: the bracket shrinks by 2^-48, below float32 and float64-relevant resolution
 
 
-def _normal_quantile(q):
-    from jax.scipy.special import ndtri
+def largest_true(fits, lo, hi, steps: int = _BISECT):
+    """Bisection: the largest x in [lo, hi] with fits(x), for a predicate true at lo and false beyond some
+    point (to within (hi - lo) / 2^steps). Shared by every model here and in perf/live_decode.py."""
+    def step(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        ok = fits(mid)
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
+    lo, _ = jax.lax.fori_loop(0, steps, step, (lo, hi))
+    return lo
+
+
+def _normal_quantile(q):
     return ndtri(jnp.clip(q, 1e-6, 1 - 1e-6))
 
 
@@ -89,17 +102,7 @@ def mg1_max_rate(mu, budget_s, scv, quantile):
     def fits(rate):
         return mg1_sojourn_s(mu, rate, scv, quantile) <= budget_s
 
-    lo, hi = jnp.zeros_like(mu * budget_s), mu * jnp.ones_like(budget_s)
-
-    def step(_, bracket):
-        lo, hi = bracket
-        mid = (lo + hi) / 2
-        ok = fits(mid)
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    import jax
-
-    lo, _ = jax.lax.fori_loop(0, _BISECT, step, (lo, hi))
+    lo = largest_true(fits, jnp.zeros_like(mu * budget_s), mu * jnp.ones_like(budget_s))
     reachable = service_quantile_s(mu, scv, quantile) < budget_s
     return jnp.where(quantile > 0, jnp.where(reachable, lo, 0.0), mean_rate)
 
@@ -118,8 +121,6 @@ def erlang_c(servers, load):
     """P(wait > 0) in M/M/c with c servers and offered load a = rate/mu < c (Erlang C), from Erlang B as a
     ratio of Poisson terms: B = pmf(c; a) / cdf(c; a), C = c B / (c - a (1 - B)). Run it under x64 for
     hundreds of servers (the log terms cancel to a few units)."""
-    from jax.scipy.special import gammaincc, gammaln
-
     c, a = servers, load
     log_pmf = c * jnp.log(jnp.maximum(a, 1e-300)) - a - gammaln(c + 1)
     b = jnp.exp(log_pmf) / gammaincc(c + 1, a)
@@ -138,42 +139,35 @@ def mmc_tail(mu, rate, servers, t):
     return (1 - c_wait) * jnp.exp(-mu * t) + c_wait * both
 
 
+def _mmc_mean_s(mu, rate, servers):
+    """(stable, mean sojourn [s]) of M/M/c: 1/mu + C / (c mu - rate)."""
+    stable = rate < servers * mu
+    theta = jnp.where(stable, servers * mu - rate, 1.0)
+    return stable, 1 / mu + erlang_c(servers, rate / mu) / theta
+
+
 def mmc_sojourn_s(mu, rate, servers, quantile):
     """M/M/c sojourn statistic [s]: mean 1/mu + C / (c mu - rate); quantile q by bisection of mmc_tail = 1 - q.
     inf when the pool is unstable (rate >= c mu)."""
-    import jax
-
-    stable = rate < servers * mu
+    stable, mean = _mmc_mean_s(mu, rate, servers)
     theta = jnp.where(stable, servers * mu - rate, 1.0)
-    mean = 1 / mu + erlang_c(servers, rate / mu) / theta
     q = jnp.clip(quantile, 0, 1 - 1e-9)
     hi = -jnp.log(1 - q) * (1 / mu + 1 / theta) * 2 + 1 / mu
-
-    def step(_, bracket):
-        lo, hi = bracket
-        mid = (lo + hi) / 2
-        over = mmc_tail(mu, rate, servers, mid) > 1 - q
-        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
-
-    _, t = jax.lax.fori_loop(0, _BISECT, step, (jnp.zeros_like(hi), hi))
+    t = largest_true(lambda t: mmc_tail(mu, rate, servers, t) > 1 - q, jnp.zeros_like(hi), hi)
     return jnp.where(stable, jnp.where(quantile > 0, t, mean), jnp.inf)
 
 
 def mmc_meets(mu, rate, servers, budget_s, quantile):
     """True when c servers keep the M/M/c sojourn statistic within budget_s (no bisection: the quantile
     check is P(sojourn > budget) <= 1 - q)."""
-    stable = rate < servers * mu
-    theta = jnp.where(stable, servers * mu - rate, 1.0)
-    mean_ok = 1 / mu + erlang_c(servers, rate / mu) / theta <= budget_s
+    stable, mean = _mmc_mean_s(mu, rate, servers)
     tail_ok = mmc_tail(mu, rate, servers, budget_s) <= 1 - quantile
-    return stable & jnp.where(quantile > 0, tail_ok, mean_ok)
+    return stable & jnp.where(quantile > 0, tail_ok, mean <= budget_s)
 
 
 def mmc_servers(mu, rate, budget_s, quantile, most):
     """Smallest c <= most with mmc_meets, by bisection over whole numbers (the statistic falls as c grows);
     inf when even `most` servers miss or the budget is below one service statistic. 0 without demand."""
-    import jax
-
     mu, rate, budget_s, quantile, most = jnp.broadcast_arrays(mu, rate, budget_s, quantile, most)
     lo = jnp.floor(rate / mu)  # unstable at c <= a: lo never meets
     hi = jnp.maximum(most, lo + 1)
