@@ -205,8 +205,9 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
 
 def pooled_savings(fleet: S.Fleet, plan_df: pd.DataFrame) -> dict | None:
     """What the pooled M/M/c prefill (queue: mmc) saves against the per-instance M/M/1 split on the same
-    candidates: per row the split needs ceil(demand x (1 + headroom) / capacity_rps) instances (capacity_rps
-    of an mmc row is the split's per-instance rate), at least min_instances. None when no row pools."""
+    candidates: per row the split needs demand x (1 + headroom) / capacity_rps instances (capacity_rps
+    of an mmc row is the split's per-instance rate), rounded as planned (sizing.round_instances), at least
+    min_instances. None when no row pools."""
     from pdfleet import spec
 
     pooled = [n for n, w in fleet.workloads.items() if spec.queue_model(fleet, w) == "mmc"]
@@ -214,12 +215,15 @@ def pooled_savings(fleet: S.Fleet, plan_df: pd.DataFrame) -> dict | None:
                    & (plan_df["demand_rps"] > 0) & ~plan_df["deployed"]]
     if rows.empty:
         return None
-    need = rows["demand_rps"] * (1 + fleet.planning.headroom) / rows["capacity_rps"]
-    split = np.maximum(np.ceil(need * (1 - 1e-9)), fleet.planning.min_instances_for("prefill"))
-    saved = split - rows["instances"]
+    from pdfleet.perf import sizing
+
+    need = (rows["demand_rps"] * (1 + fleet.planning.headroom) / rows["capacity_rps"]).to_numpy()
+    whole = np.asarray(sizing.round_instances(need, nearest=fleet.planning.rounding == "nearest"))
+    split = np.maximum(whole, fleet.planning.min_instances_for("prefill"))
+    saved = split - rows["instances"].to_numpy()
     return {"rows": int(len(rows)), "prefill_instances": int(rows["instances"].sum()),
             "split_instances": int(split.sum()), "instances_saved": int(saved.sum()),
-            "gpus_saved": int((saved * rows["gpus_per_instance"]).sum())}
+            "gpus_saved": int((saved * rows["gpus_per_instance"].to_numpy()).sum())}
 
 
 def _num(x: float):
