@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-SIMULATE_COLUMNS = ("quarter", "workload", "requests", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
-                    "tpot_mean_ms", "tpot_p90_ms", "decode_batch_mean", "slo_met")
+from pdfleet.output import schema
+
+SIMULATE_COLUMNS = tuple(schema.SIMULATE.names[:schema.SIMULATE_REQUIRED])
 
 
 class PlanDirError(Exception):

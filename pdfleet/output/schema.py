@@ -136,6 +136,8 @@ SIMULATE = pa.schema([
     _f("decode_wait_mean_s", F, True, "mean wait from KV ready to joining a decode batch, seconds"),
 ])
 
+SIMULATE_REQUIRED = 11  # simulate.parquet's first columns, the ones every reader may rely on (issue #7)
+
 SCHEMAS = {"plan": PLAN, "fleet": FLEET, "diff": DIFF, "simulate": SIMULATE}
 # With --scenarios or --demand-scale, plan and fleet files start with this column (the rest unchanged).
 SCENARIO = _f("scenario", S, False, "scenario name (optimize --scenarios FILE or --demand-scale X)")

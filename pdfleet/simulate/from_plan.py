@@ -30,14 +30,11 @@ import pandas as pd
 
 from pdfleet import spec as S
 from pdfleet import traces
+from pdfleet.output import schema
 from pdfleet.simulate import engine
 
-COLUMNS = ("quarter", "workload", "requests", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
-           "tpot_mean_ms", "tpot_p90_ms", "decode_batch_mean", "slo_met")
-EXTRA = ("arrivals", "demand_rps", "prefill_instances", "decode_instances", "prefill_policy",
-         "predicted_ttft_s", "predicted_tpot_ms", "slo_ttft_s", "slo_tpot_ms", "ttft_checked", "tpot_checked",
-         "ttft_met", "tpot_met", "ttft_attainment", "tpot_attainment", "slo_attainment", "prefill_utilization",
-         "decode_wait_mean_s")
+COLUMNS = tuple(schema.SIMULATE.names[:schema.SIMULATE_REQUIRED])  # the issue's columns, first
+EXTRA = tuple(schema.SIMULATE.names[schema.SIMULATE_REQUIRED:])
 MAX_REQUESTS = 200_000  # per row; longer runs are cut (and say so in `arrivals`)
 MAX_KV_BATCH = 4096
 
@@ -114,7 +111,7 @@ def _row(fleet: S.Fleet, profiles, pre, dec, options: Options, index: int) -> _B
     pooled = S.queue_model(fleet, w) == "mmc"
     sim = engine.SimInput(
         arrival_s=arrival, input_tokens=inp, output_tokens=out, service_s=service,
-        valid=np.ones(len(arrival), bool), prefill_servers=int(pre["instances"]), overhead_s=w.overhead_s,
+        valid=None, prefill_servers=int(pre["instances"]), overhead_s=w.overhead_s,
         transfer_s=float(np.nan_to_num(pre["kv_transfer_s"])), decode_instances=int(dec["instances"]),
         tpot_batch=tb, tpot_step_s=tt * 1e-3, max_batch=max_batch, rate_rps=demand, slo_ttft_s=w.slo.ttft_s,
         slo_tpot_s=w.slo.tpot_ms * 1e-3)
@@ -176,33 +173,27 @@ def _draw(rng, lengths, n: int) -> np.ndarray:
 
 
 def _stack(sims: list[engine.SimInput]) -> engine.SimInput:
-    """Pad rows to one request count (invalid padding after the last arrival) and one TPOT-table length."""
-    n = max(len(s.arrival_s) for s in sims)
+    """Pad rows to one request count (engine.pad_rows: invalid padding) and one TPOT-table length
+    (arrays.pad_table: batches continue past the end, step times repeat the last)."""
+    from pdfleet.arrays import pad_table
+
     k = max(len(s.tpot_batch) for s in sims)
+    tables = [pad_table(s.tpot_batch, s.tpot_step_s, k) for s in sims]
 
-    def pad(a, width, fill):
-        a = np.asarray(a)
-        return np.concatenate([a, np.full(width - len(a), fill if fill is not None else a[-1], a.dtype)])
+    def per_request(field):
+        return engine.pad_rows([getattr(s, field) for s in sims])[0]
 
-    def table(s):
-        extra = k - len(s.tpot_batch)
-        b = np.concatenate([s.tpot_batch, s.tpot_batch[-1] + np.arange(1, extra + 1)])
-        step = np.concatenate([s.tpot_step_s, np.full(extra, s.tpot_step_s[-1])])
-        return b, step
+    def per_row(field):
+        return np.array([getattr(s, field) for s in sims])
 
-    tables = [table(s) for s in sims]
+    arrival, valid = engine.pad_rows([s.arrival_s for s in sims])
     return engine.SimInput(
-        arrival_s=np.stack([pad(s.arrival_s, n, None) for s in sims]),
-        input_tokens=np.stack([pad(s.input_tokens, n, 1) for s in sims]),
-        output_tokens=np.stack([pad(s.output_tokens, n, 1) for s in sims]),
-        service_s=np.stack([pad(s.service_s, n, 0.0) for s in sims]),
-        valid=np.stack([pad(s.valid, n, False) for s in sims]),
-        prefill_servers=np.array([s.prefill_servers for s in sims]),
-        overhead_s=np.array([s.overhead_s for s in sims]), transfer_s=np.array([s.transfer_s for s in sims]),
-        decode_instances=np.array([s.decode_instances for s in sims]),
+        arrival_s=arrival, input_tokens=per_request("input_tokens"), output_tokens=per_request("output_tokens"),
+        service_s=per_request("service_s"), valid=valid, prefill_servers=per_row("prefill_servers"),
+        overhead_s=per_row("overhead_s"), transfer_s=per_row("transfer_s"), decode_instances=per_row("decode_instances"),
         tpot_batch=np.stack([b for b, _ in tables]), tpot_step_s=np.stack([t for _, t in tables]),
-        max_batch=np.array([s.max_batch for s in sims]), rate_rps=np.array([s.rate_rps for s in sims]),
-        slo_ttft_s=np.array([s.slo_ttft_s for s in sims]), slo_tpot_s=np.array([s.slo_tpot_s for s in sims]))
+        max_batch=per_row("max_batch"), rate_rps=per_row("rate_rps"), slo_ttft_s=per_row("slo_ttft_s"),
+        slo_tpot_s=per_row("slo_tpot_s"))
 
 
 def _result(b: _Built, stats: engine.SimStats, k: int) -> dict:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-
-def _num(x, fmt: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+from pdfleet.report import _num
 
 
 def simulation(table: pd.DataFrame, console: Console) -> None:
