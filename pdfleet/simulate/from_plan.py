@@ -22,6 +22,7 @@ engine reports and the column says so in tpot_checked).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,7 +57,8 @@ def simulate_plan(fleet: S.Fleet, plan: pd.DataFrame, options: Options = Options
     rows = _served(plan)
     if not rows:
         return pd.DataFrame(columns=[*COLUMNS, *EXTRA])
-    built = [_row(full, profiles, pre, dec, options, i) for i, (pre, dec) in enumerate(rows)]
+    read = functools.lru_cache(maxsize=None)(traces.read)  # a trace is read once per call, not once per row
+    built = [_row(full, profiles, pre, dec, options, i, read) for i, (pre, dec) in enumerate(rows)]
     out = []
     for policy in ("rr", "least_work"):
         group = [b for b in built if b.policy == policy]
@@ -97,11 +99,11 @@ class _Built(NamedTuple):
     slo: tuple  # (ttft quantile or None, tpot quantile or None, ttft_s, tpot_ms)
 
 
-def _row(fleet: S.Fleet, profiles, pre, dec, options: Options, index: int) -> _Built:
+def _row(fleet: S.Fleet, profiles, pre, dec, options: Options, index: int, read) -> _Built:
     name, quarter = pre["workload"], pre["quarter"]
     w = fleet.workloads[name]
     demand = float(pre["demand_rps"]) * options.demand_scale
-    arrival, inp, out, note = _requests(fleet, w, demand, options, index)
+    arrival, inp, out, note = _requests(fleet, w, demand, options, index, read)
     pi, di = int(pre["profile_index"]), int(dec["profile_index"])
     service = inp / _tpmax(profiles, pi, inp)
     tb, tt = _decode_curve(fleet, profiles, di, dec["decode_table"])
@@ -141,11 +143,11 @@ def _decode_curve(fleet: S.Fleet, profiles, p: int, label) -> tuple[np.ndarray, 
     return np.asarray(table.batch, np.float64), np.asarray(table.tpot_envelope(), np.float64)
 
 
-def _requests(fleet: S.Fleet, w: S.Workload, rate: float, options: Options, index: int):
-    """(arrival_s, input_tokens, output_tokens, how) of one row's requests."""
+def _requests(fleet: S.Fleet, w: S.Workload, rate: float, options: Options, index: int, read=traces.read):
+    """(arrival_s, input_tokens, output_tokens, how) of one row's requests; `read` reads a trace file."""
     trace = options.trace or (None if options.poisson else w.trace)
     if trace is not None:
-        t = traces.read(trace)
+        t = read(str(trace))
         st = traces.stats(t, fleet.planning.peak_window_s)
         clock = st.peak_rps / rate  # the trace's busiest window arrives at the planned rate
         arrival = t.arrival_s * clock
