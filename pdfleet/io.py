@@ -119,7 +119,7 @@ def write_outputs(out_dir: str | Path, plan: pd.DataFrame, fleet: pd.DataFrame, 
 
 
 def _write_in_place(out: Path, blobs: dict[str, bytes], names, partition_by: str | None) -> None:
-    """File by file into a folder that holds the user's files too: partition folders swapped one by one."""
+    """File by file into a folder that holds the user's files too: partition folders swapped in one by one."""
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[str, dict[str, bytes]] = {}
     for rel, data in blobs.items():
@@ -129,7 +129,7 @@ def _write_in_place(out: Path, blobs: dict[str, bytes], names, partition_by: str
         else:
             _atomic_write(out / rel, data)
     for top, files in groups.items():
-        _swap_folder(out / top, files)
+        _write_folder((out / top).absolute(), files)
     _drop_other_layout(out, names, partition_by)
 
 
@@ -159,22 +159,6 @@ def _write_folder(folder: Path, blobs: dict[str, bytes]) -> None:
                 os.fsync(f.fileno())
         if folder.exists():
             _exchange(tmp, folder)  # tmp now holds the previous plan
-        else:
-            os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap_folder(folder: Path, files: dict[str, bytes]) -> None:
-    """One partition folder (plan/, fleet/) written aside and swapped in whole."""
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        if folder.exists():
-            _exchange(tmp, folder)
         else:
             os.rename(tmp, folder)
     finally:
