@@ -6,6 +6,7 @@ import pytest
 
 from pdfleet import optimize
 from pdfleet import spec as S
+from pdfleet.output import schema
 
 from conftest import CONFIGS
 
@@ -26,3 +27,12 @@ def test_float32_agrees_with_float64(name):
                 np.testing.assert_allclose(y[ok], x[ok], rtol=1e-4, atol=1e-9, err_msg=f"{table}.{col}")
             else:
                 assert a[col].equals(b[col]), f"{table}.{col}"
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "example-fleet.yaml", "procurement.yaml", "mixed-skus.yaml"])
+def test_no_unexplained_null_or_inf(name):
+    """No NaN or inf in a served row except the nulls docs/outputs.md lists (schema.OK_NULLS)."""
+    fleet = S.load(CONFIGS / name)
+    result = optimize.run(fleet)
+    assert schema.unexplained_nulls(result.plan, "plan") == {}
+    assert schema.unexplained_nulls(result.fleet, "fleet", lambda s: fleet.skus[s].inventory is not None) == {}

@@ -125,3 +125,26 @@ def test_files_and_folders_get_the_usual_permissions(example):
     for path in (flat / "plan.parquet", flat / "manifest.json", parts / "plan" / "quarter=2027Q1" / "part-0.parquet"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
     assert (parts / "plan").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_unexplained_nulls_flags_a_nan_or_inf_on_a_served_row_only():
+    import numpy as np
+    import pandas as pd
+
+    from pdfleet.output import schema as sch
+
+    frame = pd.DataFrame({
+        "role": ["prefill", "decode", "decode", "decode"], "status": ["ok", "ok", "ok", "no_profile"],
+        "source": ["roofline", "profile", "roofline", "roofline"], "engine": [None] * 4,
+        "runner_up": ["a/1", None, "b/2", None], "runner_up_extra_usd_per_hour": [1.0, np.nan, 2.0, np.nan],
+        "prediction_error": [0.1, np.nan, 0.2, np.nan], "predicted_ttft_s": [0.5, np.nan, np.nan, np.nan],
+        "predicted_tpot_ms": [np.nan, 30.0, 31.0, np.nan], "decode_batch": [np.nan, 4.0, 5.0, np.nan],
+        "decode_batch_max": [np.nan, 8.0, 9.0, np.nan], "decode_table": [None, "t", "t", None],
+        "capacity_rps": [1.0, 2.0, 3.0, np.nan]})
+    assert sch.unexplained_nulls(frame, "plan") == {}  # by-design nulls, and anything on a row not served
+    frame.loc[2, "capacity_rps"] = np.inf
+    frame.loc[0, "predicted_ttft_s"] = np.nan
+    frame.loc[2, "prediction_error"] = np.nan  # a roofline row must carry its error
+    assert sch.unexplained_nulls(frame, "plan") == {"capacity_rps": 1, "predicted_ttft_s": 1, "prediction_error": 1}
+    fleet = pd.DataFrame({"sku": ["x", "y"], "inventory_gpus": [np.nan, np.nan], "gpus": [1.0, 2.0]})
+    assert sch.unexplained_nulls(fleet, "fleet", lambda s: s == "y") == {"inventory_gpus": 1}

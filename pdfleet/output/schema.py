@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -136,6 +137,55 @@ SIMULATE = pa.schema([
     _f("decode_wait_mean_s", F, True, "mean wait from KV ready to joining a decode batch, seconds"),
 ])
 
+# The only nulls a served row (status `ok`) may carry: the column and when. Every other column of an `ok` row is a
+# finite number or a string (a row that is not served may leave any nullable column null; its status says why).
+# tests/test_properties.py and tests/test_numerics.py hold every plan they make to this.
+OK_NULLS = {
+    "plan": {
+        "engine": "the chosen profile names no engine",
+        "prediction_error": "a measured profile (source `profile`) serves the row",
+        "decode_batch": "prefill rows",
+        "decode_batch_max": "prefill rows",
+        "decode_table": "prefill rows",
+        "predicted_tpot_ms": "prefill rows",
+        "predicted_ttft_s": "decode rows",
+        "runner_up": "no other candidate can serve the role",
+        "runner_up_extra_usd_per_hour": "no other candidate can serve the role",
+    },
+    "fleet": {"inventory_gpus": "the sku has no inventory cap"},
+}
+
+
+def ok_null_allowed(frame: pd.DataFrame, name: str, inventory_capped=None) -> dict[str, "pd.Series"]:
+    """Per OK_NULLS column, where a null is allowed in `frame` (plan or fleet): a boolean Series per column.
+    inventory_capped(sku) -> bool says which skus have a cap (fleet only)."""
+    if name == "fleet":
+        return {"inventory_gpus": ~frame["sku"].map(inventory_capped).astype(bool)}
+    role, none = frame["role"], frame["runner_up"].isna()
+    return {"engine": pd.Series(True, index=frame.index), "prediction_error": frame["source"] == "profile",
+            **{c: role == "prefill" for c in ("decode_batch", "decode_batch_max", "decode_table", "predicted_tpot_ms")},
+            "predicted_ttft_s": role == "decode", "runner_up": none, "runner_up_extra_usd_per_hour": none}
+
+
+def unexplained_nulls(frame: pd.DataFrame, name: str, inventory_capped=None) -> dict[str, int]:
+    """Columns with a null (NaN, None) or an infinity on an `ok` row (every fleet row) that OK_NULLS does not
+    explain: {column: rows}. Empty when the frame keeps the contract."""
+    ok = frame["status"] == "ok" if name == "plan" else pd.Series(True, index=frame.index)
+    allowed = ok_null_allowed(frame, name, inventory_capped)
+    out = {}
+    for col in frame.columns:
+        values = frame[col]
+        bad = values.isna()
+        if values.dtype.kind == "f":
+            bad |= ~np.isfinite(values.fillna(0.0).to_numpy())
+        bad &= ok
+        if col in allowed:
+            bad &= ~allowed[col]
+        if bad.any():
+            out[col] = int(bad.sum())
+    return out
+
+
 SIMULATE_REQUIRED = 11  # simulate.parquet's first columns, the ones every reader may rely on (issue #7)
 
 SCHEMAS = {"plan": PLAN, "fleet": FLEET, "diff": DIFF, "simulate": SIMULATE}
@@ -191,7 +241,19 @@ def markdown() -> str:
         lines += [f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {f.metadata[b'doc'].decode()} |"
                   for f in schema]
         lines.append("")
+        if name in OK_NULLS:
+            lines += [_ok_nulls_intro(name), ""]
+            lines += [f"- `{col}`: {when}" for col, when in OK_NULLS[name].items()]
+            lines.append("")
     return "\n".join(lines)
+
+
+def _ok_nulls_intro(name: str) -> str:
+    if name == "plan":
+        return ("No NaN or infinity is ever written (a float NaN becomes null). A served row (`status` `ok`) is null "
+                "only in these columns, and only when stated; a row that is not served may be null in any nullable "
+                "column, and its `status` says why:")
+    return "Every fleet row is finite and not null except:"
 
 
 if __name__ == "__main__":
