@@ -5,7 +5,6 @@ import copy
 import math
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
