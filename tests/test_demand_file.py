@@ -1,8 +1,6 @@
 """workloads_file: demand from a CSV or parquet table, the same validation as YAML workloads, one-line
 errors naming file, row and column, rows that join back to the plan, and loading at scale."""
 
-import subprocess
-import sys
 import time
 
 import duckdb
