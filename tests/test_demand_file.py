@@ -1,7 +1,6 @@
 """workloads_file: demand from a CSV or parquet table, the same validation as YAML workloads, one-line
 errors naming file, row and column, rows that join back to the plan, and loading at scale."""
 
-import time
 
 import duckdb
 import numpy as np
@@ -127,7 +126,8 @@ def test_plan_rows_join_back_to_the_input_rows(tmp_path):
         assert demand == pytest.approx(want)
 
 
-def test_twenty_thousand_workloads_load_in_seconds(tmp_path):
+def test_twenty_thousand_workloads_load_from_parquet(tmp_path):
+    """Content only; the speed is measured by scripts/demand_table.py (no timed assertions in tests)."""
     n, quarters = 20_000, ["q1", "q2"]
     rng = np.random.default_rng(0)
     names = np.repeat([f"w{i:05d}" for i in range(n)], len(quarters))
@@ -140,8 +140,5 @@ def test_twenty_thousand_workloads_load_in_seconds(tmp_path):
     doc["workloads_file"] = "demand.parquet"
     table.to_parquet(tmp_path / "demand.parquet")
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(doc))
-    start = time.perf_counter()
     fleet = spec.load(tmp_path / "fleet.yaml")
-    seconds = time.perf_counter() - start
     assert len(fleet.workloads) == n and fleet.workloads["w00007"].rate_rps["q2"] == table["rate_rps"][15]
-    assert seconds < 20, f"{seconds:.1f} s (a 20,000-workload fleet.yaml takes about 7 s to parse)"
