@@ -24,6 +24,7 @@ class Result:
     manifest: dict
     timings: dict = field(default_factory=dict)
     serves_everything: bool = True
+    prepared: object = None  # the Prepared it planned from (scenarios share its capacities)
 
 
 # Fleets up to this many (row x candidate x quarter) cells get their capacities in float64: exact
@@ -84,37 +85,58 @@ class Prepared:
     roofline: object  # predicted.Prediction
     use64: bool
     timings: dict
+    capacity: object = None  # evaluate.Capacity of every (row, candidate), host arrays
 
 
-def prepare(fleet: S.Fleet, rounding: str | None = None, precision: str = "auto", progress=None) -> Prepared:
+def prepare(fleet: S.Fleet, rounding: str | None = None, precision: str = "auto", progress=None,
+            shared: Prepared | None = None) -> Prepared:
+    """Roofline profiles, arrays, capacities and the fleet problem of a validated fleet.
+
+    shared: the Prepared of the same fleet under other demand, prices or inventory (a scenario,
+    scenarios.py). Roofline predictions and capacities depend on none of those (a candidate's capacity is
+    per instance, at the SLO), so they are reused and only the arrays and the fleet problem are rebuilt:
+    every scenario of a run shares one vectorized capacity pass."""
     import jax
 
     from pdfleet.search import problem as fleet_problem
 
     t0 = time.perf_counter()
     rounding = rounding or fleet.planning.rounding
-    prediction = predicted.predict(fleet)
+    prediction = shared.roofline if shared else predicted.predict(fleet)
     fleet = fleet.model_copy(update={"profiles": [*fleet.profiles, *prediction.profiles]})
     t_pred = time.perf_counter()
     problem, rows = arrays.build(fleet)
     cells = problem.workloads.input_tokens.shape[0] * problem.block_candidates.shape[1] * len(fleet.planning.quarters)
     use64 = precision == "float64" or (precision == "auto" and cells <= FLOAT64_CELLS)
+    if shared:
+        _check_same_candidates(shared, problem, rows)
+        use64 = shared.use64
     t1 = time.perf_counter()
     with jax.enable_x64(use64):
         problem = arrays.as_float64(problem) if use64 else problem
-        cap = capacities(problem, arrays.CHUNK, progress)
+        cap = shared.capacity if shared else capacities(problem, arrays.CHUNK, progress)
     t2 = time.perf_counter()
     with jax.enable_x64(True):
         fp = fleet_problem.build(fleet, arrays.as_float64(problem), rows, cap, nearest=rounding == "nearest")
     t3 = time.perf_counter()
     timings = {"roofline_s": t_pred - t0, "build_s": t1 - t_pred, "capacity_s": t2 - t1, "problem_s": t3 - t2}
-    return Prepared(fleet, problem, rows, fp, prediction, use64, timings)
+    return Prepared(fleet, problem, rows, fp, prediction, use64, timings, cap)
+
+
+def _check_same_candidates(shared: Prepared, problem, rows) -> None:
+    """A scenario reuses capacities only over the same rows and candidates (it changes no workload's
+    lengths or SLO, no profile and no sku's hardware)."""
+    same = (rows == shared.rows and np.array_equal(np.asarray(problem.block_candidates),
+                                                   np.asarray(shared.problem.block_candidates)))
+    if not same:
+        raise ValueError("scenario changes the candidates: its capacities cannot be shared")
 
 
 def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None,
-        precision: str = "auto", solver: str = "auto", search_progress=None) -> Result:
+        precision: str = "auto", solver: str = "auto", search_progress=None, shared: Prepared | None = None) -> Result:
     """Plan a validated fleet. rounding overrides planning.rounding when given; precision is
-    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'; solver one of search.solve.SOLVERS."""
+    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'; solver one of search.solve.SOLVERS;
+    shared: another scenario's Result.prepared, whose predictions and capacities this run reuses."""
     import jax
 
     from pdfleet import chosen
@@ -123,7 +145,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
 
     rounding = rounding or fleet.planning.rounding
     given = fleet
-    prep = prepare(fleet, rounding, precision, progress)
+    prep = prepare(fleet, rounding, precision, progress, shared)
     fleet, fp, use64, prediction = prep.fleet, prep.fleet_problem, prep.use64, prep.roofline
     t3 = time.perf_counter()
     with jax.enable_x64(True):
@@ -200,7 +222,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     # a pinned deployment that misses its SLO does not serve its demand either (deploy: what-if)
     short = plan_df["deployed"] & (plan_df["status"] == "over_slo")
     serves = unserved.empty and not outcome.breaks_limits and not short.any()
-    return Result(plan_df, fleet_df, manifest, timings, serves)
+    return Result(plan_df, fleet_df, manifest, timings, serves, prep)
 
 
 def pooled_savings(fleet: S.Fleet, plan_df: pd.DataFrame) -> dict | None:

@@ -8,8 +8,11 @@ A scenarios file is YAML, one entry per scenario:
     tight-h100: {inventory: {H100-SXM: 64}}        # one number or {quarter: number}
 
 Each scenario is the fleet with its overrides applied and validated again by the same rules (so a
-scenario that names an unknown sku is a one-line error naming the scenario). Scenarios are planned one
-after another (each run is the vectorized search), and every output row carries its `scenario`.
+scenario that names an unknown sku is a one-line error naming the scenario). Overrides change demand,
+prices and inventory only, none of which moves a candidate's per-instance capacity: the roofline
+predictions and the vectorized capacity pass run once for all scenarios (optimize.prepare's `shared`),
+then each scenario builds its own fleet problem and search (their limits differ), and every output row
+carries its `scenario`.
 """
 
 from __future__ import annotations
@@ -33,18 +36,22 @@ class Scenario(S.Strict):
 
 def load(path: str | Path) -> dict[str, Scenario]:
     p = Path(path)
-    data = S.parse_yaml(S.read_text(p, "--scenarios"), p.name)
+    return load_dict(S.parse_yaml(S.read_text(p, "--scenarios"), p.name), p.name)
+
+
+def load_dict(data, source: str = "scenarios") -> dict[str, Scenario]:
+    """Validated scenarios from parsed YAML; errors name `source` (the file) and the scenario."""
     if not isinstance(data, dict) or not data:
-        raise S.SpecError(p.name, "must be a mapping of scenario name -> {demand_scale, prices, inventory}")
+        raise S.SpecError(source, "must be a mapping of scenario name -> {demand_scale, prices, inventory}")
     out = {}
     for name, fields in data.items():
         if not isinstance(name, str) or not _name_ok(name):
-            raise S.SpecError(f"{p.name}: {name}", "a scenario name is letters, digits and _ . + % - (a folder name)")
+            raise S.SpecError(f"{source}: {name}", "a scenario name is letters, digits and _ . + % - (a folder name)")
         try:
             out[name] = Scenario.model_validate(fields or {})
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise S.SpecError(f"{p.name}: {name}.{S._path(err['loc'])}".rstrip("."), S._hint(err)) from None
+            raise S.SpecError(f"{source}: {name}.{S._path(err['loc'])}".rstrip("."), S._hint(err)) from None
     return out
 
 
@@ -108,7 +115,10 @@ def run_all(fleet: S.Fleet, scenarios: dict[str, Scenario], run, **kw):
     serves_everything, {name: Result}); each table starts with a `scenario` column."""
     import pandas as pd
 
-    results = {name: run(apply(fleet, name, sc), **kw) for name, sc in scenarios.items()}
+    results, shared = {}, None
+    for name, sc in scenarios.items():  # one capacity pass: later scenarios reuse the first one's
+        results[name] = run(apply(fleet, name, sc), shared=shared, **kw)
+        shared = shared or results[name].prepared
     plans = [r.plan.assign(scenario=name) for name, r in results.items()]
     fleets = [r.fleet.assign(scenario=name) for name, r in results.items()]
     first = next(iter(results.values())).manifest

@@ -77,3 +77,19 @@ def test_bad_scenarios_are_one_line(tmp_path, scenarios, expected):
                                     "--scenarios", str(tmp_path / "s.yaml")])
     assert res.exit_code == 2 and res.output.startswith(expected) and res.output.count("\n") == 1, res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_scenarios_share_one_capacity_pass(monkeypatch):
+    """Demand, price and inventory overrides leave per-instance capacities unchanged: the kernels run once
+    for every scenario (the plans themselves are checked against hand-edited fleets above)."""
+    from pdfleet import optimize, scenarios, spec
+
+    calls = []
+    real = optimize.capacities
+    monkeypatch.setattr(optimize, "capacities", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loaded = scenarios.load_dict(SCENARIOS)
+    *_, runs = scenarios.run_all(spec.from_dict(tiny_fleet()), loaded, optimize.run)
+    assert len(calls) == 1 and len(runs) == len(SCENARIOS)
+    first = runs["base"].prepared.capacity
+    assert all(r.prepared.capacity is first for r in runs.values())
+    assert runs["up30"].plan["demand_rps"].sum() == pytest.approx(1.3 * runs["base"].plan["demand_rps"].sum())
