@@ -94,7 +94,8 @@ def schema() -> None:
                    "one file each, for dashboards that read folders.")
 @click.option("--scenarios", "scenarios_file", type=click.Path(dir_okay=False), default=None,
               help="YAML of named what-ifs ({name: {demand_scale, prices: {sku: usd}, inventory: {sku: n}}}): "
-                   "each is planned and every output row carries its `scenario`.")
+                   "each is planned and every output row carries its `scenario`. Capacities are computed once; "
+                   "scenarios whose limits bind are searched together in one stacked run, each with its own gap.")
 @click.option("--demand-scale", default=None, metavar="X",
               help="Scale every workload's demand by X (with --scenarios: on top of each scenario's).")
 @click.option("--json", "as_json", is_flag=True,
@@ -160,7 +161,7 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
             else:
                 from pdfleet import scenarios as SC
 
-                *tables, runs = SC.run_all(f, scen, opt.run, search_progress=search_progress, **kw)
+                *tables, runs = SC.run_all(f, scen, search_progress=search_progress, **kw)
         except spec.SpecError as exc:
             _fail(str(exc))
     plan_df, fleet_df, manifest, serves = tables

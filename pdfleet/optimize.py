@@ -139,18 +139,28 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
     shared: another scenario's Result.prepared, whose predictions and capacities this run reuses."""
     import jax
 
+    from pdfleet.search import solve
+
+    rounding = rounding or fleet.planning.rounding
+    prep = prepare(fleet, rounding, precision, progress, shared)
+    t0 = time.perf_counter()
+    with jax.enable_x64(True):
+        outcome = solve.run(prep.fleet_problem, solver, seed=prep.fleet.planning.seed, progress=search_progress)
+    return finish(fleet, prep, outcome, time.perf_counter() - t0, rounding, source, solver)
+
+
+def finish(given: S.Fleet, prep: Prepared, outcome, search_s: float, rounding: str, source=None,
+           solver: str = "auto") -> Result:
+    """The tables and manifest of a searched plan: predictions of the chosen plan, runner-ups, binding
+    limits. given: the fleet as validated (before roofline profiles); outcome: a search.solve.Outcome."""
+    import jax
+
     from pdfleet import chosen
     from pdfleet.search import fleet as F
     from pdfleet.search import solve
 
-    rounding = rounding or fleet.planning.rounding
-    given = fleet
-    prep = prepare(fleet, rounding, precision, progress, shared)
     fleet, fp, use64, prediction = prep.fleet, prep.fleet_problem, prep.use64, prep.roofline
-    t3 = time.perf_counter()
-    with jax.enable_x64(True):
-        outcome = solve.run(fp, solver, seed=fleet.planning.seed, progress=search_progress)
-        t4 = time.perf_counter()
+    t4 = time.perf_counter()
     with jax.enable_x64(use64):
         pred = chosen.predict_plan(prep.problem, prep.rows, fp, outcome.plan)
     with jax.enable_x64(True):  # dollars and GPU counts of the tables in float64 too
@@ -159,7 +169,7 @@ def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None =
         plan_df = plan.plan_frame(fleet, fp, outcome.plan, pred, runner)
         fleet_df = plan.fleet_frame(fleet, fp, outcome.plan)
     t5 = time.perf_counter()
-    timings = {**prep.timings, "search_s": t4 - t3, "tables_s": t5 - t4,
+    timings = {**prep.timings, "search_s": search_s, "tables_s": t5 - t4,
                "solvers_s": {k: float(v) for k, v in outcome.seconds.items()}}
     hours = fp.economics.hours * len(fp.quarters)
     cost, bound = outcome.plan.cost_usd, outcome.lower_bound_usd

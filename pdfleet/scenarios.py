@@ -10,9 +10,10 @@ A scenarios file is YAML, one entry per scenario:
 Each scenario is the fleet with its overrides applied and validated again by the same rules (so a
 scenario that names an unknown sku is a one-line error naming the scenario). Overrides change demand,
 prices and inventory only, none of which moves a candidate's per-instance capacity: the roofline
-predictions and the vectorized capacity pass run once for all scenarios (optimize.prepare's `shared`),
-then each scenario builds its own fleet problem and search (their limits differ), and every output row
-carries its `scenario`.
+predictions and the vectorized capacity pass run once for all scenarios (optimize.prepare's `shared`).
+Each scenario then gets its own fleet problem; those whose limits bind are stacked side by side into one
+block-diagonal problem and searched in one solver run (search/stack.py), each keeping its own plan and
+certified bound. Every output row carries its `scenario`.
 """
 
 from __future__ import annotations
@@ -110,15 +111,31 @@ PER_SCENARIO = ("solver", "solver_requested", "cost_usd", "cost_usd_per_hour", "
                 "roofline_profiles", "roofline_skipped", "resolved_spec")
 
 
-def run_all(fleet: S.Fleet, scenarios: dict[str, Scenario], run, **kw):
-    """Plan every scenario with run(fleet, **kw) (optimize.run). Returns (plan, fleet, manifest,
-    serves_everything, {name: Result}); each table starts with a `scenario` column."""
+def run_all(fleet: S.Fleet, scenarios: dict[str, Scenario], rounding: str | None = None, source=None, progress=None,
+            precision: str = "auto", solver: str = "auto", search_progress=None):
+    """Plan every scenario (the arguments of optimize.run). Returns (plan, fleet, manifest, serves_everything,
+    {name: Result}); each table starts with a `scenario` column.
+
+    One capacity pass for all (optimize.prepare's `shared`), then one search (search/stack.py): scenarios
+    whose exact plan meets no limit keep it; the others are stacked into one block-diagonal problem and
+    searched in one solver run, each with its own plan and certified bound."""
+    import jax
     import pandas as pd
 
-    results, shared = {}, None
-    for name, sc in scenarios.items():  # one capacity pass: later scenarios reuse the first one's
-        results[name] = run(apply(fleet, name, sc), shared=shared, **kw)
-        shared = shared or results[name].prepared
+    from pdfleet import optimize
+    from pdfleet.search import stack
+
+    rounding = rounding or fleet.planning.rounding
+    fleets = {name: apply(fleet, name, sc) for name, sc in scenarios.items()}
+    prepared, shared = {}, None
+    for name, f in fleets.items():
+        prepared[name] = optimize.prepare(f, rounding, precision, progress, shared)
+        shared = shared or prepared[name]
+    with jax.enable_x64(True):
+        searched = stack.solve_scenarios({n: p.fleet_problem for n, p in prepared.items()}, solver,
+                                         seed=fleet.planning.seed, progress=search_progress)
+    results = {name: optimize.finish(fleets[name], prepared[name], outcome, seconds, rounding, source, solver)
+               for name, (outcome, seconds) in searched.items()}
     plans = [r.plan.assign(scenario=name) for name, r in results.items()]
     fleets = [r.fleet.assign(scenario=name) for name, r in results.items()]
     first = next(iter(results.values())).manifest

@@ -88,7 +88,7 @@ def test_scenarios_share_one_capacity_pass(monkeypatch):
     real = optimize.capacities
     monkeypatch.setattr(optimize, "capacities", lambda *a, **k: calls.append(1) or real(*a, **k))
     loaded = scenarios.load_dict(SCENARIOS)
-    *_, runs = scenarios.run_all(spec.from_dict(tiny_fleet()), loaded, optimize.run)
+    *_, runs = scenarios.run_all(spec.from_dict(tiny_fleet()), loaded)
     assert len(calls) == 1 and len(runs) == len(SCENARIOS)
     first = runs["base"].prepared.capacity
     assert all(r.prepared.capacity is first for r in runs.values())

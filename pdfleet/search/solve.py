@@ -55,6 +55,12 @@ def exact(problem: FleetProblem) -> tuple[fleet.FleetPlan, fleet.Bound, bool]:
     return loose, bound, True
 
 
+def exact_settles(objective_usd: float, bound_usd: float, breaks: bool) -> bool:
+    """auto keeps the exact plan: it breaks no limit and meets its own bound (up to the float32 slack of the
+    path search), so no limit binds and it is optimal."""
+    return not breaks and lagrangian.gap(objective_usd, bound_usd) <= 2 * paths.RELATIVE_SLACK
+
+
 def run(problem: FleetProblem, solver: str = "auto", seed: int = 0,
         progress: Callable[[str, int, int, float], None] | None = None, time_limit: float | None = None) -> Outcome:
     seconds, costs, notes = {}, {}, []
@@ -71,8 +77,7 @@ def run(problem: FleetProblem, solver: str = "auto", seed: int = 0,
     if solver in ("auto", "exact"):
         plan, bound, breaks = timed("exact", lambda: exact(problem))
         costs["exact"] = plan.objective_usd
-        exact_gap = lagrangian.gap(plan.objective_usd, bound.value_usd)
-        if solver == "exact" or (not breaks and exact_gap <= 2 * paths.RELATIVE_SLACK):
+        if solver == "exact" or exact_settles(plan.objective_usd, bound.value_usd, breaks):
             return Outcome("exact", plan, bound.value_usd, bound.prices, bound.budget_price, seconds, costs, breaks,
                            notes)
         notes.append("shared limits bind (inventory, owned GPUs, budget or purchase caps): searched with lagrangian")
