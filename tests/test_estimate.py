@@ -299,3 +299,11 @@ def test_prediction_error_is_the_serving_entrys_cross_validated_error():
     assert r["prediction_error"] == pytest.approx(max(cv["prefill"], cv["decode"]))
     (v,) = records(LLAMA_Q + ["--engine", "vllm"])
     assert v["fit"] == "H100-SXM/vllm"
+
+
+def test_unknown_engine_is_one_line_error():
+    single = ["--model", "llama-2-70b", "--sku", "H100-SXM", "--tp", "4", "--input-tokens", "100",
+              "--output-tokens", "100", "--batch", "8"]
+    line = one_line_error(run([*single, "--engine", "trt"], ok=False), "--engine", "'trt'", "tensorrt-llm")
+    assert "vllm, sglang, tensorrt-llm, any" in line
+    assert records([*single, "--engine", "tensorrt-llm"])[0]["model"] == "llama-2-70b"
