@@ -1,10 +1,10 @@
 """Fit roofline efficiencies to measured tables (DESIGN.md data flow: measured → calibrate).
 
 What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
-    η_c, η_m, η_link ∈ (0, 1)        through a sigmoid of an unconstrained number
+    η_c, η_m, η_link, η_attn, η_c,lowp ∈ (0, 1)  through a sigmoid of an unconstrained number
     c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
-(see `pdfleet.perf.roofline.Efficiency`). Loss: mean over rows of (predicted/measured − 1)²,
-minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
+(see `pdfleet.perf.roofline.Efficiency`). Loss (loss_fn): mean over rows of huber(log(predicted/measured))
+plus a pull of each group's parameters towards its parent fit (fit_engine_aware), minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
 start, inside one jit-compiled `lax.scan`: the same table always gives the same numbers.
 
 How a row is predicted (`kind`):
@@ -53,18 +53,30 @@ KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2, "itl": 3}
 
 # Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
 # learned input lengths in 1k tokens.
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0])
-_IS_ETA = np.array([True, True, True, False, False, False, False, False, True])
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0, 1.0])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False, True, True])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5, 0.5)
+# Loss: Huber of log(pred/meas) with this knee (|log ratio| 0.2 ~ 22 %): quadratic like the squared relative error
+# for ordinary rows, linear beyond, so a few rows off by 3-5x (a mislabelled run, a batch the source does not
+# publish) cannot drag a whole sku's parameters; symmetric in over- and under-prediction.
+HUBER_DELTA = 0.2
+# Strength of the pull of a sku fit towards the pooled fit, and of a (sku, engine) fit towards its sku fit, in units
+# of one (source, model) (rows are weighted by balance_weights): the penalty PRIOR_ROWS · mean((u − u_parent)²) over
+# the unconstrained parameters is added to the weighted sum of the group's row losses. A group measured on one model
+# stays near its parent; one measured on many follows its data. Chosen among 0.1, 0.5, 2, 5, 10 by
+# scripts/validate_roofline.py: the worst held-out decode/TTFT splits were close for 0.5 and 2 (2 a little better),
+# the MLPerf Offline check was not (MI300X +31 % at 2, within 20 % at 0.5; 0.1 worse on both). So the MLPerf check
+# informed this one number and is not fully held out for it (issue #8, second round).
+PRIOR_ROWS = 0.5
 
 
 class Rows(NamedTuple):
     """The measured table as arrays; every leaf has shape [R]."""
 
-    kind: jnp.ndarray  # 0 prefill, 1 decode, 2 e2e
+    kind: jnp.ndarray  # KIND_CODE: 0 prefill, 1 decode, 2 e2e, 3 itl
     batch: jnp.ndarray
     input_tokens: jnp.ndarray  # 1.0 where unknown (only decode rows may lack it)
     output_tokens: jnp.ndarray
@@ -74,6 +86,7 @@ class Rows(NamedTuple):
     model: ModelShape
     hw: Hardware
     time_s: jnp.ndarray
+    weight: jnp.ndarray | float = 1.0  # weight of the row in the loss (fit: balance_weights)
 
 
 class Fit(NamedTuple):
@@ -177,6 +190,7 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
         model=roofline.stack(shapes),
         hw=roofline.stack(hws),
         time_s=f("time_s", 1.0),
+        weight=jnp.ones(len(df), jnp.float32),
     )
     if screen:
         ideal = Efficiency(*([1.0] * 3 + [0.0] * (_N_PARAMS - 3)))
@@ -233,21 +247,50 @@ def predict_rows(u, v_inputs, rows: Rows):
     return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff)
 
 
-def loss_fn(params, rows: Rows):
-    """Mean squared relative error: mean((pred/meas − 1)²)."""
+def huber(x, delta=HUBER_DELTA):
+    """Huber's loss of x: x²/2 for |x| <= delta, delta·(|x| − delta/2) beyond (Huber 1964)."""
+    a = jnp.abs(x)
+    return jnp.where(a <= delta, 0.5 * x * x, delta * (a - 0.5 * delta))
+
+
+class Prior(NamedTuple):
+    """Where each group's parameters are pulled (u [G, P], unconstrained) and how hard (weight [G], in rows)."""
+
+    u: jnp.ndarray
+    weight: jnp.ndarray
+
+
+def loss_fn(params, rows: Rows, prior: Prior):
+    """Robust loss, weighted per row (balance_weights), plus the pull of each group to its parent fit:
+        (Σ_rows w·huber(log(pred/meas)) + Σ_groups weight_g · mean_p (u_gp − prior_gp)²) / Σ_rows w."""
     u, v = params
-    rel = predict_rows(u, v, rows) / rows.time_s - 1.0
-    return jnp.mean(rel * rel)
+    log_ratio = jnp.log(jnp.maximum(predict_rows(u, v, rows), 1e-12) / rows.time_s)
+    pull = jnp.sum(prior.weight * jnp.mean((u - prior.u) ** 2, axis=-1))
+    w = jnp.broadcast_to(jnp.asarray(rows.weight, log_ratio.dtype), log_ratio.shape)
+    return (jnp.sum(w * huber(log_ratio)) + pull) / jnp.sum(w)
+
+
+def balance_weights(used: pd.DataFrame, groups) -> np.ndarray:
+    """Row weights [R] that give every (group, source, model) the same total weight 1.
+
+    Why: the rows of one source and model are repeated sweeps of one engine build on one architecture
+    (LLM-Inference-Bench has ~2,600 rows, a TTFT table 12); counted per row, the largest sweep decides the
+    parameters every other model is then predicted with. Counted per (source, model), a sku measured on one
+    model only (e.g. H200 without TensorRT-LLM: DeepSeek-R1 alone) holds as much evidence as one model, and
+    the pull to its parent fit (PRIOR_ROWS, in the same units) keeps what that model cannot say."""
+    key = pd.Series(np.asarray(groups)).astype(str) + "|" + used["source"].astype(str).to_numpy() + "|" + \
+        used["model"].astype(str).to_numpy()
+    return (1.0 / key.map(key.value_counts())).to_numpy(np.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _run_adam(params, rows: Rows, lr, steps: int):
+def _run_adam(params, rows: Rows, prior: Prior, lr, steps: int):
     """`steps` Adam steps (cosine-decayed from lr to lr/100) in one scan; returns params, losses."""
     opt = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
 
     def step(carry, _):
         p, state = carry
-        loss, g = jax.value_and_grad(loss_fn)(p, rows)
+        loss, g = jax.value_and_grad(loss_fn)(p, rows, prior)
         updates, state = opt.update(g, state, p)
         return (optax.apply_updates(p, updates), state), loss
 
@@ -266,19 +309,27 @@ def fit(
     skus=None,
     models=None,
     start: Efficiency = START,
+    prior=None,
+    prior_rows: float = PRIOR_ROWS,
 ) -> Fit:
     """Fit one Efficiency per group of `group_by` columns of a tidy measured table.
 
     df: the tidy table of pdfleet.measured. group_by: () pools all rows into one set,
     ('sku',) one set per sku, ('sku', 'engine') per pair. skus/models: catalog mappings
-    (default: pdfleet.catalog). Deterministic: fixed start, fixed steps, no randomness.
+    (default: pdfleet.catalog). prior: None, or a callable group key -> Efficiency | None: the parent fit
+    each group starts from and is pulled towards with weight prior_rows (loss_fn; a group whose prior is
+    None starts at `start`, unpulled). Deterministic: fixed start, fixed steps, no randomness.
     """
     rows, used, keys, ctx_sources, dropped = prepare(df, group_by, skus, models)
-    u0 = jnp.tile(jnp.asarray(from_efficiency(start)), (len(keys), 1))
+    rows = rows._replace(weight=jnp.asarray(balance_weights(used, rows.group)))
+    parents = [prior(k) if prior is not None else None for k in keys]
+    u0 = jnp.asarray(np.stack([from_efficiency(p if p is not None else start) for p in parents]))
+    weight = jnp.asarray([prior_rows if p is not None else 0.0 for p in parents], jnp.float32)
     v0 = jnp.full((max(len(ctx_sources), 1),), float(np.log(np.expm1(1.0))), jnp.float32)
-    (u, v), _ = _run_adam((u0, v0), rows, jnp.float32(lr), int(steps))
+    (u, v), _ = _run_adam((u0, v0), rows, Prior(u0, weight), jnp.float32(lr), int(steps))
     pred = np.asarray(predict_rows(u, v, rows), dtype=np.float64)
     table = used.drop(columns="_pos")
+    table["low_precision"] = np.asarray(rows.hw.low_precision) > 0
     table["pred_s"] = pred
     table["rel_err"] = pred / table["time_s"].to_numpy() - 1.0
     effs = {k: Efficiency(*[float(x) for x in to_efficiency(u[i])]) for i, k in enumerate(keys)}
@@ -335,6 +386,12 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         blind += ["c_decode_s", "c_decode_seq_s", "eta_attn"]
     if (t["tp"] <= 1).all():
         blind += ["eta_link", "alpha_link_s"]
+    compute_rows = t[t["kind"].isin(["prefill", "e2e", "itl"])]
+    low = compute_rows["low_precision"] if "low_precision" in compute_rows else pd.Series(False, compute_rows.index)
+    if "eta_compute" not in blind and not (~low).any():
+        blind.append("eta_compute")  # only fp8/fp4 compute rows: they inform eta_compute_lowp instead
+    if not low.any():
+        blind.append("eta_compute_lowp")
     return {
         "params": {f: float(f"{getattr(eff, f):.6g}") for f in Efficiency._fields},
         "not_identified": blind,
@@ -363,7 +420,7 @@ def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | No
         "created": _dt.date.today().isoformat(),
         "roofline": "pdfleet/perf/roofline.py (prefill_time_s, decode_step_s, e2e_latency_s)",
         "fit": {
-            "loss": "mean((pred/meas - 1)^2)",
+            "loss": f"mean(huber(log(pred/meas), {HUBER_DELTA})) + pull to the parent fit ({PRIOR_ROWS} rows)",
             "optimizer": "optax.adam, cosine decay lr -> lr/100",
             "steps": sorted({f.steps for f in fits}),
             "lr": sorted({f.lr for f in fits}),
@@ -501,10 +558,19 @@ SHIPPED_SOURCES = {
 ENGINE_AWARE_GROUPS = ((), ("sku",), ("sku", "engine"))
 
 
-def fit_engine_aware(df: pd.DataFrame, steps: int = 3000, lr: float = 0.05, skus=None, models=None) -> list:
+def fit_engine_aware(df: pd.DataFrame, steps: int = 3000, lr: float = 0.05, skus=None, models=None,
+                     prior_rows: float = PRIOR_ROWS) -> list:
     """The engine-aware calibration: one fit pooled over everything, one per sku, one per (sku, engine)
-    (what `lookup` falls back through). Deterministic like `fit`."""
-    return [fit(df, g, steps=steps, lr=lr, skus=skus, models=models) for g in ENGINE_AWARE_GROUPS]
+    (what `lookup` falls back through), each level started from and pulled towards its parent (a sku's
+    fit towards the pooled one, a (sku, engine) fit towards its sku's; `fit`'s prior): a sku or engine
+    measured on a few rows, or on one model only, keeps the parent's values where its rows say little.
+    Deterministic like `fit`."""
+    pooled = fit(df, (), steps=steps, lr=lr, skus=skus, models=models)
+    per_sku = fit(df, ("sku",), steps=steps, lr=lr, skus=skus, models=models, prior_rows=prior_rows,
+                  prior=lambda key: pooled.efficiencies[()])
+    per_pair = fit(df, ("sku", "engine"), steps=steps, lr=lr, skus=skus, models=models, prior_rows=prior_rows,
+                   prior=lambda key: per_sku.efficiencies[key[:1]])
+    return [pooled, per_sku, per_pair]
 
 
 def learned_inputs(path=None) -> dict:

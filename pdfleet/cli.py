@@ -405,6 +405,16 @@ def _console():
 _SINGLE_FLAGS = ("--model", "--sku", "--tp", "--input-tokens", "--output-tokens", "--batch")
 
 
+def _engine_choice(ctx, param, value):
+    """`estimate --engine`: one of estimate.ENGINES (what planning.engine accepts), else one line and exit 2
+    (a click.Choice check, worded in the CLI's one-line error style instead of click's usage block)."""
+    from pdfleet import estimate as est
+
+    if value is not None and value not in est.ENGINES:
+        _fail(f"--engine must be one of {', '.join(est.ENGINES)} (got {value!r})")
+    return value
+
+
 @main.command()
 @click.option("--model", default=None, help="Model name (catalog, or the fleet's models).")
 @click.option("--sku", default=None, help="GPU sku name (catalog, or the fleet's skus).")
@@ -421,7 +431,7 @@ _SINGLE_FLAGS = ("--model", "--sku", "--tp", "--input-tokens", "--output-tokens"
                    "measured profiles and planning.memory_utilization.")
 @click.option("--calibration", default=None, type=click.Path(dir_okay=False),
               help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
-@click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
+@click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any", callback=_engine_choice,
               help="Use the calibration entry of this engine where the file has one; the `fit` column says "
               "which entry served and whether it was borrowed from another sku or engine [default: any].")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")

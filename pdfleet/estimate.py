@@ -44,6 +44,18 @@ import numpy as np
 from pdfleet.perf import memory
 
 PRECISIONS = ("bf16", "fp8", "fp4")
+
+
+def _engines() -> tuple[str, ...]:
+    """The engines planning.engine accepts (pdfleet.spec.Planning), the one list `estimate --engine` checks."""
+    import typing
+
+    from pdfleet import spec
+
+    return typing.get_args(spec.Planning.model_fields["engine"].annotation)
+
+
+ENGINES = _engines()
 QUERY_COLUMNS = ("model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch")
 OPTIONAL_COLUMNS = ("precision",)  # may be absent or blank: the model's weight_dtype
 OUTPUT_COLUMNS = [

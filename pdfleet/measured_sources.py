@@ -23,14 +23,18 @@ Mapping decisions shared by all readers:
 
 How each kind of measurement becomes a row:
   - offline max-throughput (trtllm-bench): kind 'e2e' with batch = the running batch the engine
-    could hold, B = min(engine cap, KV capacity) where the KV capacity is
-    floor((0.9·tp·memory − weights) / (kv_bytes_per_token · (ISL + OSL))) (sequences reserved at full
-    length, as TensorRT-LLM's scheduler does with its default GUARANTEED_NO_EVICT policy) and the
-    engine cap is TRTLLM_MAX_BATCH = 2048 (trtllm-bench's default max_batch_size since v0.14 is
-    chosen by a heuristic up to 2048; the exact value of each run is not published — this is an
-    ASSUMPTION and the largest single source of error for these rows). time_s = B·OSL / output
-    tokens/s: the time one batch of B requests takes at the measured throughput. Rows where the
-    model does not fit (B < 1) are refused.
+    could hold, `trtllm_running_batch`: B = min(KV capacity, TRTLLM_MAX_BATCH, TRTLLM_MAX_NUM_TOKENS /
+    (1 + ISL/OSL)), where the KV capacity is floor((0.9·tp·memory − weights) / (kv_bytes_per_token ·
+    (ISL + OSL))) (sequences reserved at full length, as TensorRT-LLM's scheduler does with its default
+    GUARANTEED_NO_EVICT policy). The two caps are trtllm-bench's own build heuristic
+    (NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py, calc_engine_setting / finetune_setting, same
+    rule in the v0.1x and 1.x versions): max batch = min(KV requests, 4096) and max tokens per iteration =
+    min(max batch · (1 + ISL/OSL), 32768); in steady state an iteration carries B decode tokens plus the
+    prefills of the B/OSL requests that replace finished ones, B·(1 + ISL/OSL) tokens, so the token cap
+    bounds B when prompts are long. The exact batch of each published run is still not printed, so this
+    is the engine's rule, not a measurement. (Until issue #8's second round the cap was an assumed 2048
+    without the token bound.) time_s = B·OSL / output tokens/s: the time one batch of B requests takes
+    at the measured throughput. Rows where the model does not fit (B < 1) are refused.
   - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
     when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
   - online serving: kind 'itl' (pdfleet.calibrate: one batch's prefill + its decode steps, per
@@ -42,7 +46,10 @@ How each kind of measurement becomes a row:
     context instead (calibrate fits one mean input per source). Rows without a throughput are refused.
   - TTFT: kind 'prefill' batch 1 only where the request did not queue: concurrency 1 (NIM), or the
     lowest request rate of a TensorRT-LLM online block with rate × TTFT < 0.25. Every other TTFT is
-    refused ("TTFT under load includes queueing").
+    refused ("TTFT under load includes queueing"). (Tried in issue #8's second round and reverted: a 'ttft'
+    kind = prefill + 1.5 decode iterations of the sequences already running, Orca-style iteration-level
+    scheduling. Physically plausible, but the small-batch decode step it adds is predicted from fits of
+    offline large-batch rows, and the worst held-out TTFT MAPE rose from 39 % to 66 %.)
   - MLPerf (v4.1, v5.1): refused for fitting — the summary does not publish the instance layout
     (TP degree, instances per system, max batch) nor the per-request lengths; Offline rows are kept
     as a separate validation table by `read_mlperf_offline` (pdfleet.mlperf_check).
@@ -72,7 +79,7 @@ GPU_SKUS = {
     "L40S": "L40S", "NVIDIA L40S": "L40S",
     "MI300X 192GB": "MI300X", "AMD Instinct MI300X 192GB HBM3": "MI300X",
     "AMD Instinct MI300X-NPS1-SPX-192GB-750W": "MI300X", "AMD MI300X-NPS1-SPX-192GB-750W": "MI300X",
-    "8xMI300x": "MI300X", "4xMI300x": "MI300X",
+    "8xMI300x": "MI300X", "4xMI300x": "MI300X", "AMD Instinct MI300X 192GB HBM3": "MI300X",
 }
 MODELS = {
     "LLaMA v3 70B": "llama-3-70b",
@@ -92,7 +99,8 @@ MODELS = {
 }
 PRECISION = {"FP8": "fp8", "fp8": "fp8", "FP4": "fp4", "fp4": "fp4", "NVFP4": "fp4", "mxfp4": "fp4",
              "FP16": "bf16", "BF16": "bf16", "fp16": "bf16", "bf16": "bf16"}
-TRTLLM_MAX_BATCH = 2048  # assumed engine cap of trtllm-bench's running batch (module docstring)
+TRTLLM_MAX_BATCH = 4096  # trtllm-bench's max_batch_size cap (module docstring: tensorrt_llm/bench/build/tuning.py)
+TRTLLM_MAX_NUM_TOKENS = 32768  # trtllm-bench's max_num_tokens cap (same file)
 MEMORY_FRACTION = 0.9  # share of GPU memory an engine gives weights + KV (vLLM gpu_memory_utilization default)
 REFUSED_COLUMNS = ["source", "model", "sku", "reason"]
 
@@ -122,6 +130,14 @@ def kv_capacity(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: st
     if free <= 0:
         return 0
     return int(math.floor(free / (shape.kv_bytes_per_token * max(tokens_per_seq, 1.0))))
+
+
+def trtllm_running_batch(kv_cap: float, input_tokens: float, output_tokens: float) -> float:
+    """Steady running batch of an offline trtllm-bench run (module docstring): the KV capacity, capped at
+    TRTLLM_MAX_BATCH sequences and at TRTLLM_MAX_NUM_TOKENS tokens per iteration, B·(1 + ISL/OSL); 0 when
+    nothing fits. E.g. ISL 2048 / OSL 128 on a large KV cache: 32768 / 17 = 1927 sequences."""
+    token_cap = TRTLLM_MAX_NUM_TOKENS / (1.0 + float(input_tokens) / max(float(output_tokens), 1.0))
+    return float(math.floor(min(kv_cap, TRTLLM_MAX_BATCH, token_cap)))
 
 
 def _names(df, model_col, gpu_col, source, skus, models):
@@ -182,8 +198,9 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
     quant = df["precision"].map(PRECISION).isin(["fp8", "fp4"])
     df["kv_dtype"] = np.where(quant, "fp8", "")
     caps = [
-        min(TRTLLM_MAX_BATCH, kv_capacity(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
-                                          r.input_tokens + r.output_tokens, "tensorrt-llm"))
+        trtllm_running_batch(kv_capacity(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
+                                         r.input_tokens + r.output_tokens, "tensorrt-llm"),
+                             r.input_tokens, r.output_tokens)
         for r in df.itertuples()
     ]
     df["batch"] = np.asarray(caps, float)
@@ -414,6 +431,56 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
 
 
 MLPERF_FILES = {"mlperf-v4.1": "mlperf_inference_v4.1_llm.csv", "mlperf-v5.1": "mlperf_inference_v5.1_llm.csv"}
+# MLPerf llama2-70b: the OpenOrca subset of 24,576 samples (mlcommons/inference language/llama2-70b/README.md and
+# processorca.py: prompts and reference outputs each shorter than 1,024 tokens). Output length: the reference FP16
+# run generated 294.45 tokens per sample (same README, "Tokens per sample: 294.45"); each MLPerf row also logs its own
+# accuracy-run figure (tokens_per_sample_accuracy_run, 273-301), which read_mlperf_offline uses. Mean INPUT length:
+# no published figure was found (searched the MLCommons inference repository and the v4.0 / v5.0 task-force posts);
+# MLPERF_INPUT_TOKENS = 256 is an ASSUMPTION (a Llama-2 chat template with a system prompt and one FLAN / T0 / NIV /
+# CoT question, sampled equally from the four, is a few hundred tokens; the filter bounds it below 1,024).
+# Offline throughput is nearly proportional to 1 / (input + output) when compute-bound, so this assumption matters:
+# scripts/validate_roofline.py prints the predictions at 128 and 1,023 input tokens too.
+MLPERF_INPUT_TOKENS = 256.0
+MLPERF_MODEL = "llama2-70b-99"
+MLPERF_SKUS = ("H100-SXM", "H200-SXM", "B200", "MI300X")
+
+
+def read_mlperf_offline(perf_dir=None, skus=MLPERF_SKUS) -> pd.DataFrame:
+    """MLPerf Offline llama2-70b throughput per 8-GPU node, one row per sku: the measured side of the MLPerf
+    acceptance check (predicted.best_offline_layout is the predicted side; never used for fitting).
+
+    Selection: closed division, scenario Offline, model llama2-70b-99 (the 99.9 rows repeat the same runs),
+    8 accelerators per node, GPU name mapped to one of `skus`; per sku the latest round that has such rows
+    (v5.1 over v4.1). tokens_per_s per node = tokens/s / nodes (Offline instances on different nodes share
+    nothing, so a 2- or 4-node result is that many 8-GPU systems); the median over the round's submissions.
+    weight_dtype from weight_data_types (fp8, fp4; the mode over submissions), kv_dtype 'fp8' for fp8/fp4 runs
+    (as for TensorRT-LLM rows; NVIDIA's and AMD's MLPerf llama2-70b submissions quantize the KV cache to FP8
+    with their weights, an ASSUMPTION where a submission does not say), engine from `software` (TensorRT →
+    tensorrt-llm, vLLM → vllm). output_tokens = median tokens_per_sample_accuracy_run; input_tokens =
+    MLPERF_INPUT_TOKENS (see above). Columns: sku, round, engine, weight_dtype, kv_dtype, gpus, submissions,
+    input_tokens, output_tokens, tokens_per_s.
+    """
+    d = Path(perf_dir) if perf_dir else measured.DEFAULT_PERF_DIR
+    parts = []
+    for rnd, name in MLPERF_FILES.items():
+        raw = pd.read_csv(d / name)
+        keep = ((raw["division"] == "closed") & (raw["scenario"] == "Offline") & (raw["model"] == MLPERF_MODEL)
+                & (raw["accelerators_per_node"] == 8))
+        raw = raw[keep].assign(sku=lambda x: x["accelerator"].map(GPU_SKUS), round=rnd)
+        parts.append(raw[raw["sku"].isin(skus)])
+    df = pd.concat(parts, ignore_index=True)
+    df = df[df["round"] == df.groupby("sku")["round"].transform("max")]
+    df = df.assign(node_tps=df["tokens_per_s"] / df["nodes"], engine=df["software"].map(_engine_of),
+                   weight_dtype=df["weight_data_types"].map(PRECISION))
+    rows = []
+    for sku, g in df.groupby("sku"):
+        wd = g["weight_dtype"].mode().iloc[0]
+        rows.append({"sku": sku, "round": g["round"].iloc[0], "engine": g["engine"].mode().iloc[0],
+                     "weight_dtype": wd, "kv_dtype": "fp8" if wd in ("fp8", "fp4") else "", "gpus": 8,
+                     "submissions": len(g), "input_tokens": MLPERF_INPUT_TOKENS,
+                     "output_tokens": float(g["tokens_per_sample_accuracy_run"].median()),
+                     "tokens_per_s": float(g["node_tps"].median())})
+    return pd.DataFrame(rows)
 
 
 def read_mlperf_refusals(perf_dir=None) -> pd.DataFrame:

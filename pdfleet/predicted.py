@@ -226,3 +226,79 @@ def _batched(kernel, args: list[tuple]) -> np.ndarray:
     columns = [roofline.stack([a[i] for a in padded]) if hasattr(padded[0][i], "_fields")
                else np.asarray([a[i] for a in padded], np.float32) for i in range(len(padded[0]))]
     return np.asarray(kernel(*columns))[:n].astype(np.float64)
+
+
+# --- offline throughput of a whole system (MLPerf Offline acceptance; scripts/validate_roofline.py) -------------
+
+
+def offline_layouts(model: dict, sku: dict, gpus: int, weight_dtype: str, kv_dtype: str, input_tokens: float,
+                    output_tokens: float, eff, engine: str = "tensorrt-llm") -> list[dict]:
+    """Every tensor-parallel layout of `gpus` GPUs of one node for an offline (max-throughput) run, with its
+    predicted output tokens/s (pdfleet.perf.offline.system_tokens_per_s).
+
+    Rule (documented for the MLPerf Offline check): TP degrees 1, 2, 4, ... that divide `gpus` and the
+    attention heads and stay within one node (sku gpus_per_node); instances = gpus / tp; running batch per
+    instance B = measured_sources.trtllm_running_batch (the KV capacity at input + output tokens per sequence
+    under the engine's memory rule, capped as trtllm-bench caps it; an MLPerf harness tunes its own batch, which
+    is not published, so the same rule stands for every engine); layouts whose weights do not fit are left out.
+    Returns one dict per layout: tp, instances, batch, tokens_per_s.
+    """
+    from pdfleet import measured_sources
+    from pdfleet.perf import offline, roofline
+
+    out = []
+    tp = 1
+    heads = int(model.get("heads") or 1)
+    per_node = int(sku.get("gpus_per_node") or gpus)
+    while tp <= min(gpus, per_node):
+        if gpus % tp == 0 and heads % tp == 0:
+            cap = measured_sources.kv_capacity(model, sku, tp, weight_dtype, kv_dtype, input_tokens + output_tokens,
+                                               engine)
+            batch = measured_sources.trtllm_running_batch(cap, input_tokens, output_tokens)
+            if batch >= 1:
+                shape = roofline.model_shape_from_catalog(model, weight_dtype=weight_dtype, kv_dtype=kv_dtype or None,
+                                                          tp=tp)
+                hw = roofline.hardware_from_sku(sku, tp, roofline.compute_precision(weight_dtype))
+                tps = float(offline.system_tokens_per_s(gpus // tp, batch, float(input_tokens), float(output_tokens),
+                                                        shape, hw, eff))
+                out.append({"tp": tp, "instances": gpus // tp, "batch": batch, "tokens_per_s": tps})
+        tp *= 2
+    return out
+
+
+def best_offline_layout(*args, **kwargs) -> dict | None:
+    """The layout of `offline_layouts` (same arguments) with the most tokens/s; None when nothing fits.
+    An offline submitter tunes the layout to the system, so the best predicted one stands for it."""
+    layouts = offline_layouts(*args, **kwargs)
+    return max(layouts, key=lambda d: d["tokens_per_s"]) if layouts else None
+
+
+def mlperf_offline_check(calibration=None, input_tokens: float | None = None, perf_dir=None):
+    """MLPerf Offline llama2-70b per 8-GPU node, measured (measured_sources.read_mlperf_offline) against predicted
+    (best_offline_layout with calibrate.lookup(sku, engine) on `calibration`, default the shipped file; never
+    fitted on MLPerf rows). input_tokens overrides measured_sources.MLPERF_INPUT_TOKENS (sensitivity).
+    Columns: sku, engine, fit, tp, instances, batch, measured, predicted, error (predicted / measured − 1),
+    usd_per_hour (8 GPUs at the catalog price), measured_per_usd, predicted_per_usd (tokens/s per $/h) and the
+    ranks by them (1 = most tokens/s per dollar)."""
+    import pandas as pd
+
+    from pdfleet import calibrate, catalog, measured_sources
+
+    skus, models = catalog.load_skus(), catalog.load_models()
+    model = models["llama-2-70b"]
+    rows = []
+    for r in measured_sources.read_mlperf_offline(perf_dir).itertuples():
+        served = calibrate.lookup(r.sku, r.engine, path=calibration, skus=skus)
+        isl = r.input_tokens if input_tokens is None else float(input_tokens)
+        best = best_offline_layout(model, skus[r.sku], r.gpus, r.weight_dtype, r.kv_dtype, isl, r.output_tokens,
+                                   served.efficiency, r.engine)
+        usd = float(skus[r.sku]["price_usd_per_gpu_hour"]) * r.gpus
+        rows.append({"sku": r.sku, "engine": r.engine, "fit": served.fit + (" (borrowed)" if served.borrowed else ""),
+                     "tp": best["tp"], "instances": best["instances"], "batch": best["batch"],
+                     "measured": r.tokens_per_s, "predicted": best["tokens_per_s"],
+                     "error": best["tokens_per_s"] / r.tokens_per_s - 1.0, "usd_per_hour": usd,
+                     "measured_per_usd": r.tokens_per_s / usd, "predicted_per_usd": best["tokens_per_s"] / usd})
+    df = pd.DataFrame(rows)
+    df["measured_rank"] = df["measured_per_usd"].rank(ascending=False).astype(int)
+    df["predicted_rank"] = df["predicted_per_usd"].rank(ascending=False).astype(int)
+    return df

@@ -22,11 +22,20 @@ Splits:
 Metrics per split, over held-out rows the catalogs know and that are not faster than the datasheet
 roofline (the screen calibrate.fit applies): MAPE of the decode step / ITL ('decode' and 'itl' rows), of the
 prefill / TTFT ('prefill' rows) and of throughput ('e2e' rows: offline batches; throughput error =
-t_measured / t_predicted − 1).
+t_measured / t_predicted − 1). --worst N prints each split's N worst held-out rows.
 
-Run:  .venv/bin/python scripts/validate_roofline.py [--steps N] [--calibration FILE] [--only shipped]
-Ends with `RESULT decode_mape=<worst held-out %> prefill_mape=<worst held-out %>` (worst over the
-source, engine and model splits with at least MIN_ROWS rows of that kind).
+MLPerf Offline acceptance (no refit; MLPerf rows are never fitted): llama2-70b per 8-GPU node on H100, H200,
+B200 and MI300X, measured (measured_sources.read_mlperf_offline) against predicted (predicted.mlperf_offline_check:
+the best TP layout by predicted.offline_layouts, with the calibration file given), the error and the ranking by
+tokens/s per dollar (catalog prices), at measured_sources.MLPERF_INPUT_TOKENS and, for sensitivity, at 128 and
+1,023 input tokens. Line `MLPERF within_20pct=<yes|no> same_ranking=<yes|no> worst_error=<%>`.
+
+Run:  .venv/bin/python scripts/validate_roofline.py [--steps N] [--calibration FILE] [--only shipped|mlperf]
+                                                    [--quick] [--split NAME] [--worst N]
+--quick runs only QUICK_SPLITS (the splits that were worst at issue #8's second round; a few minutes instead of
+the full run: the reported figures come from the full run). Ends with
+`RESULT decode_mape=<worst held-out %> prefill_mape=<worst held-out %>` (worst over the source, engine and model
+splits run, with at least MIN_ROWS rows of that kind).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ FAMILIES = {
     "gpt-oss": ("gpt-oss-20b", "gpt-oss-120b"),
 }
 CURRENT = ("trtllm-perf", "trtllm-online", "sglang-vs-vllm", "nim", "dstack-r1", "dstack-405b")
+QUICK_SPLITS = ("source=dstack-405b", "source=trtllm-online", "engine=tensorrt-llm", "model=llama-8b", "model=deepseek")
 
 
 def source_group(source: str) -> str:
@@ -85,20 +95,80 @@ def predict_with(path, test: pd.DataFrame) -> np.ndarray:
     return calibrate.predict(test, eff, inputs=calibrate.learned_inputs(path))
 
 
-def held_out(df: pd.DataFrame, test_mask: np.ndarray, steps: int) -> dict:
+def held_out(df: pd.DataFrame, test_mask: np.ndarray, steps: int, worst: int = 0, name: str = "") -> dict:
     train, test = df[~test_mask], df[test_mask].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "cal.json"
         calibrate.write_calibration(path, calibrate.fit_engine_aware(train, steps=steps))
-        return score(test, predict_with(path, test))
+        pred = predict_with(path, test)
+        if worst:
+            print_worst(name, test, pred, path, worst)
+        return score(test, pred)
+
+
+def print_worst(name: str, test: pd.DataFrame, pred: np.ndarray, path, n: int) -> None:
+    """The n held-out rows with the largest |pred/meas − 1|, with the calibration entry that served them."""
+    t = test.assign(pred_s=pred, rel=pred / test["time_s"].to_numpy() - 1.0)
+    t["fit"] = [calibrate.lookup(str(r.sku), str(r.engine), path=path).fit for r in t.itertuples()]
+    cols = ["source", "model", "sku", "tp", "engine", "kind", "batch", "input_tokens", "output_tokens",
+            "weight_dtype", "time_s", "pred_s", "rel", "fit"]
+    top = t.reindex(t["rel"].abs().sort_values(ascending=False).index).head(n)
+    print(f"\nworst held-out rows of {name}:")
+    print(top[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def splits(df: pd.DataFrame) -> list:
+    """(name, held-out mask) of every leave-one-out split (module docstring)."""
+    out = []
+    groups = df["source"].map(source_group)
+    for src in sorted(groups.unique()):
+        out.append((f"source={src}", (groups == src).to_numpy()))
+    for eng in ("tensorrt-llm", "vllm", "sglang"):
+        out.append((f"engine={eng}", (df["engine"] == eng).to_numpy()))
+    for fam, names in FAMILIES.items():
+        mask = df["model"].isin(names).to_numpy()
+        if mask.any():
+            out.append((f"model={fam}", mask))
+    return out
+
+
+def mlperf_report(calibration) -> None:
+    """The MLPerf Offline acceptance table (module docstring)."""
+    from pdfleet import measured_sources, predicted
+
+    main_t = predicted.mlperf_offline_check(calibration)
+    print(f"\nMLPerf Offline llama2-70b, 8 GPUs per node, input {measured_sources.MLPERF_INPUT_TOKENS:g} tokens "
+          "(assumed), output as logged; tokens/s per $/h at catalog prices; no refit")
+    print(f"{'sku':9s} {'engine':13s} {'fit':24s} {'layout':>10s} {'batch':>6s} {'measured':>9s} {'predicted':>9s} "
+          f"{'error':>7s} {'meas/$':>7s} {'pred/$':>7s} {'rank m/p':>8s}")
+    for r in main_t.itertuples():
+        print(f"{r.sku:9s} {r.engine:13s} {r.fit:24s} {f'{r.instances}xTP{r.tp}':>10s} {r.batch:6.0f} "
+              f"{r.measured:9.0f} {r.predicted:9.0f} {r.error * 100:+6.1f}% {r.measured_per_usd:7.0f} "
+              f"{r.predicted_per_usd:7.0f} {f'{r.measured_rank}/{r.predicted_rank}':>8s}")
+    for isl in (128, 1023):
+        t = predicted.mlperf_offline_check(calibration, isl)
+        errs = ", ".join(f"{s} {e * 100:+.0f}%" for s, e in zip(t["sku"], t["error"]))
+        same = (t["measured_rank"] == t["predicted_rank"]).all()
+        print(f"  sensitivity, input {isl} tokens: {errs}; same ranking: {'yes' if same else 'no'}")
+    within = (main_t["error"].abs() <= 0.2).all()
+    same = (main_t["measured_rank"] == main_t["predicted_rank"]).all()
+    print(f"MLPERF within_20pct={'yes' if within else 'no'} same_ranking={'yes' if same else 'no'} "
+          f"worst_error={main_t['error'].abs().max() * 100:.1f}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000, help="Adam steps per fit (shipped fit: 3000)")
     ap.add_argument("--calibration", default=None, help="calibration file of the 'shipped' split")
-    ap.add_argument("--only", choices=["shipped"], default=None, help="only the no-refit baseline")
+    ap.add_argument("--only", choices=["shipped", "mlperf"], default=None,
+                    help="only the no-refit baseline, or only the MLPerf table")
+    ap.add_argument("--quick", action="store_true", help=f"only the splits {', '.join(QUICK_SPLITS)}")
+    ap.add_argument("--split", default=None, help="only this split, e.g. source=dstack-405b")
+    ap.add_argument("--worst", type=int, default=0, help="print each split's N worst held-out rows")
     args = ap.parse_args(argv)
+    if args.only == "mlperf":
+        mlperf_report(args.calibration)
+        return 0
 
     df, refused = measured_sources.read_everything()
     print(f"rows read: {len(df)}; refused by the readers: {len(refused)}")
@@ -113,15 +183,10 @@ def main(argv=None) -> int:
         part = cur[cur["source"] == src].reset_index(drop=True)
         rows.append((f"  file on {src}", score(part, predict_with(args.calibration, part)), False))
     if args.only != "shipped":
-        groups = df["source"].map(source_group)
-        for src in sorted(groups.unique()):
-            rows.append((f"source={src}", held_out(df, (groups == src).to_numpy(), args.steps), True))
-        for eng in ("tensorrt-llm", "vllm", "sglang"):
-            rows.append((f"engine={eng}", held_out(df, (df["engine"] == eng).to_numpy(), args.steps), True))
-        for fam, names in FAMILIES.items():
-            mask = df["model"].isin(names).to_numpy()
-            if mask.any():
-                rows.append((f"model={fam}", held_out(df, mask, args.steps), True))
+        for name, mask in splits(df):
+            if (args.quick and name not in QUICK_SPLITS) or (args.split and name != args.split):
+                continue
+            rows.append((name, held_out(df, mask, args.steps, args.worst, name), True))
 
     fmt = lambda m: "   n/a" if np.isnan(m[0]) else f"{m[0]:6.1f}"
     print("\nHeld-out MAPE (%) of the calibrated roofline (throughput = offline 'e2e' rows)")
@@ -131,6 +196,7 @@ def main(argv=None) -> int:
         print(f"{name:40s} {fmt(d):>7s} {d[1]:5d} {fmt(p):>8s} {p[1]:5d} {fmt(e):>8s} {e[1]:5d}")
     scored = [r for r in rows if r[2]] or rows[:1]
     worst = lambda k: max((r[1][k][0] for r in scored if r[1][k][1] >= MIN_ROWS), default=float("nan"))
+    mlperf_report(args.calibration)
     print("goals on every held-out split: decode <= 15 %, prefill/TTFT <= 20 %")
     print(f"RESULT decode_mape={worst('decode'):.1f} prefill_mape={worst('prefill'):.1f}")
     return 0

@@ -21,15 +21,16 @@ LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch"
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
 H100_EFF = dict(
-    eta_compute=0.558583,
-    eta_memory=0.85599,
-    eta_link=0.537438,
-    c_prefill_s=0.0098728,
-    c_decode_s=0.000469093,
-    alpha_link_s=4.2187e-06,
-    c_decode_seq_s=7.38151e-06,
-    c_layer_s=6.41124e-05,
-    eta_attn=0.748283,
+    eta_compute=0.599534,
+    eta_memory=0.790529,
+    eta_link=0.554843,
+    c_prefill_s=0.0110758,
+    c_decode_s=0.00180988,
+    alpha_link_s=5.87024e-06,
+    c_decode_seq_s=1.39068e-05,
+    c_layer_s=6.53076e-06,
+    eta_attn=0.718447,
+    eta_compute_lowp=0.60489,
 )
 
 
@@ -299,3 +300,11 @@ def test_prediction_error_is_the_serving_entrys_cross_validated_error():
     assert r["prediction_error"] == pytest.approx(max(cv["prefill"], cv["decode"]))
     (v,) = records(LLAMA_Q + ["--engine", "vllm"])
     assert v["fit"] == "H100-SXM/vllm"
+
+
+def test_unknown_engine_is_one_line_error():
+    single = ["--model", "llama-2-70b", "--sku", "H100-SXM", "--tp", "4", "--input-tokens", "100",
+              "--output-tokens", "100", "--batch", "8"]
+    line = one_line_error(run([*single, "--engine", "trt"], ok=False), "--engine", "'trt'", "tensorrt-llm")
+    assert "vllm, sglang, tensorrt-llm, any" in line
+    assert records([*single, "--engine", "tensorrt-llm"])[0]["model"] == "llama-2-70b"

@@ -44,6 +44,26 @@ def test_kv_capacity_hand_calculation():
     assert ms.kv_capacity(models["llama-3.1-405b"], skus["H100-SXM"], 8, "bf16", "", 1000) == 0
 
 
+def test_trtllm_running_batch_caps_by_hand():
+    # trtllm-bench's caps (tensorrt_llm/bench/build/tuning.py): 4096 sequences, 32768 tokens per iteration
+    assert ms.trtllm_running_batch(221.4, 1000, 1000) == 221  # the KV cache binds
+    assert ms.trtllm_running_batch(50000, 128, 128) == 4096  # the sequence cap binds
+    assert ms.trtllm_running_batch(50000, 2048, 128) == 1927  # 32768 / (1 + 2048/128) = 1927.5
+    assert ms.trtllm_running_batch(0, 128, 128) == 0
+
+
+def test_mlperf_offline_table_by_hand():
+    m = ms.read_mlperf_offline().set_index("sku")
+    assert sorted(m.index) == sorted(ms.MLPERF_SKUS)
+    # B200 in v5.1: ten closed 1-node 8-GPU fp4 submissions, median 101,521.5 tokens/s (the ten CSV rows, by hand)
+    assert m.loc["B200", "round"] == "mlperf-v5.1" and m.loc["B200", "weight_dtype"] == "fp4"
+    assert m.loc["B200", "submissions"] == 10 and m.loc["B200", "tokens_per_s"] == pytest.approx(101521.5)
+    # H100-SXM in v5.1: Cisco's 2- and 4-node runs, 62,351.6 / 2 and 124,879 / 4 tokens/s per node
+    assert m.loc["H100-SXM", "tokens_per_s"] == pytest.approx((62351.6 / 2 + 124879 / 4) / 2)
+    assert m.loc["MI300X", "engine"] == "vllm" and m.loc["H200-SXM", "engine"] == "tensorrt-llm"
+    assert (m["output_tokens"].between(270, 305)).all() and (m["input_tokens"] == ms.MLPERF_INPUT_TOKENS).all()
+
+
 def test_trtllm_throughput_row_by_hand(current):
     rows, _ = current
     r = rows[(rows["source"] == "trtllm-perf") & (rows["model"] == "llama-3-70b") & (rows["sku"] == "H200-SXM")

@@ -158,8 +158,10 @@ def _random_candidates(n, seed=0):
         act_bytes=np.full(n, 2.0, np.float32),
         attn_flops_per_ctx_token=u(0, 2e7),
     )
-    hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32))
-    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5), u(0, 1))
+    hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32),
+                  (rng.random(n) < 0.5).astype(np.float32))
+    eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5), u(0, 1),
+                     u(0, 1))
     return model, hw, eff, rng
 
 
@@ -275,3 +277,30 @@ def test_decode_attention_as_its_own_kernel_by_hand():
         # never below the single roofline at the same η (max(a + b, c + d) <= max(a, c) + max(b, d))
         one = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff._replace(eta_attn=0.0, eta_memory=0.8))
         assert float(one) <= float(got)
+
+
+def test_low_precision_compute_efficiency_hand_calculation():
+    """fp8 weights on H100: the fp8 peak (1978.9 TFLOP/s) and eta_compute_lowp; bf16 keeps eta_compute; an
+    unset eta_compute_lowp (0) gives the single-efficiency roofline back."""
+    skus = catalog.load_skus()
+    model = catalog.load_models()["llama-3.1-70b"]
+    m8 = roofline.model_shape_from_catalog(model, weight_dtype="fp8", tp=4)
+    hw8 = roofline.hardware_from_sku(skus["H100-SXM"], 4, "fp8")
+    hw16 = roofline.hardware_from_sku(skus["H100-SXM"], 4, "bf16")
+    assert float(hw8.low_precision) == 1.0 and float(hw16.low_precision) == 0.0
+    # A100 lacks fp8: its fp8 query falls back to the bf16 peak, which is not a low-precision peak
+    assert float(roofline.hardware_from_sku(skus["A100-SXM-80GB"], 1, "fp8").low_precision) == 0.0
+    eff = Efficiency(0.6, 0.8, 0.7, 0.0, 0.0, eta_compute_lowp=0.4)
+    assert float(roofline.compute_efficiency(hw8, eff)) == pytest.approx(0.4)
+    assert float(roofline.compute_efficiency(hw16, eff)) == pytest.approx(0.6)
+    assert float(roofline.compute_efficiency(hw8, eff._replace(eta_compute_lowp=0.0))) == pytest.approx(0.6)
+    # prefill of 8192 tokens, compute-bound: F = 2·70.6e9·8192 + 2·80·8192²·8192 = 1.2446e15 FLOP
+    L = 8192.0
+    flops = 2 * 70.6e9 * L + 2 * 80 * L * L * 8192
+    t_compute = flops / (4 * 1978.9e12 * 0.4)  # 0.39311 s (memory: ~71 GB / (4·3.35e12·0.8) = 6.6 ms)
+    comm = 2 * 80 * (2 * 3) * (L * 8192 * 2 / (4 * 450e9 * 0.7))  # α = 0: 0.10226 s
+    expected = t_compute + comm
+    assert expected == pytest.approx(0.495368, rel=1e-4)
+    with enable_x64():
+        got = float(roofline.prefill_time_s(L, m8, hw8, eff))
+    assert got == pytest.approx(expected, rel=1e-9)

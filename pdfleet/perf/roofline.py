@@ -47,6 +47,7 @@ class Hardware(NamedTuple):
     hbm_bw: Array  # B/s of ONE GPU's HBM
     link_bw: Array  # B/s of ONE GPU's scale-up link (NVLink/xGMI), one direction
     tp: Array  # GPUs in the instance (tensor-parallel degree)
+    low_precision: Array = 0.0  # 1.0 when peak_flops is an fp8/fp4 peak (compute_efficiency picks η_c,lowp)
 
 
 class ModelShape(NamedTuple):
@@ -77,6 +78,7 @@ class Efficiency(NamedTuple):
     c_decode_seq_s: Array = 0.0  # decode overhead per sequence in the batch, per step (s)
     c_layer_s: Array = 0.0  # overhead per transformer layer of one forward pass (s), prefill and decode
     eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; <= ETA_ATTN_OFF: one roofline
+    eta_compute_lowp: Array = 0.0  # achieved / peak FLOP/s of fp8/fp4 GEMMs; <= ETA_ATTN_OFF: eta_compute serves them
 
 
 # η_attn at or below this means "no separate attention roofline" (the design's formula); 0.1 % of the HBM
@@ -84,7 +86,24 @@ class Efficiency(NamedTuple):
 ETA_ATTN_OFF = 1e-3
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
-NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0)
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0, 0.0)
+
+
+def compute_efficiency(hw: Hardware, eff: Efficiency):
+    """η_c of this instance's GEMMs: eff.eta_compute_lowp on an fp8/fp4 peak (hw.low_precision > 0) when it
+    is set (> ETA_ATTN_OFF, the same "off" threshold as η_attn), else eff.eta_compute.
+
+    Why two: the share of the datasheet peak a GEMM reaches differs by precision. Low-precision GEMMs
+    carry per-tensor/per-block scaling and a doubled peak that the same HBM and register traffic must
+    feed, so they reach a smaller share of it; e.g. NVIDIA's own H100 numbers for Llama-2-70B show an
+    fp8 engine ~1.5-1.9x faster than fp16, not the 2x of the peaks (NVIDIA TensorRT-LLM blog "H100 has
+    4.6x A100 performance in TensorRT-LLM", 2023), and on MI300X the vLLM-ROCm bf16 and fp8 kernels are
+    separate code paths (hipBLASLt vs. FP8 GEMM tuning) of unequal maturity. One η_c per sku made the
+    MI300X fit (LLM-Inference-Bench bf16 rows) predict dstack's fp8 serving runs 3-4x too slow
+    (scripts/validate_roofline.py, source=dstack-405b). Shapes: [] -> [].
+    """
+    use_lowp = (jnp.asarray(hw.low_precision) > 0) & (jnp.asarray(eff.eta_compute_lowp) > ETA_ATTN_OFF)
+    return jnp.where(use_lowp, eff.eta_compute_lowp, eff.eta_compute)
 
 
 def weight_bytes_touched(tokens, model: ModelShape):
@@ -138,7 +157,7 @@ def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1)
     tokens = batch * L
     flops = prefill_flops(L, model, batch)
     bytes_ = weight_bytes_touched(tokens, model) + tokens * model.kv_bytes_per_token
-    t_compute = flops / (hw.tp * hw.peak_flops * eff.eta_compute)
+    t_compute = flops / (hw.tp * hw.peak_flops * compute_efficiency(hw, eff))
     t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
     return (jnp.maximum(t_compute, t_memory) + allreduce_time_s(tokens, model, hw, eff) + eff.c_prefill_s
             + layer_overhead_s(model, eff))
@@ -190,7 +209,7 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     att_flops = decode_attention_flops(B, ctx, model)
     w_bytes = weight_bytes_touched(B, model)
     kv_bytes = B * ctx * model.kv_bytes_per_token
-    compute = hw.tp * hw.peak_flops * eff.eta_compute
+    compute = hw.tp * hw.peak_flops * compute_efficiency(hw, eff)
     bw = hw.tp * hw.hbm_bw
     one = jnp.maximum((lin_flops + att_flops) / compute, (w_bytes + kv_bytes) / (bw * eff.eta_memory))
     split = (jnp.maximum(lin_flops / compute, w_bytes / (bw * eff.eta_memory))
@@ -275,6 +294,7 @@ def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardwar
         hbm_bw=float(sku["hbm_tbps"]) * 1e12,
         link_bw=float(link) * 1e9,
         tp=float(tp),
+        low_precision=1.0 if peak_precision(sku, precision) in ("fp8", "fp4") else 0.0,
     )
 
 
