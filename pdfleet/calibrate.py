@@ -512,6 +512,7 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
         if ref_engine in ref:
             reference = transfer(Efficiency(**ref[ref_engine]["params"]), skus[REFERENCE_SKU], skus[sku])
             ref_key = ref_engine
+    ref_entry = table[REFERENCE_SKU][ref_key] if reference is not None else None
     for s, e in ((sku, engine), (sku, ALL)):
         if e is not None and s in table and e in table[s]:
             entry = table[s][e]
@@ -520,14 +521,36 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
             if reference is not None:
                 # what this sku's rows could not inform comes from the reference sku, moved to it
                 own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+            own = _unset_unmeasured_lowp(own, entry, ref_entry)
             return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
-        entry = table[REFERENCE_SKU][ref_key]
-        return Served(reference, f"{REFERENCE_SKU}/{ref_key}", True, dict(entry.get("cv_error", {})))
+        return Served(_unset_unmeasured_lowp(reference, ref_entry, None), f"{REFERENCE_SKU}/{ref_key}", True,
+                      dict(ref_entry.get("cv_error", {})))
     if ALL in table and ALL in table[ALL]:
         entry = table[ALL][ALL]
-        return Served(Efficiency(**entry["params"]), f"{ALL}/{ALL}", True, dict(entry.get("cv_error", {})))
+        return Served(_unset_unmeasured_lowp(Efficiency(**entry["params"]), entry, None), f"{ALL}/{ALL}", True,
+                      dict(entry.get("cv_error", {})))
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
+
+
+def engines_in(path=None) -> set[str]:
+    """Engines a calibration file (default: the shipped one) has entries for, '*' and 'unspecified' left out.
+    An unreadable file gives the empty set (estimate reports the file itself)."""
+    try:
+        table = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))["skus"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {e for entries in table.values() for e in entries} - {ALL, "unspecified"}
+
+
+def _unset_unmeasured_lowp(eff: Efficiency, entry: dict, ref_entry: dict | None) -> Efficiency:
+    """eta_compute_lowp informed by no fp8/fp4 row, neither the entry's nor the reference entry's that fills
+    its gaps, is unset (0): eta_compute then serves fp8/fp4 GEMMs too (roofline.compute_efficiency), rather
+    than the fit's start value."""
+    def blind(e):
+        return e is None or "eta_compute_lowp" in e.get("not_identified", [])
+
+    return eff._replace(eta_compute_lowp=0.0) if blind(entry) and blind(ref_entry) else eff
 
 
 def role_error(served: Served, role: str, path=None) -> tuple[float, str]:

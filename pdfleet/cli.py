@@ -405,14 +405,15 @@ def _console():
 _SINGLE_FLAGS = ("--model", "--sku", "--tp", "--input-tokens", "--output-tokens", "--batch")
 
 
-def _engine_choice(ctx, param, value):
-    """`estimate --engine`: one of estimate.ENGINES (what planning.engine accepts), else one line and exit 2
-    (a click.Choice check, worded in the CLI's one-line error style instead of click's usage block)."""
+def _check_engine(engine: str | None, calibration) -> None:
+    """`estimate --engine`: what planning.engine accepts (estimate.ENGINES) or an engine the calibration file
+    was fitted for (`pdfleet calibrate --by sku,engine` on your own rows), else one line and exit 2."""
+    from pdfleet import calibrate
     from pdfleet import estimate as est
 
-    if value is not None and value not in est.ENGINES:
-        _fail(f"--engine must be one of {', '.join(est.ENGINES)} (got {value!r})")
-    return value
+    known = [*est.ENGINES, *sorted(calibrate.engines_in(calibration) - set(est.ENGINES))]
+    if engine is not None and engine not in known:
+        _fail(f"--engine must be one of {', '.join(known)} (got {engine!r})")
 
 
 @main.command()
@@ -431,7 +432,7 @@ def _engine_choice(ctx, param, value):
                    "measured profiles and planning.memory_utilization.")
 @click.option("--calibration", default=None, type=click.Path(dir_okay=False),
               help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
-@click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any", callback=_engine_choice,
+@click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
               help="Use the calibration entry of this engine where the file has one; the `fit` column says "
               "which entry served and whether it was borrowed from another sku or engine [default: any].")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
@@ -462,6 +463,7 @@ def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, quer
             _fail(f"missing {', '.join(missing)}; give all of {' '.join(_SINGLE_FLAGS)} or --queries FILE.csv")
         if precision is not None and precision not in est.PRECISIONS:
             _fail(f"--precision must be one of {', '.join(est.PRECISIONS)} (got {precision!r})")
+    _check_engine(engine, calibration)
     try:
         ctx = est.context(fleet_yaml, calibration, engine)
         if queries is not None:
