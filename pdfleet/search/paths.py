@@ -146,15 +146,17 @@ def usage_of(x: PathInputs, pair_c, pair_d, n_skus: int):
     return out.at[x.dec_sku[wi, d], jnp.broadcast_to(qi, d.shape)].add(dec)
 
 
-def solve_paths(problem, prices, chunk: int = 8192, mask=None):
+def solve_paths(problem, prices, chunk: int = 8192, cells=None, left=None):
     """best_paths over all workloads in chunks of `chunk` workloads (one compiled shape per chunk size).
 
     The search runs in float32 (twice as fast on CPU as float64); each chosen path is then priced again
     in float64 (path_costs), so values and usage are exact for the paths returned. Ties within float32
     rounding (~1e-7 relative) may pick a path that is not the float64 cheapest, so a bound summed from
     these values can exceed the true dual value by that much: fleet.dual takes RELATIVE_SLACK off.
-    mask: optional [Q, W, Cp, Cd] bool of forbidden pairs (repair). Returns NumPy (pair_c, pair_d,
-    value [W], usage [S, Q])."""
+    Pairs can be forbidden (avoid_pairs, computed on the device per chunk): cells [S, Q] bool, every
+    pair using a marked (sku, quarter) cell (repair); left [Q, W, S] GPUs, every pair that needs more
+    in some cell than the workload has left there (improve). Returns NumPy (pair_c, pair_d, value [W],
+    usage [S, Q])."""
     econ = problem.economics
     w = len(problem.workloads)
     n_skus = len(problem.skus)
@@ -164,9 +166,12 @@ def solve_paths(problem, prices, chunk: int = 8192, mask=None):
     for lo in range(0, w, chunk):
         hi = min(lo + chunk, w)
         x, x32 = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
-        if mask is not None:
-            m = jnp.asarray(_pad_mask(mask[:, lo:hi], x.pre_n.shape[1]))
-            x32 = x32._replace(pre_n=jnp.where(m, jnp.inf, x32.pre_n))
+        if cells is not None or left is not None:
+            width = x.pre_n.shape[1]
+            no_cells = np.zeros((n_skus, x.pre_n.shape[0]), bool) if cells is None else np.asarray(cells, bool)
+            room = np.full((x.pre_n.shape[0], width, n_skus), np.inf) if left is None else \
+                _pad_left(np.asarray(left)[:, lo:hi], width)
+            x32 = x32._replace(pre_n=jnp.where(avoid_pairs(x, no_cells, room), jnp.inf, x32.pre_n))
         c, d, _ = best_paths(x32, prices32, econ.hours, econ.switch_usd)
         v = path_costs(x, c, d, prices, econ.hours, econ.switch_usd)
         u = usage_of(x, c, d, n_skus=n_skus)
@@ -211,9 +216,60 @@ def device_inputs(problem) -> PathInputs:
     return _device_inputs(problem, 0, w, w)[0]
 
 
-def _pad_mask(mask, width: int):
-    extra = width - mask.shape[1]
-    return np.pad(mask, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra else mask
+def _pad_left(left, width: int):
+    """left [Q, w, S] padded to width workloads with room to spare (padding is unserved anyway)."""
+    extra = width - left.shape[1]
+    return np.pad(left, ((0, 0), (0, extra), (0, 0)), constant_values=np.inf) if extra else left
+
+
+AVOID_EPS = 1e-6  # GPUs: a need within this of what is left still fits (fleet.EPS)
+
+
+def _needs(x: PathInputs):
+    """GPUs of each pair's prefill [Q, W, Cp, Cd] and decode [Q, W, Cd] (0 where infeasible)."""
+    pre = jnp.where(jnp.isfinite(x.pre_n), x.pre_n, 0.0) * x.pre_gpi[None, :, :, None]
+    dec = jnp.where(jnp.isfinite(x.dec_n), x.dec_n, 0.0) * x.dec_gpi[None]
+    return pre, dec
+
+
+@jax.jit
+def avoid_pairs(x: PathInputs, cells, left):
+    """[Q, W, Cp, Cd] True where a pair uses a (sku, quarter) cell marked in cells [S, Q], or needs
+    more GPUs of a cell than left [Q, W, S] (what the cell has free plus what the workload uses there
+    now: a single move to an unmarked pair never breaks a cap). A pair whose two roles share a sku
+    needs the sum of both there."""
+    q = jnp.arange(x.pre_n.shape[0])[:, None, None]
+    wi = jnp.arange(x.pre_n.shape[1])[None, :, None]
+    pre_cell = cells[x.pre_sku[None], q]  # [Q, W, Cp]
+    dec_cell = cells[x.dec_sku[None], q]  # [Q, W, Cd]
+    pre_need, dec_need = _needs(x)
+    pre_left = left[q, wi, x.pre_sku[None]]  # [Q, W, Cp]
+    dec_left = left[q, wi, x.dec_sku[None]]  # [Q, W, Cd]
+    same = (x.pre_sku[:, :, None] == x.dec_sku[:, None, :])[None]  # [1, W, Cp, Cd]
+    total = pre_need + dec_need[:, :, None, :]
+    full = jnp.where(same, total > pre_left[..., None] + AVOID_EPS,
+                     (pre_need > pre_left[..., None] + AVOID_EPS) | (dec_need > dec_left + AVOID_EPS)[:, :, None, :])
+    return full | pre_cell[..., None] | dec_cell[:, :, None, :]
+
+
+@partial(jax.jit, static_argnames=("n_skus", "roles"))
+def usage_per_workload(x: PathInputs, pair_c, pair_d, n_skus: int, roles: tuple = ("prefill", "decode")):
+    """[W, S, Q] GPUs each workload's chosen pairs (pair_c, pair_d [Q, W], -1 = unserved) use per cell,
+    counting the given roles."""
+    q, w = pair_c.shape
+    served = pair_c >= 0
+    c, d = jnp.maximum(pair_c, 0), jnp.maximum(pair_d, 0)
+    qi, wi = jnp.arange(q)[:, None], jnp.arange(w)[None, :]
+    pn, dn = x.pre_n[qi, wi, c, d], x.dec_n[qi, wi, d]
+    pre = jnp.where(served & jnp.isfinite(pn), pn * x.pre_gpi[wi, c], 0.0)
+    dec = jnp.where(served & jnp.isfinite(dn), dn * x.dec_gpi[wi, d], 0.0)
+    qq, ww = jnp.broadcast_to(qi, c.shape), jnp.broadcast_to(wi, c.shape)
+    out = jnp.zeros((w, n_skus, q), pre.dtype)
+    if "prefill" in roles:
+        out = out.at[ww, x.pre_sku[wi, c], qq].add(pre)
+    if "decode" in roles:
+        out = out.at[ww, x.dec_sku[wi, d], qq].add(dec)
+    return out
 
 
 def _pad_workloads(x: PathInputs, width: int) -> PathInputs:

@@ -1,0 +1,120 @@
+"""The device kernels of repair and improve (paths.avoid_pairs, paths.usage_per_workload) against the
+host NumPy code they replaced (kept here as the reference), on random fleets with economics; the search
+with forbidden pairs against the same search on a problem whose forbidden pairs are made infeasible."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from pdfleet.search import fleet, paths, procure
+
+from fleet_economics import random_economics_doc
+from test_fleet_search import problem_of
+
+EPS = fleet.EPS
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _finite(a):
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def old_usage_per_workload(problem, c, d, roles=("prefill", "decode")):
+    """The NumPy version fleet._usage_per_workload had (np.add.at over rows)."""
+    o = problem.options
+    q, w = c.shape
+    s = len(problem.skus)
+    served = c >= 0
+    cc, dd = np.maximum(c, 0), np.maximum(d, 0)
+    qi, wi = np.meshgrid(np.arange(q), np.arange(w), indexing="ij")
+    pre = np.where(served, _finite(o.pre_n[qi, wi, cc, dd]) * o.pre_gpi[wi, cc], 0.0)
+    dec = np.where(served, _finite(o.dec_n[qi, wi, dd]) * o.dec_gpi[wi, dd], 0.0)
+    out = np.zeros((w, s, q))
+    if "prefill" in roles:
+        np.add.at(out, (wi, o.pre_sku[wi, cc], qi), pre)
+    if "decode" in roles:
+        np.add.at(out, (wi, o.dec_sku[wi, dd], qi), dec)
+    return out
+
+
+def old_cell_mask(problem, cells):
+    """The NumPy version of repair's mask: pairs using a marked cell."""
+    o = problem.options
+    pre = cells.T[:, o.pre_sku]
+    dec = cells.T[:, o.dec_sku]
+    return pre[:, :, :, None] | dec[:, :, None, :]
+
+
+def old_room_mask(problem, per_w, room):
+    """The NumPy version of improve's mask: pairs that do not fit in what their cells have left."""
+    o = problem.options
+    q = room.shape[1]
+    left = room.T[:, None, :] + per_w.transpose(2, 0, 1)
+    pre_need = _finite(o.pre_n) * o.pre_gpi[None, :, :, None]
+    dec_need = _finite(o.dec_n) * o.dec_gpi[None]
+    qi = np.arange(q)[:, None, None]
+    wi = np.arange(o.pre_sku.shape[0])[None, :, None]
+    pre_left = left[qi, wi, o.pre_sku[None]]
+    dec_left = left[qi, wi, o.dec_sku[None]]
+    same = o.pre_sku[:, :, None] == o.dec_sku[:, None, :]
+    total = pre_need + dec_need[:, :, None, :]
+    return np.where(same[None], total > pre_left[..., None] + EPS,
+                    (pre_need > pre_left[..., None] + EPS) | (dec_need > dec_left + EPS)[:, :, None, :])
+
+
+def _random_problem(seed):
+    return problem_of(random_economics_doc(seed, n_skus=3, n_workloads=6, n_quarters=3))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_device_kernels_equal_the_numpy_reference(seed):
+    fp = _random_problem(seed)
+    rng = np.random.default_rng(seed)
+    s, q = len(fp.skus), len(fp.quarters)
+    prices = rng.uniform(0.5, 5.0, (s, q))
+    c, d, _, _ = paths.solve_paths(fp, prices)
+    for roles in (("prefill", "decode"), ("prefill",), ("decode",)):
+        np.testing.assert_allclose(fleet._usage_per_workload(fp, c, d, roles=roles),
+                                   old_usage_per_workload(fp, c, d, roles), rtol=0, atol=1e-12)
+    x = paths.device_inputs(fp)
+    per_w = old_usage_per_workload(fp, c, d)
+    cap = procure.supply_cap(fp.economics)
+    room = np.where(np.isfinite(cap), cap, 1e9) - per_w.sum(axis=0) - rng.integers(0, 3, (s, q))
+    cells = rng.random((s, q)) < 0.3
+    no_cells = np.zeros((s, q), bool)
+    no_room = np.full((q, len(fp.workloads), s), np.inf)
+    got_room = np.asarray(paths.avoid_pairs(x, no_cells, fleet.room_left(per_w, room)))
+    got_cells = np.asarray(paths.avoid_pairs(x, cells, no_room))
+    np.testing.assert_array_equal(got_room, old_room_mask(fp, per_w, room))
+    np.testing.assert_array_equal(got_cells, old_cell_mask(fp, cells))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_with_forbidden_pairs_equals_search_on_the_masked_problem(seed):
+    """solve_paths(cells=, left=) finds the same paths as solve_paths on a problem whose forbidden pairs
+    are infeasible (the old repair/improve passed such a mask), also across chunks of workloads."""
+    fp = _random_problem(100 + seed)
+    rng = np.random.default_rng(seed)
+    s, q = len(fp.skus), len(fp.quarters)
+    prices = rng.uniform(0.5, 5.0, (s, q))
+    c, d, _, _ = paths.solve_paths(fp, prices)
+    per_w = old_usage_per_workload(fp, c, d)
+    room = rng.integers(0, 6, (s, q)).astype(float)
+    cells = rng.random((s, q)) < 0.3
+    left = fleet.room_left(per_w, room)
+    mask = old_cell_mask(fp, cells) | old_room_mask(fp, per_w, room)
+    o = fp.options
+    masked = fp._replace(options=o._replace(pre_n=np.where(mask, np.inf, o.pre_n)))
+    want = paths.solve_paths(masked, prices)
+    for chunk in (8192, 4):
+        got = paths.solve_paths(fp, prices, chunk=chunk, cells=cells, left=left)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-12)
