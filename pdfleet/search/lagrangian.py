@@ -57,19 +57,26 @@ POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are 
 # quiet machine: 102 s, gap 9.0% with it against 112 s, gap 14.8% without (544 s with it under load 10
 # beside a HiGHS run: timings there are noise).
 COLGEN_MAX_PAIRS = 10_000_000
+# HiGHS branch-and-bound nodes of the polish: a work limit, not a time limit, so a plan does not depend
+# on the machine's speed (tests/test_determinism.py).
+POLISH_NODES = 2_000
+PATIENCE = 10  # ascent steps without a better bound before it stops, from column-generation prices
 FILL_PAIRS = 1_000  # pair variables of least reduced cost the polish adds (more made HiGHS time out at 1,000 rows)
 
 
 def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_every: int = 10,
           progress: Callable[[int, int, float], None] | None = None, prices=None,
-          polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0, prune: bool = True,
-          colgen_rounds: int = 6, eta: float | None = None) -> Result:
+          polish_pairs: int = POLISH_PAIRS, polish_nodes: int | None = None, prune: bool = True,
+          colgen_rounds: int = 6, eta: float | None = None, patience: int | None = None) -> Result:
     """The ascent of the module docstring on `problem` after exact dominance pruning (search/prune.py;
     prune=False skips it), started from column-generation prices (search/colgen.py; colgen_rounds=0, or
     more than COLGEN_MAX_PAIRS pair variables, starts from `prices` or the cheapest source prices); the plan returned is costed on the unpruned
     problem. eta: the first step scale relative to a typical price (default 1, or 0.1 from column-generation
     prices, which are near the dual optimum: measured on gen_fleet 20,000 rows, 50 steps at scale 1 from
-    them never raised the bound)."""
+    them never raised the bound). patience: steps without a better bound after which the ascent stops
+    (default PATIENCE from column-generation prices: there the 35 steps of the halving schedule never
+    raised the bound on gen_fleet 20,000 rows; unlimited otherwise). The plan of a bound whose prices
+    were already repaired is not computed again."""
     from pdfleet.search import colgen
     from pdfleet.search import prune as pruning
 
@@ -95,9 +102,11 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(None, bound)
     eta = (0.1 if colgen_rounds > 0 else 1.0) if eta is None else eta
+    patience = (PATIENCE if colgen_rounds > 0 else max_iter + 1) if patience is None else patience
     best_bound = bound
     plan = _primal(problem, bound)
-    stall, it = 0, 0
+    repaired = [bound.prices]  # prices whose plan was computed (the same prices give the same plan)
+    stall, since_best, it = 0, 0, 0
     for it in range(1, max_iter + 1):
         if gap(plan.objective_usd, best_bound.value_usd) <= tol:
             break
@@ -115,24 +124,26 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(seen, bound)
         if bound.value_usd > best_bound.value_usd + 1e-9 * abs(best_bound.value_usd):
-            best_bound, stall = bound, 0
+            best_bound, stall, since_best = bound, 0, 0
         else:
-            stall += 1
+            stall, since_best = stall + 1, since_best + 1
             if stall >= 5:  # restart from the best prices with half the step
                 eta, stall, prices, bound = eta / 2.0, 0, best_bound.prices, best_bound
-        if it % repair_every == 0:
+        if it % repair_every == 0 and not _seen_prices(repaired, bound.prices):
+            repaired.append(bound.prices)
             trial = _primal(problem, bound)
             if trial.objective_usd < plan.objective_usd:
                 plan = trial
         if progress:
             progress(it, max_iter, gap(plan.objective_usd, best_bound.value_usd))
-        if eta < 1e-3:
+        if eta < 1e-3 or since_best >= patience:
             break
-    trial = _primal(problem, best_bound)
-    if trial.objective_usd < plan.objective_usd:
-        plan = trial
+    if not _seen_prices(repaired, best_bound.prices):
+        trial = _primal(problem, best_bound)
+        if trial.objective_usd < plan.objective_usd:
+            plan = trial
     if gap(plan.objective_usd, best_bound.value_usd) > tol:
-        plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_seconds,
+        plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_nodes,
                       bound_usd=best_bound.value_usd)
     if prune:
         plan = fleet.evaluate(full, plan.pair_c, plan.pair_d)
@@ -144,6 +155,10 @@ def price_ceiling(problem: FleetProblem) -> float:
     row would rather go unserved than use one GPU."""
     return float(np.max(problem.unserved_usd, initial=1.0)) / problem.economics.hours + \
         float(np.max(problem.economics.rent_price))
+
+
+def _seen_prices(seen: list, prices: np.ndarray) -> bool:
+    return any(np.array_equal(p, prices) for p in seen)
 
 
 def _primal(problem: FleetProblem, bound: fleet.Bound) -> fleet.FleetPlan:
@@ -159,7 +174,7 @@ def _visit(seen, bound: fleet.Bound):
     return seen
 
 
-def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs: int, seconds: float,
+def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs: int, nodes: int | None = None,
            cheapest: int = 2, bound_usd: float | None = None) -> fleet.FleetPlan:
     """Primal polish: the integer program (milp.py) restricted, per workload, to the pairs the dual
     search visited (with column generation's restricted-LP pairs, seen['keep'] [W, Cp, Cd]), the plan's
@@ -193,7 +208,7 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     if bound_usd is not None and np.isfinite(plan.objective_usd):
         _fill_by_reduced_cost(keep, flat, plan.objective_usd - bound_usd, min(max_pairs, int(keep.sum()) * q + FILL_PAIRS) // q)
     restricted = problem._replace(options=o._replace(pre_n=np.where(keep[None], o.pre_n, np.inf)))
-    res = milp.solve(restricted, time_limit=seconds)
+    res = milp.solve(restricted, node_limit=POLISH_NODES if nodes is None else nodes)
     if res.plan.procurement is None:
         return plan
     trial = fleet.evaluate(problem, res.plan.pair_c, res.plan.pair_d)
