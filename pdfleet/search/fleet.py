@@ -281,6 +281,21 @@ def improve(problem: FleetProblem, plan: FleetPlan, rounds: int = 8, singles: in
     return plan
 
 
+def tidy(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> FleetPlan:
+    """Every workload at once moves to its cheapest path at prices (switches included) among the pairs
+    that use no more GPUs than its path does now in any cell: no cap can break, so no move needs the
+    others' room. It drops switches and GPUs that repair and improve left (measured on gen_fleet 20,000
+    rows: it lets improve go on from where it stopped). Kept only if the true cost falls."""
+    if plan.procurement is None:
+        return plan
+    per_w = _usage_per_workload(problem, plan.pair_c, plan.pair_d)
+    c, d, _, _ = paths.solve_paths(problem, prices, left=per_w.transpose(2, 0, 1))
+    if np.array_equal(c, plan.pair_c) and np.array_equal(d, plan.pair_d):
+        return plan
+    trial = evaluate(problem, c, d)
+    return trial if trial.objective_usd < plan.objective_usd - EPS else plan
+
+
 def runner_up(problem: FleetProblem, plan: FleetPlan, prices: np.ndarray) -> dict:
     """Why each chosen role won: the best other candidate for that role with the other role kept, and
     its extra cost in USD per hour at prices (the plan's dual prices; the cheapest source where no

@@ -60,6 +60,8 @@ COLGEN_MAX_PAIRS = 10_000_000
 # HiGHS branch-and-bound nodes of the polish: a work limit, not a time limit, so a plan does not depend
 # on the machine's speed (tests/test_determinism.py).
 POLISH_NODES = 2_000
+IMPROVE_ROUNDS = 16  # fleet.improve rounds per primal
+TIDY_ROUNDS = 3  # fleet.tidy + improve rounds per primal, while the cost falls
 PATIENCE = 10  # ascent steps without a better bound before it stops, from column-generation prices
 FILL_PAIRS = 1_000  # pair variables of least reduced cost the polish adds (more made HiGHS time out at 1,000 rows)
 
@@ -98,13 +100,19 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         seen["keep"] = start.keep  # the restricted LPs' pairs: the polish keeps them too
         bound = start.best
         prices = bound.prices
+        rounded = start.rounded
     else:
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(None, bound)
+        rounded = None
     eta = (0.1 if colgen_rounds > 0 else 1.0) if eta is None else eta
     patience = (PATIENCE if colgen_rounds > 0 else max_iter + 1) if patience is None else patience
     best_bound = bound
     plan = _primal(problem, bound)
+    if rounded is not None:  # the last restricted LP's solution, rounded (colgen.round_lp), at the same prices
+        trial = _primal(problem, bound, rounded)
+        if trial.objective_usd < plan.objective_usd:
+            plan = trial
     repaired = [bound.prices]  # prices whose plan was computed (the same prices give the same plan)
     stall, since_best, it = 0, 0, 0
     for it in range(1, max_iter + 1):
@@ -161,8 +169,17 @@ def _seen_prices(seen: list, prices: np.ndarray) -> bool:
     return any(np.array_equal(p, prices) for p in seen)
 
 
-def _primal(problem: FleetProblem, bound: fleet.Bound) -> fleet.FleetPlan:
-    return fleet.improve(problem, fleet.repair(problem, bound.pair_c, bound.pair_d, bound.prices))
+def _primal(problem: FleetProblem, bound: fleet.Bound, choice: tuple | None = None) -> fleet.FleetPlan:
+    """A feasible plan from the paths of a bound (or another choice (pair_c, pair_d)) at its prices:
+    repair, improve, then tidy and improve again while that lowers the cost (at most TIDY_ROUNDS)."""
+    c, d = (bound.pair_c, bound.pair_d) if choice is None else choice
+    plan = fleet.improve(problem, fleet.repair(problem, c, d, bound.prices), rounds=IMPROVE_ROUNDS)
+    for _ in range(TIDY_ROUNDS):
+        trial = fleet.improve(problem, fleet.tidy(problem, plan, bound.prices), rounds=IMPROVE_ROUNDS)
+        if trial.objective_usd >= plan.objective_usd - fleet.EPS * max(1.0, abs(plan.objective_usd)):
+            break
+        plan = trial
+    return plan
 
 
 def _visit(seen, bound: fleet.Bound):
