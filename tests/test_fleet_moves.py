@@ -160,3 +160,25 @@ def test_tidy_never_costs_more_nor_uses_more_gpus_per_workload(seed):
     after = old_usage_per_workload(fp, out.pair_c, out.pair_d)
     assert (after <= before + 1e-9).all()
     assert out.procurement is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_row_cheapest_equals_a_stable_sort_of_the_pair_costs(seed):
+    """paths.row_cheapest (device top_k, chunked) against the host code it replaced: a stable argsort
+    of paths.pair_costs, and the reduced costs min over quarters of (cost - the row's cheapest)."""
+    fp = _random_problem(400 + seed)
+    rng = np.random.default_rng(seed)
+    prices = rng.uniform(0.5, 5.0, (len(fp.skus), len(fp.quarters)))
+    prices[0] = prices[1]  # equal prices make ties between skus: the lower index must come first
+    q, w, cp, cd = fp.options.pre_n.shape
+    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(fp), prices, fp.economics.hours))[:, :, :-1, :-1]
+    flat = cost.reshape(q, w, -1)
+    want = np.argsort(flat, axis=2, kind="stable")[:, :, :3]
+    with np.errstate(invalid="ignore"):
+        want_reduced = np.min(flat - np.min(flat, axis=2, keepdims=True), axis=0)
+    for chunk in (8192, 4):
+        idx, got_cost, reduced = paths.row_cheapest(fp, prices, 3, chunk=chunk)
+        finite = np.take_along_axis(flat, want, 2) < np.inf
+        np.testing.assert_array_equal(idx[finite], want[finite])
+        np.testing.assert_array_equal(got_cost, np.take_along_axis(flat, want, 2))
+        np.testing.assert_allclose(reduced, want_reduced, rtol=1e-12)

@@ -42,10 +42,8 @@ class Prices(NamedTuple):
 def keep_cheapest(problem: FleetProblem, prices: np.ndarray, keep: np.ndarray, cheapest: int) -> None:
     """Mark in keep [W, Cp, Cd] each (quarter, workload) row's `cheapest` finite pairs at prices."""
     q, w, cp, cd = problem.options.pre_n.shape
-    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(problem), prices, problem.economics.hours))
-    flat = cost[:, :, :-1, :-1].reshape(q, w, -1)
-    best = np.argsort(flat, axis=2, kind="stable")[:, :, :cheapest]  # [Q, W, k]
-    finite = np.take_along_axis(flat, best, 2) < np.inf
+    best, cost, _ = paths.row_cheapest(problem, prices, cheapest)  # [Q, W, k]
+    finite = cost < np.inf
     wk = np.broadcast_to(np.arange(w)[None, :, None], best.shape)
     keep[wk[finite], best[finite] // cd, best[finite] % cd] = True
 

@@ -207,11 +207,8 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     o = problem.options
     q, w, cp, cd = o.pre_n.shape
     keep = np.zeros((w, cp, cd), bool)
-    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
-    flat = cost.reshape(q, w, -1)
-    order = np.argsort(flat, axis=2, kind="stable")  # [Q, W, Cp x Cd]
-    best = order[:, :, :cheapest]  # [Q, W, k]
-    finite = np.take_along_axis(flat, best, 2) < np.inf
+    best, cost, reduced = paths.row_cheapest(problem, prices, cheapest)  # [Q, W, k], [Q, W, k], [W, Cp x Cd]
+    finite = cost < np.inf
     wk = np.broadcast_to(np.arange(w)[None, :, None], best.shape)
     keep[wk[finite], best[finite] // cd, best[finite] % cd] = True
     wi = np.arange(w)[None, :]
@@ -223,7 +220,7 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     if int(keep.sum()) * q > max_pairs:
         return plan
     if bound_usd is not None and np.isfinite(plan.objective_usd):
-        _fill_by_reduced_cost(keep, flat, plan.objective_usd - bound_usd, min(max_pairs, int(keep.sum()) * q + FILL_PAIRS) // q)
+        _fill_by_reduced_cost(keep, reduced, plan.objective_usd - bound_usd, min(max_pairs, int(keep.sum()) * q + FILL_PAIRS) // q)
     restricted = problem._replace(options=o._replace(pre_n=np.where(keep[None], o.pre_n, np.inf)))
     res = milp.solve(restricted, node_limit=POLISH_NODES if nodes is None else nodes)
     if res.plan.procurement is None:
@@ -232,13 +229,12 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     return trial if trial.objective_usd < plan.objective_usd else plan
 
 
-def _fill_by_reduced_cost(keep: np.ndarray, flat: np.ndarray, gap_usd: float, most: int) -> None:
-    """Add to keep [W, Cp, Cd] the (workload, pair)s of least reduced cost (flat [Q, W, Cp x Cd] pair costs
-    at prices minus the row's cheapest, least over the quarters) at most gap_usd, while keep has at most
-    `most` entries."""
+def _fill_by_reduced_cost(keep: np.ndarray, reduced: np.ndarray, gap_usd: float, most: int) -> None:
+    """Add to keep [W, Cp, Cd] the (workload, pair)s of least reduced cost (reduced [W, Cp x Cd]: pair cost
+    at prices minus the row's cheapest, least over the quarters; paths.row_cheapest) at most gap_usd,
+    while keep has at most `most` entries."""
     w, cp, cd = keep.shape
-    with np.errstate(invalid="ignore"):  # inf - inf on rows without a feasible pair
-        reduced = np.min(flat - np.min(flat, axis=2, keepdims=True), axis=0).reshape(w, cp, cd)
+    reduced = reduced.reshape(w, cp, cd)
     candidate = ~keep & np.isfinite(reduced) & (reduced <= gap_usd)
     room = most - int(keep.sum())
     if room <= 0 or not candidate.any():

@@ -60,6 +60,34 @@ def pair_costs(x: PathInputs, prices, hours):
 pair_costs_jit = jax.jit(pair_costs)
 
 
+@partial(jax.jit, static_argnames="k")
+def _row_cheapest(x: PathInputs, prices, hours, k: int):
+    cost = pair_costs(x, prices, hours)[:, :, :-1, :-1]
+    flat = cost.reshape(cost.shape[0], cost.shape[1], -1)  # [Q, W, Cp x Cd]
+    neg, idx = jax.lax.top_k(-flat, k)  # equal costs: the lower index first (as a stable sort)
+    reduced = jnp.min(flat - jnp.min(flat, axis=2, keepdims=True), axis=0)  # NaN where a row has no pair
+    return idx, -neg, reduced
+
+
+def row_cheapest(problem, prices, k: int, chunk: int = 8192):
+    """Per (quarter, workload) row its k cheapest pairs at prices, on the device in chunks of workloads
+    (the [Q, W, Cp, Cd] costs never reach the host): (index [Q, W, k] into the flat c x Cd + d pairs, the
+    first among equal costs; cost [Q, W, k], inf where fewer than k are feasible; reduced [W, Cp x Cd]:
+    each pair's cost minus its row's cheapest, least over the quarters: inf where never feasible, NaN
+    for every pair of a workload with a row that has no feasible pair)."""
+    w = len(problem.workloads)
+    prices = jnp.asarray(np.asarray(prices, np.float64))
+    idx, cost, reduced = [], [], []
+    for lo in range(0, w, chunk):
+        hi = min(lo + chunk, w)
+        x, _ = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
+        i, c, r = _row_cheapest(x, prices, problem.economics.hours, k)
+        idx.append(np.asarray(i)[:, : hi - lo])
+        cost.append(np.asarray(c)[:, : hi - lo])
+        reduced.append(np.asarray(r)[: hi - lo])
+    return np.concatenate(idx, 1), np.concatenate(cost, 1), np.concatenate(reduced, 0)
+
+
 @jax.jit
 def path_costs(x: PathInputs, c, d, prices, hours, switch):
     """[W] USD over the horizon of given paths (c, d [Q, W], -1 = unserved) at prices [S, Q], with the
