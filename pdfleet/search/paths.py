@@ -75,16 +75,13 @@ def row_cheapest(problem, prices, k: int, chunk: int = 8192):
     first among equal costs; cost [Q, W, k], inf where fewer than k are feasible; reduced [W, Cp x Cd]:
     each pair's cost minus its row's cheapest, least over the quarters: inf where never feasible, NaN
     for every pair of a workload with a row that has no feasible pair)."""
-    w = len(problem.workloads)
     prices = jnp.asarray(np.asarray(prices, np.float64))
     idx, cost, reduced = [], [], []
-    for lo in range(0, w, chunk):
-        hi = min(lo + chunk, w)
-        x, _ = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
+    for lo, hi, start, x, _ in chunks(problem, chunk):
         i, c, r = _row_cheapest(x, prices, problem.economics.hours, k)
-        idx.append(np.asarray(i)[:, : hi - lo])
-        cost.append(np.asarray(c)[:, : hi - lo])
-        reduced.append(np.asarray(r)[: hi - lo])
+        idx.append(np.asarray(i)[:, lo - start:hi - start])
+        cost.append(np.asarray(c)[:, lo - start:hi - start])
+        reduced.append(np.asarray(r)[lo - start:hi - start])
     return np.concatenate(idx, 1), np.concatenate(cost, 1), np.concatenate(reduced, 0)
 
 
@@ -186,68 +183,73 @@ def solve_paths(problem, prices, chunk: int = 8192, cells=None, left=None):
     in some cell than the workload has left there (improve). Returns NumPy (pair_c, pair_d, value [W],
     usage [S, Q])."""
     econ = problem.economics
-    w = len(problem.workloads)
     n_skus = len(problem.skus)
     cs, ds, vs = [], [], []
-    use = np.zeros((n_skus, len(problem.quarters)))
     prices32 = jnp.asarray(np.asarray(prices), jnp.float32)
-    for lo in range(0, w, chunk):
-        hi = min(lo + chunk, w)
-        x, x32 = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
+    for lo, hi, start, x, x32 in chunks(problem, chunk):
         if cells is not None or left is not None:
-            width = x.pre_n.shape[1]
-            no_cells = np.zeros((n_skus, x.pre_n.shape[0]), bool) if cells is None else np.asarray(cells, bool)
-            room = np.full((x.pre_n.shape[0], width, n_skus), np.inf) if left is None else \
-                _pad_left(np.asarray(left)[:, lo:hi], width)
+            q, width = x.pre_n.shape[:2]
+            no_cells = np.zeros((n_skus, q), bool) if cells is None else np.asarray(cells, bool)
+            room = np.full((q, width, n_skus), np.inf) if left is None else np.asarray(left)[:, start:start + width]
             x32 = x32._replace(pre_n=jnp.where(avoid_pairs(x, no_cells, room), jnp.inf, x32.pre_n))
         c, d, _ = best_paths(x32, prices32, econ.hours, econ.switch_usd)
         v = path_costs(x, c, d, prices, econ.hours, econ.switch_usd)
-        u = usage_of(x, c, d, n_skus=n_skus)
-        n = hi - lo
-        cs.append(np.asarray(c)[:, :n])
-        ds.append(np.asarray(d)[:, :n])
-        vs.append(np.asarray(v)[:n])
-        use += np.asarray(u)
-    return np.concatenate(cs, 1), np.concatenate(ds, 1), np.concatenate(vs), use
+        cs.append(np.asarray(c)[:, lo - start:hi - start])
+        ds.append(np.asarray(d)[:, lo - start:hi - start])
+        vs.append(np.asarray(v)[lo - start:hi - start])
+    c, d = np.concatenate(cs, 1), np.concatenate(ds, 1)
+    use = np.asarray(usage_of(device_inputs(problem), c, d, n_skus=n_skus), np.float64)
+    return c, d, np.concatenate(vs), use
 
 
 RELATIVE_SLACK = 1e-6
-_DEVICE: list = []  # [(the problem's pre_n, {(lo, hi, width, dtype): device inputs in float64 and float32})]
+_DEVICE: list = []  # [(the problem's pre_n, {dtype: every workload's path inputs on the device})]
 _DEVICE_PROBLEMS = 2  # a solver searches its pruned problem (search/prune.py) and costs on the full one
 
 
-def _device_inputs(problem, lo: int, hi: int, width: int):
-    """The path inputs of workloads [lo, hi), padded to width, on the device in float64 and float32;
-    kept for the last two problems seen, since every solver step searches the same arrays again."""
+@partial(jax.jit, static_argnames="width")
+def _chunk(x: PathInputs, start, width: int):
+    """Workloads [start, start + width) of x, as they are and in float32 (the search's precision)."""
+    def take(a, axis):
+        return jax.lax.dynamic_slice_in_dim(a, start, width, axis)
+
+    c = PathInputs(take(x.pre_n, 1), take(x.dec_n, 1), take(x.pre_gpi, 0), take(x.dec_gpi, 0), take(x.pre_sku, 0),
+                   take(x.dec_sku, 0), take(x.unserved, 1))
+    c32 = PathInputs(*(a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in c))
+    return c, c32
+
+
+def chunks(problem, chunk: int = 8192):
+    """(lo, hi, start, x, x32) per block of workloads [lo, hi): x holds workloads [start, start + width)
+    sliced on the device from device_inputs (width = min(chunk, W): one compiled shape), x32 the same in
+    float32. The last block is shifted back to end at W, overlapping the one before it (start <= lo);
+    a caller keeps the results of [lo, hi) only. No per-chunk copy is cached: the problem is on the
+    device once."""
+    w = len(problem.workloads)
+    full = device_inputs(problem)
+    width = min(chunk, w)
+    for lo in range(0, w, width):
+        hi = min(lo + width, w)
+        start = min(lo, w - width)
+        x, x32 = _chunk(full, start, width)
+        yield lo, hi, start, x, x32
+
+
+def device_inputs(problem) -> PathInputs:
+    """Every workload's path inputs on the device (float64 under x64), kept for the last two problems
+    seen (by the identity of their pre_n: the cache holds it), since every solver step reads them again."""
     owner = problem.options.pre_n
-    found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)  # identity: the cache holds it
+    found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)
     if found is None:
         _DEVICE.insert(0, (owner, {}))
         del _DEVICE[_DEVICE_PROBLEMS:]
     else:
         _DEVICE.insert(0, _DEVICE.pop(found))
     cache = _DEVICE[0][1]
-    key = (lo, hi, width, jnp.asarray(1.0).dtype.name)  # float64 arrays exist only under x64
+    key = jnp.asarray(1.0).dtype.name  # float64 arrays exist only under x64
     if key not in cache:
-        x = _pad_workloads(inputs(problem, lo, hi), width)
-        x64 = PathInputs(*(jnp.asarray(a) for a in x))
-        x32 = PathInputs(*(jnp.asarray(a, jnp.float32) if np.asarray(a).dtype == np.float64 else jnp.asarray(a)
-                           for a in x))
-        cache[key] = (x64, x32)
+        cache[key] = PathInputs(*(jnp.asarray(a) for a in inputs(problem)))
     return cache[key]
-
-
-def device_inputs(problem) -> PathInputs:
-    """Every workload's path inputs on the device in float64 (cached like the search's chunks), for the
-    many small evaluations of chosen paths (usage, costs) that would otherwise copy them again."""
-    w = len(problem.workloads)
-    return _device_inputs(problem, 0, w, w)[0]
-
-
-def _pad_left(left, width: int):
-    """left [Q, w, S] padded to width workloads with room to spare (padding is unserved anyway)."""
-    extra = width - left.shape[1]
-    return np.pad(left, ((0, 0), (0, extra), (0, 0)), constant_values=np.inf) if extra else left
 
 
 AVOID_EPS = 1e-6  # GPUs: a need within this of what is left still fits (fleet.EPS)
