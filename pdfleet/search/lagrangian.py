@@ -9,9 +9,13 @@ L(lambda) (search/fleet.py) is concave and piecewise linear; its subgradient at 
 H x (usage - supply): the GPUs the workloads' cheapest paths use at those prices minus what the
 procurement term supplies. The ascent takes Polyak steps (optax.polyak_sgd on -L with the best plan's
 cost, capped at 10% above the bound, as the target value), projected onto lambda >= 0; the step scale
-halves when the bound stalls for 5 steps.
-Every few steps the current paths are repaired into a feasible plan and improved (fleet.repair,
-fleet.improve); the cheapest plan and the best bound are kept, so the reported gap is certified.
+halves when the bound stalls for 5 steps; from column-generation prices it stops after PATIENCE steps
+without a better bound.
+Primal plans: the first from the last restricted LP's solution rounded (colgen.round_lp; the paths at
+the start prices without one), then every few steps from the current paths; each is repaired into a
+feasible plan and improved (fleet.repair, fleet.improve, fleet.tidy). The cheapest plan and the best
+bound are kept, so the reported gap is certified. A last polish solves a restricted integer program
+under a HiGHS node limit (a work limit: the plan does not depend on the machine's speed).
 """
 
 from __future__ import annotations
