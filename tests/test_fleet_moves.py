@@ -182,3 +182,30 @@ def test_row_cheapest_equals_a_stable_sort_of_the_pair_costs(seed):
         np.testing.assert_array_equal(idx[finite], want[finite])
         np.testing.assert_array_equal(got_cost, np.take_along_axis(flat, want, 2))
         np.testing.assert_allclose(reduced, want_reduced, rtol=1e-12)
+
+
+def test_polish_and_crosscheck_use_node_limits_not_time_limits(monkeypatch):
+    """The polish and auto's milp cross-check run HiGHS under a node limit (a work limit), never a time
+    limit, so a plan does not depend on the machine's speed; with a generous node limit milp.solve
+    still proves the optimum of a small fleet, and twice gives the same plan."""
+    from pdfleet.search import lagrangian, milp, solve
+
+    fp = _random_problem(7)
+    calls = []
+    real = milp.solve
+
+    def spy(problem, *args, **kw):
+        calls.append(kw)
+        return real(problem, *args, **kw)
+
+    monkeypatch.setattr(milp, "solve", spy)
+    res = lagrangian.solve(fp, tol=-1.0)  # a negative tolerance: the polish runs whatever the gap
+    assert len(calls) == 1
+    out = solve.run(fp, "auto")
+    assert len(calls) >= 2 and all(k.get("time_limit") is None and k.get("node_limit") for k in calls), calls
+    assert np.isfinite(res.plan.objective_usd) and np.isfinite(out.plan.objective_usd)
+    a, b = real(fp, node_limit=10_000), real(fp, node_limit=10_000)
+    assert a.optimal
+    np.testing.assert_array_equal(a.plan.pair_c, b.plan.pair_c)
+    np.testing.assert_array_equal(a.plan.pair_d, b.plan.pair_d)
+    assert a.plan.objective_usd == pytest.approx(real(fp).plan.objective_usd, rel=1e-9)
