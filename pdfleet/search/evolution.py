@@ -200,5 +200,5 @@ def solve(problem: FleetProblem, seed: int = 0, max_generations: int = 30, tol: 
         if g <= tol or stall >= patience or cma.should_stop():
             break
     if gap(plan.objective_usd, best_bound) > tol:  # the same restricted-program polish as lagrangian's
-        plan = polish(problem, plan, seen, np.asarray(best_prices, np.float64), POLISH_PAIRS, 30.0)
+        plan = polish(problem, plan, seen, np.asarray(best_prices, np.float64), POLISH_PAIRS)
     return Result(plan, best_bound, np.asarray(best_prices, np.float64), generation, time.perf_counter() - t0)

@@ -9,9 +9,13 @@ L(lambda) (search/fleet.py) is concave and piecewise linear; its subgradient at 
 H x (usage - supply): the GPUs the workloads' cheapest paths use at those prices minus what the
 procurement term supplies. The ascent takes Polyak steps (optax.polyak_sgd on -L with the best plan's
 cost, capped at 10% above the bound, as the target value), projected onto lambda >= 0; the step scale
-halves when the bound stalls for 5 steps.
-Every few steps the current paths are repaired into a feasible plan and improved (fleet.repair,
-fleet.improve); the cheapest plan and the best bound are kept, so the reported gap is certified.
+halves when the bound stalls for 5 steps; from column-generation prices it stops after PATIENCE steps
+without a better bound.
+Primal plans: the first from the last restricted LP's solution rounded (colgen.round_lp; the paths at
+the start prices without one), then every few steps from the current paths; each is repaired into a
+feasible plan and improved (fleet.repair, fleet.improve, fleet.tidy). The cheapest plan and the best
+bound are kept, so the reported gap is certified. A last polish solves a restricted integer program
+under a HiGHS node limit (a work limit: the plan does not depend on the machine's speed).
 """
 
 from __future__ import annotations
@@ -57,19 +61,28 @@ POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are 
 # quiet machine: 102 s, gap 9.0% with it against 112 s, gap 14.8% without (544 s with it under load 10
 # beside a HiGHS run: timings there are noise).
 COLGEN_MAX_PAIRS = 10_000_000
+# HiGHS branch-and-bound nodes of the polish: a work limit, not a time limit, so a plan does not depend
+# on the machine's speed (tests/test_determinism.py).
+POLISH_NODES = 2_000
+IMPROVE_ROUNDS = 16  # fleet.improve rounds per primal
+TIDY_ROUNDS = 3  # fleet.tidy + improve rounds per primal, while the cost falls
+PATIENCE = 10  # ascent steps without a better bound before it stops, from column-generation prices
 FILL_PAIRS = 1_000  # pair variables of least reduced cost the polish adds (more made HiGHS time out at 1,000 rows)
 
 
 def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_every: int = 10,
           progress: Callable[[int, int, float], None] | None = None, prices=None,
-          polish_pairs: int = POLISH_PAIRS, polish_seconds: float = 30.0, prune: bool = True,
-          colgen_rounds: int = 6, eta: float | None = None) -> Result:
+          polish_pairs: int = POLISH_PAIRS, polish_nodes: int | None = None, prune: bool = True,
+          colgen_rounds: int = 6, eta: float | None = None, patience: int | None = None) -> Result:
     """The ascent of the module docstring on `problem` after exact dominance pruning (search/prune.py;
     prune=False skips it), started from column-generation prices (search/colgen.py; colgen_rounds=0, or
     more than COLGEN_MAX_PAIRS pair variables, starts from `prices` or the cheapest source prices); the plan returned is costed on the unpruned
     problem. eta: the first step scale relative to a typical price (default 1, or 0.1 from column-generation
     prices, which are near the dual optimum: measured on gen_fleet 20,000 rows, 50 steps at scale 1 from
-    them never raised the bound)."""
+    them never raised the bound). patience: steps without a better bound after which the ascent stops
+    (default PATIENCE from column-generation prices: there the 35 steps of the halving schedule never
+    raised the bound on gen_fleet 20,000 rows; unlimited otherwise). The plan of a bound whose prices
+    were already repaired is not computed again."""
     from pdfleet.search import colgen
     from pdfleet.search import prune as pruning
 
@@ -91,13 +104,20 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         seen["keep"] = start.keep  # the restricted LPs' pairs: the polish keeps them too
         bound = start.best
         prices = bound.prices
+        rounded = start.rounded
     else:
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(None, bound)
+        rounded = None
     eta = (0.1 if colgen_rounds > 0 else 1.0) if eta is None else eta
+    patience = (PATIENCE if colgen_rounds > 0 else max_iter + 1) if patience is None else patience
     best_bound = bound
-    plan = _primal(problem, bound)
-    stall, it = 0, 0
+    # the first plan: from the last restricted LP's solution rounded (colgen.round_lp) where there is one,
+    # else from the paths at the start prices. gen_fleet 20,000 / 100,000 rows: 35,557 / 172,986 USD/h
+    # from the LP against 35,597 / 174,114 from the paths (at the same prices).
+    plan = _primal(problem, bound, rounded)
+    repaired = [bound.prices]  # prices whose plan was computed (the same prices give the same plan)
+    stall, since_best, it = 0, 0, 0
     for it in range(1, max_iter + 1):
         if gap(plan.objective_usd, best_bound.value_usd) <= tol:
             break
@@ -115,24 +135,26 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(seen, bound)
         if bound.value_usd > best_bound.value_usd + 1e-9 * abs(best_bound.value_usd):
-            best_bound, stall = bound, 0
+            best_bound, stall, since_best = bound, 0, 0
         else:
-            stall += 1
+            stall, since_best = stall + 1, since_best + 1
             if stall >= 5:  # restart from the best prices with half the step
                 eta, stall, prices, bound = eta / 2.0, 0, best_bound.prices, best_bound
-        if it % repair_every == 0:
+        if it % repair_every == 0 and not _seen_prices(repaired, bound.prices):
+            repaired.append(bound.prices)
             trial = _primal(problem, bound)
             if trial.objective_usd < plan.objective_usd:
                 plan = trial
         if progress:
             progress(it, max_iter, gap(plan.objective_usd, best_bound.value_usd))
-        if eta < 1e-3:
+        if eta < 1e-3 or since_best >= patience:
             break
-    trial = _primal(problem, best_bound)
-    if trial.objective_usd < plan.objective_usd:
-        plan = trial
+    if not _seen_prices(repaired, best_bound.prices):
+        trial = _primal(problem, best_bound)
+        if trial.objective_usd < plan.objective_usd:
+            plan = trial
     if gap(plan.objective_usd, best_bound.value_usd) > tol:
-        plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_seconds,
+        plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_nodes,
                       bound_usd=best_bound.value_usd)
     if prune:
         plan = fleet.evaluate(full, plan.pair_c, plan.pair_d)
@@ -146,8 +168,21 @@ def price_ceiling(problem: FleetProblem) -> float:
         float(np.max(problem.economics.rent_price))
 
 
-def _primal(problem: FleetProblem, bound: fleet.Bound) -> fleet.FleetPlan:
-    return fleet.improve(problem, fleet.repair(problem, bound.pair_c, bound.pair_d, bound.prices))
+def _seen_prices(seen: list, prices: np.ndarray) -> bool:
+    return any(np.array_equal(p, prices) for p in seen)
+
+
+def _primal(problem: FleetProblem, bound: fleet.Bound, choice: tuple | None = None) -> fleet.FleetPlan:
+    """A feasible plan from the paths of a bound (or another choice (pair_c, pair_d)) at its prices:
+    repair, improve, then tidy and improve again while that lowers the cost (at most TIDY_ROUNDS)."""
+    c, d = (bound.pair_c, bound.pair_d) if choice is None else choice
+    plan = fleet.improve(problem, fleet.repair(problem, c, d, bound.prices), rounds=IMPROVE_ROUNDS)
+    for _ in range(TIDY_ROUNDS):
+        trial = fleet.improve(problem, fleet.tidy(problem, plan, bound.prices), rounds=IMPROVE_ROUNDS)
+        if trial.objective_usd >= plan.objective_usd - fleet.EPS * max(1.0, abs(plan.objective_usd)):
+            break
+        plan = trial
+    return plan
 
 
 def _visit(seen, bound: fleet.Bound):
@@ -159,7 +194,7 @@ def _visit(seen, bound: fleet.Bound):
     return seen
 
 
-def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs: int, seconds: float,
+def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs: int, nodes: int | None = None,
            cheapest: int = 2, bound_usd: float | None = None) -> fleet.FleetPlan:
     """Primal polish: the integer program (milp.py) restricted, per workload, to the pairs the dual
     search visited (with column generation's restricted-LP pairs, seen['keep'] [W, Cp, Cd]), the plan's
@@ -175,11 +210,8 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     o = problem.options
     q, w, cp, cd = o.pre_n.shape
     keep = np.zeros((w, cp, cd), bool)
-    cost = np.asarray(paths.pair_costs_jit(paths.device_inputs(problem), prices, problem.economics.hours))[:, :, :-1, :-1]
-    flat = cost.reshape(q, w, -1)
-    order = np.argsort(flat, axis=2, kind="stable")  # [Q, W, Cp x Cd]
-    best = order[:, :, :cheapest]  # [Q, W, k]
-    finite = np.take_along_axis(flat, best, 2) < np.inf
+    best, cost, reduced = paths.row_cheapest(problem, prices, cheapest)  # [Q, W, k], [Q, W, k], [W, Cp x Cd]
+    finite = cost < np.inf
     wk = np.broadcast_to(np.arange(w)[None, :, None], best.shape)
     keep[wk[finite], best[finite] // cd, best[finite] % cd] = True
     wi = np.arange(w)[None, :]
@@ -191,22 +223,21 @@ def polish(problem: FleetProblem, plan: fleet.FleetPlan, seen, prices, max_pairs
     if int(keep.sum()) * q > max_pairs:
         return plan
     if bound_usd is not None and np.isfinite(plan.objective_usd):
-        _fill_by_reduced_cost(keep, flat, plan.objective_usd - bound_usd, min(max_pairs, int(keep.sum()) * q + FILL_PAIRS) // q)
+        _fill_by_reduced_cost(keep, reduced, plan.objective_usd - bound_usd, min(max_pairs, int(keep.sum()) * q + FILL_PAIRS) // q)
     restricted = problem._replace(options=o._replace(pre_n=np.where(keep[None], o.pre_n, np.inf)))
-    res = milp.solve(restricted, time_limit=seconds)
+    res = milp.solve(restricted, node_limit=POLISH_NODES if nodes is None else nodes)
     if res.plan.procurement is None:
         return plan
     trial = fleet.evaluate(problem, res.plan.pair_c, res.plan.pair_d)
     return trial if trial.objective_usd < plan.objective_usd else plan
 
 
-def _fill_by_reduced_cost(keep: np.ndarray, flat: np.ndarray, gap_usd: float, most: int) -> None:
-    """Add to keep [W, Cp, Cd] the (workload, pair)s of least reduced cost (flat [Q, W, Cp x Cd] pair costs
-    at prices minus the row's cheapest, least over the quarters) at most gap_usd, while keep has at most
-    `most` entries."""
+def _fill_by_reduced_cost(keep: np.ndarray, reduced: np.ndarray, gap_usd: float, most: int) -> None:
+    """Add to keep [W, Cp, Cd] the (workload, pair)s of least reduced cost (reduced [W, Cp x Cd]: pair cost
+    at prices minus the row's cheapest, least over the quarters; paths.row_cheapest) at most gap_usd,
+    while keep has at most `most` entries."""
     w, cp, cd = keep.shape
-    with np.errstate(invalid="ignore"):  # inf - inf on rows without a feasible pair
-        reduced = np.min(flat - np.min(flat, axis=2, keepdims=True), axis=0).reshape(w, cp, cd)
+    reduced = reduced.reshape(w, cp, cd)
     candidate = ~keep & np.isfinite(reduced) & (reduced <= gap_usd)
     room = most - int(keep.sum())
     if room <= 0 or not candidate.any():

@@ -141,10 +141,13 @@ def program(problem: FleetProblem) -> Program:
     return Program(cost, a, np.concatenate(lo), np.concatenate(hi), upper, integrality, (qx, wx, cx, dx), cells)
 
 
-def solve(problem: FleetProblem, time_limit: float | None = None, prune: bool = True) -> Result:
+def solve(problem: FleetProblem, time_limit: float | None = None, prune: bool = True,
+          node_limit: int | None = None) -> Result:
     """HiGHS on the program of `problem`, after exact dominance pruning (search/prune.py: the optimum is
     unchanged, the program has about a quarter of the pair variables on generated fleets) unless
-    prune=False. The plan is costed on the unpruned problem."""
+    prune=False. The plan is costed on the unpruned problem. Limits: time_limit (seconds: the answer
+    then depends on the machine's speed) and node_limit (branch-and-bound nodes: a work limit, so the
+    same program gives the same answer on any machine); without either HiGHS runs to optimality."""
     from pdfleet.search import prune as pruning
 
     t0 = time.perf_counter()
@@ -157,6 +160,8 @@ def solve(problem: FleetProblem, time_limit: float | None = None, prune: bool = 
     options = {"presolve": True, "mip_rel_gap": 1e-9}
     if time_limit:
         options["time_limit"] = float(time_limit)
+    if node_limit is not None:
+        options["node_limit"] = int(node_limit)
     res = milp(prog.cost, constraints=LinearConstraint(prog.a, prog.lo, prog.hi),
                bounds=Bounds(np.zeros(len(prog.cost)), prog.upper), integrality=prog.integrality, options=options)
     seconds = time.perf_counter() - t0

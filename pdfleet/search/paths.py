@@ -60,6 +60,31 @@ def pair_costs(x: PathInputs, prices, hours):
 pair_costs_jit = jax.jit(pair_costs)
 
 
+@partial(jax.jit, static_argnames="k")
+def _row_cheapest(x: PathInputs, prices, hours, k: int):
+    cost = pair_costs(x, prices, hours)[:, :, :-1, :-1]
+    flat = cost.reshape(cost.shape[0], cost.shape[1], -1)  # [Q, W, Cp x Cd]
+    neg, idx = jax.lax.top_k(-flat, k)  # equal costs: the lower index first (as a stable sort)
+    reduced = jnp.min(flat - jnp.min(flat, axis=2, keepdims=True), axis=0)  # NaN where a row has no pair
+    return idx, -neg, reduced
+
+
+def row_cheapest(problem, prices, k: int, chunk: int = 8192):
+    """Per (quarter, workload) row its k cheapest pairs at prices, on the device in chunks of workloads
+    (the [Q, W, Cp, Cd] costs never reach the host): (index [Q, W, k] into the flat c x Cd + d pairs, the
+    first among equal costs; cost [Q, W, k], inf where fewer than k are feasible; reduced [W, Cp x Cd]:
+    each pair's cost minus its row's cheapest, least over the quarters: inf where never feasible, NaN
+    for every pair of a workload with a row that has no feasible pair)."""
+    prices = jnp.asarray(np.asarray(prices, np.float64))
+    idx, cost, reduced = [], [], []
+    for lo, hi, start, x, _ in chunks(problem, chunk):
+        i, c, r = _row_cheapest(x, prices, problem.economics.hours, k)
+        idx.append(np.asarray(i)[:, lo - start:hi - start])
+        cost.append(np.asarray(c)[:, lo - start:hi - start])
+        reduced.append(np.asarray(r)[lo - start:hi - start])
+    return np.concatenate(idx, 1), np.concatenate(cost, 1), np.concatenate(reduced, 0)
+
+
 @jax.jit
 def path_costs(x: PathInputs, c, d, prices, hours, switch):
     """[W] USD over the horizon of given paths (c, d [Q, W], -1 = unserved) at prices [S, Q], with the
@@ -146,74 +171,135 @@ def usage_of(x: PathInputs, pair_c, pair_d, n_skus: int):
     return out.at[x.dec_sku[wi, d], jnp.broadcast_to(qi, d.shape)].add(dec)
 
 
-def solve_paths(problem, prices, chunk: int = 8192, mask=None):
+def solve_paths(problem, prices, chunk: int = 8192, cells=None, left=None):
     """best_paths over all workloads in chunks of `chunk` workloads (one compiled shape per chunk size).
 
     The search runs in float32 (twice as fast on CPU as float64); each chosen path is then priced again
     in float64 (path_costs), so values and usage are exact for the paths returned. Ties within float32
     rounding (~1e-7 relative) may pick a path that is not the float64 cheapest, so a bound summed from
     these values can exceed the true dual value by that much: fleet.dual takes RELATIVE_SLACK off.
-    mask: optional [Q, W, Cp, Cd] bool of forbidden pairs (repair). Returns NumPy (pair_c, pair_d,
-    value [W], usage [S, Q])."""
+    Pairs can be forbidden (avoid_pairs, computed on the device per chunk): cells [S, Q] bool, every
+    pair using a marked (sku, quarter) cell (repair); left [Q, W, S] GPUs, every pair that needs more
+    in some cell than the workload has left there (improve). Returns NumPy (pair_c, pair_d, value [W],
+    usage [S, Q])."""
     econ = problem.economics
-    w = len(problem.workloads)
     n_skus = len(problem.skus)
     cs, ds, vs = [], [], []
-    use = np.zeros((n_skus, len(problem.quarters)))
     prices32 = jnp.asarray(np.asarray(prices), jnp.float32)
-    for lo in range(0, w, chunk):
-        hi = min(lo + chunk, w)
-        x, x32 = _device_inputs(problem, lo, hi, chunk if w > chunk else hi - lo)
-        if mask is not None:
-            m = jnp.asarray(_pad_mask(mask[:, lo:hi], x.pre_n.shape[1]))
-            x32 = x32._replace(pre_n=jnp.where(m, jnp.inf, x32.pre_n))
+    for lo, hi, start, x, x32 in chunks(problem, chunk):
+        if cells is not None or left is not None:
+            q, width = x.pre_n.shape[:2]
+            no_cells = np.zeros((n_skus, q), bool) if cells is None else np.asarray(cells, bool)
+            room = np.full((q, width, n_skus), np.inf) if left is None else np.asarray(left)[:, start:start + width]
+            x32 = x32._replace(pre_n=jnp.where(avoid_pairs(x, no_cells, room), jnp.inf, x32.pre_n))
         c, d, _ = best_paths(x32, prices32, econ.hours, econ.switch_usd)
         v = path_costs(x, c, d, prices, econ.hours, econ.switch_usd)
-        u = usage_of(x, c, d, n_skus=n_skus)
-        n = hi - lo
-        cs.append(np.asarray(c)[:, :n])
-        ds.append(np.asarray(d)[:, :n])
-        vs.append(np.asarray(v)[:n])
-        use += np.asarray(u)
-    return np.concatenate(cs, 1), np.concatenate(ds, 1), np.concatenate(vs), use
+        cs.append(np.asarray(c)[:, lo - start:hi - start])
+        ds.append(np.asarray(d)[:, lo - start:hi - start])
+        vs.append(np.asarray(v)[lo - start:hi - start])
+    c, d = np.concatenate(cs, 1), np.concatenate(ds, 1)
+    use = np.asarray(usage_of(device_inputs(problem), c, d, n_skus=n_skus), np.float64)
+    return c, d, np.concatenate(vs), use
 
 
 RELATIVE_SLACK = 1e-6
-_DEVICE: list = []  # [(the problem's pre_n, {(lo, hi, width, dtype): device inputs in float64 and float32})]
+_DEVICE: list = []  # [(the problem's pre_n, {dtype: every workload's path inputs on the device})]
 _DEVICE_PROBLEMS = 2  # a solver searches its pruned problem (search/prune.py) and costs on the full one
 
 
-def _device_inputs(problem, lo: int, hi: int, width: int):
-    """The path inputs of workloads [lo, hi), padded to width, on the device in float64 and float32;
-    kept for the last two problems seen, since every solver step searches the same arrays again."""
+@partial(jax.jit, static_argnames="width")
+def _chunk(x: PathInputs, start, width: int):
+    """Workloads [start, start + width) of x, as they are and in float32 (the search's precision)."""
+    def take(a, axis):
+        return jax.lax.dynamic_slice_in_dim(a, start, width, axis)
+
+    c = PathInputs(take(x.pre_n, 1), take(x.dec_n, 1), take(x.pre_gpi, 0), take(x.dec_gpi, 0), take(x.pre_sku, 0),
+                   take(x.dec_sku, 0), take(x.unserved, 1))
+    c32 = PathInputs(*(a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in c))
+    return c, c32
+
+
+def chunks(problem, chunk: int = 8192):
+    """(lo, hi, start, x, x32) per block of workloads [lo, hi): x holds workloads [start, start + width)
+    sliced on the device from device_inputs (width = min(chunk, W): one compiled shape), x32 the same in
+    float32. The last block is shifted back to end at W, overlapping the one before it (start <= lo);
+    a caller keeps the results of [lo, hi) only. No per-chunk copy is cached: the problem is on the
+    device once."""
+    w = len(problem.workloads)
+    full = device_inputs(problem)
+    width = min(chunk, w)
+    for lo in range(0, w, width):
+        hi = min(lo + width, w)
+        start = min(lo, w - width)
+        x, x32 = _chunk(full, start, width)
+        yield lo, hi, start, x, x32
+
+
+def device_inputs(problem) -> PathInputs:
+    """Every workload's path inputs on the device (float64 under x64), kept for the last two problems
+    seen (by the identity of their pre_n: the cache holds it), since every solver step reads them again."""
     owner = problem.options.pre_n
-    found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)  # identity: the cache holds it
+    found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)
     if found is None:
         _DEVICE.insert(0, (owner, {}))
         del _DEVICE[_DEVICE_PROBLEMS:]
     else:
         _DEVICE.insert(0, _DEVICE.pop(found))
     cache = _DEVICE[0][1]
-    key = (lo, hi, width, jnp.asarray(1.0).dtype.name)  # float64 arrays exist only under x64
+    key = jnp.asarray(1.0).dtype.name  # float64 arrays exist only under x64
     if key not in cache:
-        x = _pad_workloads(inputs(problem, lo, hi), width)
-        x64 = PathInputs(*(jnp.asarray(a) for a in x))
-        x32 = PathInputs(*(jnp.asarray(a, jnp.float32) if np.asarray(a).dtype == np.float64 else jnp.asarray(a)
-                           for a in x))
-        cache[key] = (x64, x32)
+        cache[key] = PathInputs(*(jnp.asarray(a) for a in inputs(problem)))
     return cache[key]
 
 
-def device_inputs(problem) -> PathInputs:
-    """Every workload's path inputs on the device in float64 (cached like the search's chunks), for the
-    many small evaluations of chosen paths (usage, costs) that would otherwise copy them again."""
-    w = len(problem.workloads)
-    return _device_inputs(problem, 0, w, w)[0]
+AVOID_EPS = 1e-6  # GPUs: a need within this of what is left still fits (fleet.EPS)
 
 
-def _pad_mask(mask, width: int):
-    extra = width - mask.shape[1]
-    return np.pad(mask, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra else mask
+def _needs(x: PathInputs):
+    """GPUs of each pair's prefill [Q, W, Cp, Cd] and decode [Q, W, Cd] (0 where infeasible)."""
+    pre = jnp.where(jnp.isfinite(x.pre_n), x.pre_n, 0.0) * x.pre_gpi[None, :, :, None]
+    dec = jnp.where(jnp.isfinite(x.dec_n), x.dec_n, 0.0) * x.dec_gpi[None]
+    return pre, dec
+
+
+@jax.jit
+def avoid_pairs(x: PathInputs, cells, left):
+    """[Q, W, Cp, Cd] True where a pair uses a (sku, quarter) cell marked in cells [S, Q], or needs
+    more GPUs of a cell than left [Q, W, S] (what the cell has free plus what the workload uses there
+    now: a single move to an unmarked pair never breaks a cap). A pair whose two roles share a sku
+    needs the sum of both there."""
+    q = jnp.arange(x.pre_n.shape[0])[:, None, None]
+    wi = jnp.arange(x.pre_n.shape[1])[None, :, None]
+    pre_cell = cells[x.pre_sku[None], q]  # [Q, W, Cp]
+    dec_cell = cells[x.dec_sku[None], q]  # [Q, W, Cd]
+    pre_need, dec_need = _needs(x)
+    pre_left = left[q, wi, x.pre_sku[None]]  # [Q, W, Cp]
+    dec_left = left[q, wi, x.dec_sku[None]]  # [Q, W, Cd]
+    same = (x.pre_sku[:, :, None] == x.dec_sku[:, None, :])[None]  # [1, W, Cp, Cd]
+    total = pre_need + dec_need[:, :, None, :]
+    full = jnp.where(same, total > pre_left[..., None] + AVOID_EPS,
+                     (pre_need > pre_left[..., None] + AVOID_EPS) | (dec_need > dec_left + AVOID_EPS)[:, :, None, :])
+    return full | pre_cell[..., None] | dec_cell[:, :, None, :]
+
+
+@partial(jax.jit, static_argnames=("n_skus", "roles"))
+def usage_per_workload(x: PathInputs, pair_c, pair_d, n_skus: int, roles: tuple = ("prefill", "decode")):
+    """[W, S, Q] GPUs each workload's chosen pairs (pair_c, pair_d [Q, W], -1 = unserved) use per cell,
+    counting the given roles."""
+    q, w = pair_c.shape
+    served = pair_c >= 0
+    c, d = jnp.maximum(pair_c, 0), jnp.maximum(pair_d, 0)
+    qi, wi = jnp.arange(q)[:, None], jnp.arange(w)[None, :]
+    pn, dn = x.pre_n[qi, wi, c, d], x.dec_n[qi, wi, d]
+    pre = jnp.where(served & jnp.isfinite(pn), pn * x.pre_gpi[wi, c], 0.0)
+    dec = jnp.where(served & jnp.isfinite(dn), dn * x.dec_gpi[wi, d], 0.0)
+    qq, ww = jnp.broadcast_to(qi, c.shape), jnp.broadcast_to(wi, c.shape)
+    out = jnp.zeros((w, n_skus, q), pre.dtype)
+    if "prefill" in roles:
+        out = out.at[ww, x.pre_sku[wi, c], qq].add(pre)
+    if "decode" in roles:
+        out = out.at[ww, x.dec_sku[wi, d], qq].add(dec)
+    return out
 
 
 def _pad_workloads(x: PathInputs, width: int) -> PathInputs:

@@ -375,8 +375,23 @@ def _finite(a: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(a), a, 0.0)
 
 
+_MAX_USAGE: list = []  # [(the problem's pre_n, dec_n, max_usage)] for the last few problems seen
+
+
 def max_usage(problem: FleetProblem) -> np.ndarray:
-    """[S, Q] the most GPUs of each sku any choice could use (bounds the dual's supply)."""
+    """[S, Q] the most GPUs of each sku any choice could use (bounds the dual's supply). Kept for the
+    last few problems seen (by the identity of their count arrays: a solver asks many times)."""
+    o = problem.options
+    for pre, dec, out in _MAX_USAGE:
+        if pre is o.pre_n and dec is o.dec_n:
+            return out.copy()
+    out = _max_usage(problem)
+    _MAX_USAGE.insert(0, (o.pre_n, o.dec_n, out))
+    del _MAX_USAGE[3:]
+    return out.copy()
+
+
+def _max_usage(problem: FleetProblem) -> np.ndarray:
     o = problem.options
     s = len(problem.skus)
     pre_g = (_finite(o.pre_n) * o.pre_gpi[None, :, :, None]).max(axis=3)  # [Q,W,Cp]

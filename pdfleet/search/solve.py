@@ -22,7 +22,9 @@ from pdfleet.search.problem import FleetProblem
 
 SOLVERS = ("auto", "exact", "lagrangian", "evolution", "milp")
 MILP_CROSSCHECK_PAIRS = 20_000  # auto runs milp beside lagrangian up to this many pair variables
-CROSSCHECK_SECONDS = 60.0
+# HiGHS branch-and-bound nodes of the cross-check: a work limit (a time limit would make the plan kept
+# depend on the machine's speed).
+CROSSCHECK_NODES = 5_000
 
 
 class Outcome(NamedTuple):
@@ -102,7 +104,7 @@ def run(problem: FleetProblem, solver: str = "auto", seed: int = 0,
     best = Outcome("lagrangian", res.plan, res.lower_bound_usd, res.prices,
                    fleet.dual(problem, res.prices).budget_price, seconds, costs, False, notes)
     if solver == "auto" and milp.size(problem) <= MILP_CROSSCHECK_PAIRS:
-        ref = timed("milp", lambda: milp.solve(problem, time_limit=CROSSCHECK_SECONDS))
+        ref = timed("milp", lambda: milp.solve(problem, node_limit=CROSSCHECK_NODES))
         costs["milp"] = ref.plan.objective_usd
         bound = max(best.lower_bound_usd, ref.lower_bound_usd)
         if ref.plan.objective_usd < best.plan.objective_usd - 1e-6 * max(1.0, abs(best.plan.objective_usd)):
