@@ -122,8 +122,21 @@ def predict_plan(problem, solver_rows: list[str | None], fleet_problem, plan) ->
                   queues=queues, live=bool((np.asarray(w.tpot_quantile) >= 0).any()))
     out = {k: np.asarray(v)[:, r] for k, v in lat._asdict().items()}
     out.update(fields)
-    out["pre_frac"] = np.where(served, o.pre_frac[qi, wi, cc, dd], np.nan)
-    out["dec_frac"] = np.where(served, o.dec_frac[qi, wi, dd], np.nan)
     out["pre_rate"] = np.where(served, o.pre_rate[wi, cc, dd], np.nan)
     out["dec_rate"] = np.where(served, o.dec_rate[wi, dd], np.nan)
+    out["pre_frac"], out["dec_frac"] = fractional_counts(fp, served, out["pre_rate"], out["dec_rate"],
+                                                         out["pre_instances"])
     return out
+
+
+def fractional_counts(fp, served, pre_rate, dec_rate, pre_whole):
+    """[Q, W] fractional prefill and decode instances of the chosen pairs (the paper's eqs. 5-6 before
+    rounding: planned demand / capacity per instance, sizing.fractional_instances); a pooled M/M/c prefill
+    reports its whole count (it is not a rounded ratio). NaN where a row is not served."""
+    from pdfleet.perf import sizing
+
+    demand = fp.demand_rps
+    pre = np.asarray(sizing.fractional_instances(demand, np.where(served, pre_rate, 0.0)))
+    pre = np.where(fp.options.pooled[None, :], pre_whole, pre)
+    dec = np.asarray(sizing.fractional_instances(demand, np.where(served, dec_rate, 0.0)))
+    return np.where(served, pre, np.nan), np.where(served, dec, np.nan)

@@ -41,8 +41,7 @@ class Options(NamedTuple):
     dec_gpi: np.ndarray  # [W, Cd]
     pre_n: np.ndarray  # [Q, W, Cp, Cd] whole prefill instances of the pair (inf = infeasible)
     dec_n: np.ndarray  # [Q, W, Cd] whole decode instances (inf = infeasible)
-    pre_frac: np.ndarray  # [Q, W, Cp, Cd] fractional prefill instances
-    dec_frac: np.ndarray  # [Q, W, Cd]
+    pooled: np.ndarray  # [W] bool: prefill planned as one M/M/c pool (queue mmc; its counts are whole already)
     pre_rate: np.ndarray  # [W, Cp, Cd] prefill capacity per instance of the pair [req/s]
     dec_rate: np.ndarray  # [W, Cd] decode capacity per instance [req/s]
     transfer_s: np.ndarray  # [W, Cp, Cd] KV transfer time of the pair
@@ -160,13 +159,13 @@ def _pair_rates(mu, pre_ok, queue, quantile, scv, budget, transfer, pair_ok, mg1
 
 
 def _counts(demand, rate, minimum: float, nearest: bool):
-    """(whole, fractional) instances for demand [Q, W, ...] at capacity rate [W, ...] per instance:
-    the paper's eqs. 5-6, rounded (sizing.round_instances), at least `minimum` where demand is positive,
-    0 without demand, inf where the capacity is 0 (with or without demand: such a pair is never chosen)."""
-    frac = sizing.fractional_instances(demand, rate[None])
-    whole = sizing.round_instances(frac, nearest)
+    """Whole instances for demand [Q, W, ...] at capacity rate [W, ...] per instance: the paper's eqs. 5-6,
+    rounded (sizing.round_instances), at least `minimum` where demand is positive, 0 without demand, inf
+    where the capacity is 0 (with or without demand: such a pair is never chosen). The fractional counts are
+    not kept ([Q, W, Cp, Cd] is the problem's largest array): chosen.py recomputes them for the chosen pairs."""
+    whole = sizing.round_instances(sizing.fractional_instances(demand, rate[None]), nearest)
     whole = jnp.where(demand > 0, jnp.maximum(whole, minimum), 0.0)
-    return jnp.where(rate[None] > 0, whole, jnp.inf), frac
+    return jnp.where(rate[None] > 0, whole, jnp.inf)
 
 
 _counts_jit = jax.jit(_counts, static_argnames="nearest")
@@ -232,11 +231,11 @@ def _deployed_column(fleet: S.Fleet, name: str, role: str, pool, profiles_of_row
     return cols[0] if cols else None
 
 
-def _pooled_counts(pre_n, pre_frac, pooled, mu, demand, budget, transfer, quantile, minimum: float):
+def _pooled_counts(pre_n, pooled, mu, demand, budget, transfer, quantile, minimum: float):
     """Prefill counts of the workloads planned as one M/M/c pool (queue: mmc): the smallest c whose pooled
     sojourn statistic fits the budget left after the pair's transfer (queueing.mmc_servers), searched up to
     the per-instance M/M/1 count (pooling never needs more), at least `minimum`. Computed under x64 (Erlang
-    C's log terms cancel). The count is whole already: rounding does not apply; fractional = whole."""
+    C's log terms cancel). The count is whole already: rounding does not apply (the plan reports it as the fractional count too)."""
     rows = np.flatnonzero(pooled)
     left = budget[rows][:, None, None] - transfer[rows]  # [w, Cp, Cd]
     split = pre_n[:, rows]  # [Q, w, Cp, Cd]
@@ -248,10 +247,9 @@ def _pooled_counts(pre_n, pre_frac, pooled, mu, demand, budget, transfer, quanti
         servers = np.asarray(servers)
     whole = np.where(demand[:, rows][:, :, None, None] > 0, np.maximum(servers, minimum), 0.0)
     whole = np.where(np.isfinite(split) & (left[None] > 0), whole, np.inf)
-    pre_n, pre_frac = pre_n.copy(), pre_frac.copy()
+    pre_n = pre_n.copy()
     pre_n[:, rows] = whole
-    pre_frac[:, rows] = np.where(np.isfinite(whole), whole, pre_frac[:, rows])
-    return pre_n, pre_frac
+    return pre_n
 
 
 def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, nearest: bool) -> FleetProblem:
@@ -311,12 +309,12 @@ def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, near
     demand = np.asarray(w.demand_rps, np.float64)[:, r] * (1.0 + fleet.planning.headroom)
     pmin = float(fleet.planning.min_instances_for("prefill"))
     dmin = float(fleet.planning.min_instances_for("decode"))
-    pre_n, pre_frac = _counts_jit(demand[:, :, None, None].astype(dtype), pre_rate, pmin, nearest=nearest)
+    pre_n = _counts_jit(demand[:, :, None, None].astype(dtype), pre_rate, pmin, nearest=nearest)
     pooled = np.asarray(w.queue)[r] == queueing.MMC
     if pooled.any():
-        pre_n, pre_frac = _pooled_counts(np.asarray(pre_n), np.asarray(pre_frac), pooled, mu, demand, budget,
-                                         transfer, np.asarray(w.ttft_quantile)[r], pmin)
-    dec_n, dec_frac = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
+        pre_n = _pooled_counts(np.asarray(pre_n), pooled, mu, demand, budget, transfer,
+                               np.asarray(w.ttft_quantile)[r], pmin)
+    dec_n = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
     if any(fleet.workloads[n].deploy for n in names):
         pre_n, dec_n = _pin_deployments(fleet, names, pre_profile, dec_profile, np.asarray(pre_n), np.asarray(dec_n),
                                         demand)
@@ -324,7 +322,7 @@ def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, near
         pre_profile=pre_profile.astype(np.int32), pre_sku=ps, pre_gpi=pick(gpi_of, pre_profile),
         dec_profile=dec_profile.astype(np.int32), dec_sku=ds, dec_gpi=pick(gpi_of, dec_profile),
         pre_n=np.asarray(pre_n, np.float64), dec_n=np.asarray(dec_n, np.float64),
-        pre_frac=np.asarray(pre_frac, np.float64), dec_frac=np.asarray(dec_frac, np.float64),
+        pooled=pooled,
         pre_rate=pre_rate.astype(np.float64), dec_rate=dec_rate.astype(np.float64), transfer_s=transfer,
     )
     econ = economics(fleet)

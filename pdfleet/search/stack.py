@@ -21,7 +21,7 @@ import numpy as np
 from pdfleet.search import fleet
 from pdfleet.search.problem import Economics, FleetProblem, Options
 
-PER_QUARTER = ("pre_n", "dec_n", "pre_frac", "dec_frac")  # Options fields [Q, W, ...]; the rest are [W, ...]
+PER_QUARTER = ("pre_n", "dec_n")  # Options fields [Q, W, ...]; the rest are [W, ...]
 
 
 def stackable(problems: list[FleetProblem]) -> str | None:
@@ -54,8 +54,7 @@ def _options(o: Options, cp: int, cd: int, sku_offset: int) -> Options:
         pre_gpi=_pad(o.pre_gpi, 1, cp, 0.0),
         dec_profile=_pad(o.dec_profile, 1, cd, -1), dec_sku=_pad(o.dec_sku + sku_offset, 1, cd, sku_offset),
         dec_gpi=_pad(o.dec_gpi, 1, cd, 0.0),
-        pre_n=_pad(_pad(o.pre_n, 2, cp, inf), 3, cd, inf), dec_n=_pad(o.dec_n, 2, cd, inf),
-        pre_frac=_pad(_pad(o.pre_frac, 2, cp, 0.0), 3, cd, 0.0), dec_frac=_pad(o.dec_frac, 2, cd, 0.0),
+        pre_n=_pad(_pad(o.pre_n, 2, cp, inf), 3, cd, inf), dec_n=_pad(o.dec_n, 2, cd, inf), pooled=o.pooled,
         pre_rate=_pad(_pad(o.pre_rate, 1, cp, 0.0), 2, cd, 0.0), dec_rate=_pad(o.dec_rate, 1, cd, 0.0),
         transfer_s=_pad(_pad(o.transfer_s, 1, cp, 0.0), 2, cd, 0.0),
     )
