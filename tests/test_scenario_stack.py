@@ -87,3 +87,10 @@ def test_a_budget_is_not_stacked():
     with jax.enable_x64(True):
         fp = optimize.prepare(spec.from_dict(doc)).fleet_problem
     assert stack.stackable([fp, fp]) == "a budget couples every sku of a quarter"
+    with jax.enable_x64(True):  # searched one by one instead: each the same as its solo run
+        got = stack.solve_scenarios({"a": fp, "b": fp}, "lagrangian")
+        solo = solve.run(fp, "lagrangian")
+    for outcome, _ in got.values():
+        np.testing.assert_array_equal(outcome.plan.pair_c, solo.plan.pair_c)
+        assert outcome.plan.objective_usd == solo.plan.objective_usd
+        assert not any("stacked" in n for n in outcome.notes)
