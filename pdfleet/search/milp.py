@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pdfleet.search import fleet, procure
-from pdfleet.search.problem import FleetProblem, max_usage
+from pdfleet.search.problem import FleetProblem, feasible_pairs, max_usage
 
 
 class Result(NamedTuple):
@@ -36,7 +36,7 @@ class Result(NamedTuple):
 def size(problem: FleetProblem) -> int:
     """Binary pair variables the program would have (a cheap size test for `auto`)."""
     o = problem.options
-    return int(np.isfinite(o.pre_n + o.dec_n[:, :, None, :]).sum())
+    return int(feasible_pairs(o).sum())
 
 
 class Program(NamedTuple):
@@ -57,7 +57,7 @@ def program(problem: FleetProblem) -> Program:
     nq, nw, cp, cd = o.pre_n.shape
     ns = len(problem.skus)
     sw = econ.switch_usd
-    feas = np.isfinite(o.pre_n + o.dec_n[:, :, None, :])
+    feas = feasible_pairs(o)
     qx, wx, cx, dx = np.nonzero(feas)
     nx = len(qx)
     pre_g = o.pre_n[qx, wx, cx, dx] * o.pre_gpi[wx, cx]

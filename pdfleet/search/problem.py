@@ -349,7 +349,7 @@ def _row_reasons(options: Options, demand, pre_reason, dec_reason, valid) -> np.
     dec_fail = np.asarray(failure_reason(dec_reason, valid))
     any_pre = (valid & (pre_reason == E.OK)).any(1)
     any_dec = (valid & (dec_reason == E.OK)).any(1)
-    finite = np.isfinite(options.pre_n + options.dec_n[:, :, None, :]).any(axis=(2, 3))  # [Q, W]
+    finite = feasible_pairs(options).any(axis=(2, 3))  # [Q, W]
     pre = np.where(any_pre, np.where(any_dec, E.TTFT_UNREACHABLE, E.OK), pre_fail)
     dec = np.where(any_dec, E.OK, dec_fail)
     out = np.stack([np.broadcast_to(pre, (q, pre.shape[0])), np.broadcast_to(dec, (q, dec.shape[0]))], -1)
@@ -362,10 +362,24 @@ def _unserved_usd(options: Options, econ: Economics) -> np.ndarray:
     always wins where one exists; finite so that the dual and the MILP stay bounded."""
     top = max(float(np.max(econ.rent_price)), float(np.max(econ.own_price)),
               float(np.max(np.where(np.isfinite(econ.purchase), econ.purchase / econ.hours, 0.0))), 1.0)
-    pre, dec = _finite(options.pre_n), _finite(options.dec_n)
-    gpus = pre * options.pre_gpi[None, :, :, None] + (dec * options.dec_gpi[None])[:, :, None, :]
-    worst = np.max(gpus, axis=(2, 3))
+    worst = np.zeros(options.pre_n.shape[:2])
+    for sl in _workload_chunks(worst.shape[1]):  # [Q, w, Cp, Cd] float temporaries one chunk at a time
+        pre, dec = _finite(options.pre_n[:, sl]), _finite(options.dec_n[:, sl])
+        gpus = pre * options.pre_gpi[None, sl, :, None] + (dec * options.dec_gpi[None, sl])[:, :, None, :]
+        worst[:, sl] = np.max(gpus, axis=(2, 3))
     return UNSERVED_FACTOR * (worst + 1.0) * top * econ.hours + econ.switch_usd * 4 * (worst + 1.0)
+
+
+HOST_CHUNK = 8192  # workloads per host temporary of the [Q, W, Cp, Cd] arrays
+
+
+def _workload_chunks(n: int):
+    return (slice(lo, lo + HOST_CHUNK) for lo in range(0, n, HOST_CHUNK))
+
+
+def feasible_pairs(options: Options) -> np.ndarray:
+    """[Q, W, Cp, Cd] bool: both sides of the pair have a finite count (without a float temporary)."""
+    return np.isfinite(options.pre_n) & np.isfinite(options.dec_n)[:, :, None, :]
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -392,7 +406,8 @@ def max_usage(problem: FleetProblem) -> np.ndarray:
 def _max_usage(problem: FleetProblem) -> np.ndarray:
     o = problem.options
     s = len(problem.skus)
-    pre_g = (_finite(o.pre_n) * o.pre_gpi[None, :, :, None]).max(axis=3)  # [Q,W,Cp]
+    # max over decode partners of the finite counts, x GPUs per instance (>= 0, the same for every partner)
+    pre_g = np.max(o.pre_n, axis=3, initial=0.0, where=np.isfinite(o.pre_n)) * o.pre_gpi[None]  # [Q,W,Cp]
     dec_g = _finite(o.dec_n) * o.dec_gpi[None]  # [Q,W,Cd]
     out = np.zeros((s, pre_g.shape[0]))
     for role_g, sku in ((pre_g, o.pre_sku), (dec_g, o.dec_sku)):
