@@ -30,7 +30,8 @@ def hand_problem(pre_n, dec_n, pre_sku, pre_gpi, dec_sku, dec_gpi, switch_usd: f
     opts = Options(pre_profile=np.arange(cp)[None], pre_sku=np.asarray(pre_sku)[None],
                    pre_gpi=np.asarray(pre_gpi, float)[None], dec_profile=np.arange(cd)[None],
                    dec_sku=np.asarray(dec_sku)[None], dec_gpi=np.asarray(dec_gpi, float)[None],
-                   pre_n=pre_n, dec_n=dec_n, pooled=np.zeros(1, bool), pre_rate=np.ones((1, cp, cd)),
+                   pre_n=pre_n, dec_n=dec_n, pooled=np.zeros(1, bool),
+                   pinned_prefill_need=np.full((pre_n.shape[0], 1), np.nan), pre_rate=np.ones((1, cp, cd)),
                    dec_rate=np.ones((1, cd)), transfer_s=np.zeros((1, cp, cd)))
     z = np.zeros((2, q))
     econ = Economics(z, z + INF, np.ones(2), np.zeros(2), np.full(2, INF), np.ones(2), np.zeros(2), z + INF,

@@ -167,3 +167,27 @@ def test_live_decode_against_the_simulator():
     assert st.tpot_mean_ms[0] == pytest.approx(mean, rel=0.02)
     assert st.tpot_p90_ms[0] <= p90 <= 1.06 * st.tpot_p90_ms[0]
     assert st.decode_batch_mean[0] == pytest.approx(float(m), rel=0.03)
+
+
+def test_a_pinned_pool_reports_what_its_pair_needs_as_its_fractional_count():
+    """deploy: pins the instances; instances_fractional of a pooled (mmc) prefill row stays the M/M/c
+    count its pair needs at the demand (the unpinned plan's count on the same pair), not the pinned count."""
+    from pdfleet import optimize, spec
+
+    from conftest import tiny_fleet
+
+    doc = tiny_fleet(**{"workloads.chat.queue": "mmc", "workloads.chat.rate_rps": {"q1": 40, "q2": 70}})
+    free = optimize.run(spec.from_dict(doc)).plan
+    rows = free.set_index(["quarter", "role"])
+    pre, dec = rows.xs("prefill", level="role"), rows.xs("decode", level="role")
+    assert pre["sku"].nunique() == 1 and dec["sku"].nunique() == 1  # one pair in both quarters: pin that one
+    extra = 3
+    doc["workloads"]["chat"]["deploy"] = {
+        "prefill": {"sku": pre["sku"].iloc[0], "gpus_per_instance": int(pre["gpus_per_instance"].iloc[0]),
+                    "instances": int(pre["instances"].max()) + extra},
+        "decode": {"sku": dec["sku"].iloc[0], "gpus_per_instance": int(dec["gpus_per_instance"].iloc[0]),
+                   "instances": int(dec["instances"].max())}}
+    pinned = optimize.run(spec.from_dict(doc)).plan
+    got = pinned[pinned["role"] == "prefill"].set_index("quarter")
+    assert (got["instances"] == pre["instances"].max() + extra).all()
+    assert got["instances_fractional"].to_dict() == pytest.approx(pre["instances"].astype(float).to_dict())

@@ -66,6 +66,8 @@ def test_stacked_search_is_feasible_near_optimal_and_certified_per_scenario(case
                 best = alone[name].plan.objective_usd
                 assert outcome.plan.procurement is not None, (seed, name)  # within every limit
                 assert outcome.lower_bound_usd <= best * (1 + TOL) + TOL, (seed, name)
+                if solver == "auto":  # small stacks get auto's milp cross-check: a proven optimum, tight bounds
+                    assert outcome.lower_bound_usd >= outcome.plan.objective_usd * (1 - 1e-3), (seed, name)
                 assert best * (1 - TOL) - TOL <= outcome.plan.objective_usd <= best * 1.01 + TOL, (seed, name)
                 assert seconds > 0
                 assert solver == "auto" or any("stacked" in n for n in outcome.notes)
@@ -94,3 +96,10 @@ def test_a_budget_is_not_stacked():
         np.testing.assert_array_equal(outcome.plan.pair_c, solo.plan.pair_c)
         assert outcome.plan.objective_usd == solo.plan.objective_usd
         assert not any("stacked" in n for n in outcome.notes)
+
+
+def test_block_bounds_take_the_best_valid_bound():
+    # stack proven optimal at 30 = 10 + 20: each block's plan is optimal, so its bound is its objective
+    assert stack.block_bounds(30.0, [8.0, 15.0], [10.0, 20.0], [-np.inf, 16.0]) == [10.0, 20.0]
+    # a loose stack bound: the duals (or the block's own earlier bound) win
+    assert stack.block_bounds(20.0, [8.0, 15.0], [10.0, 20.0], [-np.inf, 16.0]) == [8.0, 16.0]

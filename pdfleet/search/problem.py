@@ -42,6 +42,7 @@ class Options(NamedTuple):
     pre_n: np.ndarray  # [Q, W, Cp, Cd] whole prefill instances of the pair (inf = infeasible)
     dec_n: np.ndarray  # [Q, W, Cd] whole decode instances (inf = infeasible)
     pooled: np.ndarray  # [W] bool: prefill planned as one M/M/c pool (queue mmc; its counts are whole already)
+    pinned_prefill_need: np.ndarray  # [Q, W] prefill instances the pinned (deploy:) pair needs; NaN: none pinned
     pre_rate: np.ndarray  # [W, Cp, Cd] prefill capacity per instance of the pair [req/s]
     dec_rate: np.ndarray  # [W, Cd] decode capacity per instance [req/s]
     transfer_s: np.ndarray  # [W, Cp, Cd] KV transfer time of the pair
@@ -200,8 +201,10 @@ def _pin_deployments(fleet: S.Fleet, names, pre_profile, dec_profile, pre_n, dec
     deployed sku and gpus_per_instance, at the deployed instance counts in every quarter with demand, whatever
     the SLO says (the plan then reports its predicted latencies and headroom). A deployment no profile or
     roofline prediction describes is a SpecError; one whose role cannot meet the SLO at any load stays
-    unserved with that reason (the candidate is not usable)."""
+    unserved with that reason (the candidate is not usable). Also returns [Q, W] what each pinned prefill
+    pair needs (its count before pinning; NaN elsewhere): a pooled row reports it as its fractional count."""
     pre_n, dec_n = pre_n.copy(), dec_n.copy()
+    need = np.full(demand.shape, np.nan)
     for i, name in enumerate(names):
         deploy = fleet.workloads[name].deploy
         if deploy is None:
@@ -212,9 +215,10 @@ def _pin_deployments(fleet: S.Fleet, names, pre_profile, dec_profile, pre_n, dec
         keep_pre, keep_dec = np.full(pre_n.shape[2:], np.inf), np.full(dec_n.shape[2:], np.inf)
         if c is not None and d is not None:
             keep_pre[c, d], keep_dec[d] = deploy.prefill.instances, deploy.decode.instances
+            need[:, i] = pre_n[:, i, c, d]
         pre_n[:, i] = np.where(has[:, None, None], keep_pre[None], np.where(np.isfinite(keep_pre), 0.0, np.inf))
         dec_n[:, i] = np.where(has[:, None], keep_dec[None], np.where(np.isfinite(keep_dec), 0.0, np.inf))
-    return pre_n, dec_n
+    return pre_n, dec_n, need
 
 
 def _deployed_column(fleet: S.Fleet, name: str, role: str, pool, profiles_of_row) -> int | None:
@@ -315,14 +319,15 @@ def build(fleet: S.Fleet, problem, rows: list[str | None], cap: E.Capacity, near
         pre_n = _pooled_counts(np.asarray(pre_n), pooled, mu, demand, budget, transfer,
                                np.asarray(w.ttft_quantile)[r], pmin)
     dec_n = _counts_jit(demand[:, :, None].astype(dtype), dec_rate, dmin, nearest=nearest)
+    pinned_need = np.full(demand.shape, np.nan)
     if any(fleet.workloads[n].deploy for n in names):
-        pre_n, dec_n = _pin_deployments(fleet, names, pre_profile, dec_profile, np.asarray(pre_n), np.asarray(dec_n),
-                                        demand)
+        pre_n, dec_n, pinned_need = _pin_deployments(fleet, names, pre_profile, dec_profile, np.asarray(pre_n),
+                                                     np.asarray(dec_n), demand)
     options = Options(
         pre_profile=pre_profile.astype(np.int32), pre_sku=ps, pre_gpi=pick(gpi_of, pre_profile),
         dec_profile=dec_profile.astype(np.int32), dec_sku=ds, dec_gpi=pick(gpi_of, dec_profile),
         pre_n=np.asarray(pre_n, np.float64), dec_n=np.asarray(dec_n, np.float64),
-        pooled=pooled,
+        pooled=pooled, pinned_prefill_need=pinned_need,
         pre_rate=pre_rate.astype(np.float64), dec_rate=dec_rate.astype(np.float64), transfer_s=transfer,
     )
     econ = economics(fleet)

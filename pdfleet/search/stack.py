@@ -21,7 +21,7 @@ import numpy as np
 from pdfleet.search import fleet
 from pdfleet.search.problem import Economics, FleetProblem, Options
 
-PER_QUARTER = ("pre_n", "dec_n")  # Options fields [Q, W, ...]; the rest are [W, ...]
+PER_QUARTER = ("pre_n", "dec_n", "pinned_prefill_need")  # Options fields [Q, W, ...]; the rest are [W, ...]
 
 
 def stackable(problems: list[FleetProblem]) -> str | None:
@@ -55,6 +55,7 @@ def _options(o: Options, cp: int, cd: int, sku_offset: int) -> Options:
         dec_profile=_pad(o.dec_profile, 1, cd, -1), dec_sku=_pad(o.dec_sku + sku_offset, 1, cd, sku_offset),
         dec_gpi=_pad(o.dec_gpi, 1, cd, 0.0),
         pre_n=_pad(_pad(o.pre_n, 2, cp, inf), 3, cd, inf), dec_n=_pad(o.dec_n, 2, cd, inf), pooled=o.pooled,
+        pinned_prefill_need=o.pinned_prefill_need,
         pre_rate=_pad(_pad(o.pre_rate, 1, cp, 0.0), 2, cd, 0.0), dec_rate=_pad(o.dec_rate, 1, cd, 0.0),
         transfer_s=_pad(_pad(o.transfer_s, 1, cp, 0.0), 2, cd, 0.0),
     )
@@ -112,12 +113,12 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
     scenario left: one run each."""
     from pdfleet.search import solve
 
-    names, out, left = list(problems), {}, list(problems)
+    names, out, left, first = list(problems), {}, list(problems), {}
     if solver in ("auto", "exact") and len(names) > 1:
         left = []
         for name in names:
             t0 = time.perf_counter()
-            o = solve.run(problems[name], "exact")
+            o = first[name] = solve.run(problems[name], "exact")
             if solver == "exact" or solve.exact_settles(o.plan.objective_usd, o.lower_bound_usd, o.breaks_limits):
                 out[name] = (o, time.perf_counter() - t0)
             else:
@@ -132,8 +133,22 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
     whole = solve.run(stack(group, left), solver, seed=seed, progress=progress)
     seconds = time.perf_counter() - t0
     note = f"searched in one stacked {whole.solver} run with scenarios {', '.join(left)} (search/stack.py)"
-    for name, p, plan, prices in zip(left, group, split_choices(group, whole.plan), split_prices(group, whole.prices)):
-        bound = fleet.dual(p, prices)
-        out[name] = (solve.Outcome(whole.solver, plan, bound.value_usd, prices, bound.budget_price, whole.seconds,
+    plans = split_choices(group, whole.plan)
+    duals = [fleet.dual(p, prices) for p, prices in zip(group, split_prices(group, whole.prices))]
+    bounds = block_bounds(whole.lower_bound_usd, [d.value_usd for d in duals], [pl.objective_usd for pl in plans],
+                          [first[n].lower_bound_usd if n in first else -np.inf for n in left])
+    for name, plan, dual, bound in zip(left, plans, duals, bounds):
+        out[name] = (solve.Outcome(whole.solver, plan, bound, dual.prices, dual.budget_price, whole.seconds,
                                    {whole.solver: plan.objective_usd}, False, [*whole.notes, note]), seconds)
     return {n: out[n] for n in names}
+
+
+def block_bounds(whole_bound: float, duals: list[float], objectives: list[float], own: list[float]) -> list[float]:
+    """A certified lower bound per block of a stacked (separable) program, the best of three valid ones:
+    - its Lagrangian dual at its slice of the prices (weak duality, block by block);
+    - the stack's bound minus every other block's plan objective: each of those is at least that block's
+      optimum, and the stack's optimum is the sum of the blocks' optima, so what is left bounds this block
+      (with a proven stack optimum, e.g. auto's milp cross-check, it is tight);
+    - the bound it got on its own before (exact's dual at the start prices), -inf when none."""
+    total = float(np.sum(objectives))
+    return [max(d, whole_bound - (total - obj), o) for d, obj, o in zip(duals, objectives, own)]
