@@ -71,8 +71,8 @@ def test_roofline_numbers_match_the_hand_formula():
     tp, peak, bw, link = 4, 989.4e12, 3.35e12, 450e9
     e = H100_EFF
 
-    def comm(tokens):  # 2 ring all-reduces per layer of tokens x hidden x 2 bytes
-        return 2 * layers * 2 * (tp - 1) * (e["alpha_link_s"] + tokens * hidden * 2 / (tp * link * e["eta_link"]))
+    def comm(tokens):  # 2 all-reduces per layer of tokens x hidden x 2 bytes: 2·log2(tp) latency steps, ring bandwidth
+        return 2 * layers * (2 * math.log2(tp) * e["alpha_link_s"] + 2 * (tp - 1) * tokens * hidden * 2 / (tp * link * e["eta_link"]))
 
     L, out, B = 2048, 256, 32
     overhead = e["c_layer_s"] * layers  # per-layer cost of every forward pass
