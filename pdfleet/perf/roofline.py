@@ -131,12 +131,12 @@ def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
     2 all-reduces per layer (after attention and after the MLP, Megatron-LM), each of
     size = tokens·hidden·act_bytes:
         t = 2·layers · (2·log2(tp)·α + 2(tp−1)/tp · size / (link_bw·η_link))
-    The bandwidth term is that of a ring (or of Rabenseifner's reduce-scatter + all-gather, the same
-    2(tp−1)/tp·n·β); the latency term is the 2·log2(p)·α of Rabenseifner's algorithm / recursive
-    halving-doubling (Thakur, Rabenseifner & Gropp 2005, "Optimization of collective communication
-    operations in MPICH", sec. 4.4: MPICH switches short all-reduces to these log-latency algorithms
-    because a ring's 2(p−1)·α dominates them). Decode all-reduces are a few KB to a few MB, and the
-    engines run them with such algorithms, not with a ring: NCCL's tree / NVLS (in-switch reduction)
+    The bandwidth term is that of a ring, which Rabenseifner's reduce-scatter + all-gather shares
+    (2(p−1)/p·n·β); the latency term is that algorithm's 2·log2(p)·α (Thakur, Rabenseifner & Gropp 2005,
+    "Optimization of collective communication operations in MPICH": MPICH runs short all-reduces by
+    recursive doubling, log2(p)·α, and long ones by Rabenseifner's algorithm, never paying a ring's
+    2(p−1)·α). Decode all-reduces are a few KB to a few MB, and the engines run them with such
+    log- or constant-latency algorithms, not with a ring: NCCL's tree and NVLS (in-switch reduction)
     protocols and the one-shot / two-shot custom all-reduce kernels of TensorRT-LLM and vLLM, whose
     latency hardly grows with tp on an NVSwitch. The ring latency 2(tp−1)·α (issue #8 until round 3)
     charged TP8 14 hops per all-reduce, 7x TP2's 2; with α fitted on large
