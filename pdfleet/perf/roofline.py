@@ -139,9 +139,9 @@ def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
     log- or constant-latency algorithms, not with a ring: NCCL's tree and NVLS (in-switch reduction)
     protocols and the one-shot / two-shot custom all-reduce kernels of TensorRT-LLM and vLLM, whose
     latency hardly grows with tp on an NVSwitch. The ring latency 2(tp−1)·α (issue #8 until round 3)
-    charged TP8 14 hops per all-reduce, 7x TP2's 2; with α fitted on large
-    batches that made small-batch decode at TP4/TP8 ~2x too slow (H200 TensorRT-LLM, 70B TP4 at
-    batch 1: 8 ms of all-reduce latency in a measured 15 ms step). Exactly 0 at tp = 1; at tp = 2
+    charged TP8 14 hops per all-reduce, 7x TP2's 2; with α fitted on large batches it made
+    small-batch decode at TP4/TP8 too slow (H200 TensorRT-LLM, 70B TP4 at batch 1: 8 ms of
+    all-reduce latency in a predicted 22 ms step, measured 15 ms). Exactly 0 at tp = 1; at tp = 2
     both latency forms give 2·α. Shapes: [] → [].
     """
     tp = jnp.asarray(hw.tp, jnp.result_type(float))
