@@ -21,16 +21,16 @@ LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch"
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
 H100_EFF = dict(
-    eta_compute=0.599534,
-    eta_memory=0.790529,
-    eta_link=0.554843,
-    c_prefill_s=0.0110758,
-    c_decode_s=0.00180988,
-    alpha_link_s=5.87024e-06,
-    c_decode_seq_s=1.39068e-05,
-    c_layer_s=6.53076e-06,
-    eta_attn=0.718447,
-    eta_compute_lowp=0.60489,
+    eta_compute=0.616056,
+    eta_memory=0.81678,
+    eta_link=0.543865,
+    c_prefill_s=0.0111715,
+    c_decode_s=0.00174011,
+    alpha_link_s=1.23135e-05,
+    c_decode_seq_s=1.34324e-05,
+    c_layer_s=6.42912e-08,
+    eta_attn=0.705775,
+    eta_compute_lowp=0.612756,
 )
 
 
@@ -71,8 +71,8 @@ def test_roofline_numbers_match_the_hand_formula():
     tp, peak, bw, link = 4, 989.4e12, 3.35e12, 450e9
     e = H100_EFF
 
-    def comm(tokens):  # 2 ring all-reduces per layer of tokens x hidden x 2 bytes
-        return 2 * layers * 2 * (tp - 1) * (e["alpha_link_s"] + tokens * hidden * 2 / (tp * link * e["eta_link"]))
+    def comm(tokens):  # 2 all-reduces per layer of tokens x hidden x 2 bytes: 2·log2(tp) latency steps, ring bandwidth
+        return 2 * layers * (2 * math.log2(tp) * e["alpha_link_s"] + 2 * (tp - 1) * tokens * hidden * 2 / (tp * link * e["eta_link"]))
 
     L, out, B = 2048, 256, 32
     overhead = e["c_layer_s"] * layers  # per-layer cost of every forward pass

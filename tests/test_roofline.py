@@ -37,10 +37,11 @@ def test_decode_step_hand_calculation():
     # B = 32, ctx = 2048.
     t_compute = (2 * 70.6e9 * 32) / (4 * 989.4e12 * 0.5)  # 4.5184e12 FLOP → 2.283 ms
     t_memory = (141.2e9 + 32 * 2048 * 327680) / (4 * 3.35e12 * 0.8)  # 162.67 GB → 15.175 ms
-    # 2·80 all-reduces, ring of 4: 2·3 steps of (α + 32·8192·2 B / (4 · 450e9 · 0.7))
-    comm = 2 * 80 * (2 * 3) * (5e-6 + 32 * 8192 * 2 / (4 * 450e9 * 0.7))  # 5.199 ms
-    expected = max(t_compute, t_memory) + comm + 0.005 + 1e-4 * 32  # 28.574 ms
-    assert expected == pytest.approx(0.0285744, rel=1e-5)
+    # 2·80 all-reduces over 4 GPUs: latency 2·log2(4) = 4 steps of α, bandwidth 2·3 ring steps of
+    # 32·8192·2 B / (4 · 450e9 · 0.7)
+    comm = 2 * 80 * (4 * 5e-6 + (2 * 3) * 32 * 8192 * 2 / (4 * 450e9 * 0.7))  # 3.599 ms
+    expected = max(t_compute, t_memory) + comm + 0.005 + 1e-4 * 32  # 26.974 ms
+    assert expected == pytest.approx(0.0269744, rel=1e-5)
     with enable_x64():
         got = roofline.decode_step_s(
             32.0, 2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF)
@@ -57,16 +58,16 @@ def test_prefill_hand_calculation():
     flops = 2 * 70.6e9 * 2048 + 2 * 80 * 2048**2 * 8192  # 2.8918e14 + 5.4976e12
     t_compute = flops / (4 * 989.4e12 * 0.5)  # 148.9 ms
     t_memory = (141.2e9 + 2048 * 327680) / (4 * 3.35e12 * 0.8)  # weights + KV written: 13.2 ms
-    comm = 2 * 80 * (2 * 3) * (5e-6 + 2048 * 8192 * 2 / (4 * 450e9 * 0.7))  # 30.37 ms
+    comm = 2 * 80 * (4 * 5e-6 + (2 * 3) * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))  # 28.77 ms
     expected = max(t_compute, t_memory) + comm + 0.010
-    assert expected == pytest.approx(0.18928, rel=1e-4)
+    assert expected == pytest.approx(0.18768, rel=1e-4)
     with enable_x64():
         got = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF))
         assert float(got) == pytest.approx(expected, rel=1e-12)
         # a batch of 4 requests: 4× the linear and attention FLOPs, weights read once
         flops4 = 4 * flops
         bytes4 = 141.2e9 + 4 * 2048 * 327680
-        comm4 = 2 * 80 * 6 * (5e-6 + 4 * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))
+        comm4 = 2 * 80 * (4 * 5e-6 + 6 * 4 * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))
         exp4 = max(flops4 / (4 * 989.4e12 * 0.5), bytes4 / (4 * 3.35e12 * 0.8)) + comm4 + 0.010
         got4 = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF), 4.0)
         assert float(got4) == pytest.approx(exp4, rel=1e-12)
@@ -232,7 +233,7 @@ def test_decode_step_with_attention_flops_and_layer_overhead():
     flops = 2 * 70.6e9 * B + B * ctx * 4 * 80 * 64 * 128  # 3.615e13 + 2.749e12
     t_compute = flops / (4 * 989.4e12 * 0.5)  # 19.66 ms
     t_memory = (141.2e9 + B * ctx * 327680) / (4 * 3.35e12 * 0.8)  # 113.3 ms (memory-bound still)
-    comm = 2 * 80 * 6 * (5e-6 + B * 8192 * 2 / (4 * 450e9 * 0.7))
+    comm = 2 * 80 * (4 * 5e-6 + 6 * B * 8192 * 2 / (4 * 450e9 * 0.7))  # latency 2·log2(4) α, ring bandwidth
     expected = max(t_compute, t_memory) + comm + 0.005 + 1e-4 * B + 2e-5 * 80
     with enable_x64():
         got = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff)
@@ -269,7 +270,7 @@ def test_decode_attention_as_its_own_kernel_by_hand():
     lin = max(2 * 70.6e9 * B / (4 * 989.4e12 * 0.5), 141.2e9 / (4 * 3.35e12 * 0.8))  # weights: 13.17 ms
     att = max(B * ctx * 4 * 80 * 64 * 128 / (4 * 989.4e12 * 0.5),  # 0.69 ms of attention FLOPs
               B * ctx * 327680 / (4 * 3.35e12 * 0.4))  # 32.05 ms of KV read at 40 % of HBM bandwidth
-    comm = 2 * 80 * 6 * (5e-6 + B * 8192 * 2 / (4 * 450e9 * 0.7))
+    comm = 2 * 80 * (4 * 5e-6 + 6 * B * 8192 * 2 / (4 * 450e9 * 0.7))  # latency 2·log2(4) α, ring bandwidth
     expected = lin + att + comm + 0.005 + 1e-4 * B + 2e-5 * 80
     with enable_x64():
         got = roofline.decode_step_s(B, ctx, shape, Hardware(**H100_TP4), eff)
@@ -304,3 +305,21 @@ def test_low_precision_compute_efficiency_hand_calculation():
     with enable_x64():
         got = float(roofline.prefill_time_s(L, m8, hw8, eff))
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_allreduce_latency_is_log2_tp_by_hand():
+    """Latency 2·log2(tp)·α (Rabenseifner / recursive doubling), bandwidth 2(tp−1)/tp·n/(link·η): 70B, 1 token."""
+    m = ModelShape(**LLAMA70)
+    e = Efficiency(**EFF)
+    with enable_x64():
+        for tp, hops in ((1, 0.0), (2, 2.0), (4, 4.0), (8, 6.0)):
+            hw = Hardware(**dict(H100_TP4, tp=float(tp)))
+            size = 8192 * 2.0  # one token's hidden state in bf16
+            bw = 2 * (tp - 1) / tp * size / (450e9 * 0.7)
+            expected = 2 * 80 * (hops * 5e-6 + bw)  # tp = 8: 160 · (30 µs + 0.09 µs) = 4.81 ms
+            assert float(roofline.allreduce_time_s(1.0, m, hw, e)) == pytest.approx(expected, rel=1e-12)
+        # a ring would charge TP8 2·7 = 14 latency steps; this charges 6
+        hw8 = Hardware(**dict(H100_TP4, tp=8.0))
+        lat8 = float(roofline.allreduce_time_s(1.0, m, hw8, e)) - float(
+            roofline.allreduce_time_s(1.0, m, hw8, e._replace(alpha_link_s=0.0)))
+        assert lat8 == pytest.approx(2 * 80 * 6 * 5e-6, rel=1e-9)

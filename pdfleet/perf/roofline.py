@@ -13,15 +13,16 @@ Formulas (DESIGN.md, "Roofline"):
       Q_p = W(b·L) + b·L·kv                            (weights read once + KV written)
   decode(B, ctx)  = max(2·N_active·B / (tp·peak·η_c), (W(B) + B·ctx·kv) / (tp·bw·η_m))
                     + comm(B) + c1 + c_seq·B
-  comm(T)         = 2·layers all-reduces of T·hidden·act_bytes, each a ring all-reduce
-                    (α–β model: Thakur, Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009):
-                    2(tp−1)·α + 2(tp−1)/tp · size / (link_bw·η_link);  0 at tp = 1.
+  comm(T)         = 2·layers all-reduces of T·hidden·act_bytes, each (α–β model: Thakur,
+                    Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009; allreduce_time_s)
+                    2·log2(tp)·α + 2(tp−1)/tp · size / (link_bw·η_link);  0 at tp = 1.
   W(T)            = bytes of weights one forward pass over T tokens reads (MoE: the experts
                     touched, `weight_bytes_touched`).
 Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurements
 (Splitwise, llama-2-70b; see scripts/validate_roofline.py):
-  - α, the latency of one ring step: the decode step does not shrink from TP4 to TP8 although the
-    weight bytes per GPU halve (H100: 29.6 → 29.7 ms); a per-hop latency growing with tp explains it.
+  - α, the latency of one all-reduce step: the decode step does not shrink from TP4 to TP8 although the
+    weight bytes per GPU halve (H100: 29.6 → 29.7 ms); a latency growing with tp explains it (since
+    issue #8's third round as 2·log2(tp)·α, see allreduce_time_s, no longer a ring's 2(tp−1)·α).
   - c_seq·B, a decode cost per sequence in the batch (engine bookkeeping: sampling, scheduling,
     block tables): the step grows ~0.2–0.35 ms per added sequence where the roofline terms grow
     ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
@@ -128,16 +129,26 @@ def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
     """Tensor-parallel communication of one forward pass over `tokens` tokens (s).
 
     2 all-reduces per layer (after attention and after the MLP, Megatron-LM), each of
-    size = tokens·hidden·act_bytes, ring algorithm:
-        t = 2·layers · 2(tp−1) · (α + size / (tp · link_bw · η_link))
-    i.e. the β part is the usual 2(tp−1)/tp · size / (link_bw·η_link). Exactly 0 at tp = 1.
-    Shapes: [] → [].
+    size = tokens·hidden·act_bytes:
+        t = 2·layers · (2·log2(tp)·α + 2(tp−1)/tp · size / (link_bw·η_link))
+    The bandwidth term is that of a ring, which Rabenseifner's reduce-scatter + all-gather shares
+    (2(p−1)/p·n·β); the latency term is that algorithm's 2·log2(p)·α (Thakur, Rabenseifner & Gropp 2005,
+    "Optimization of collective communication operations in MPICH": MPICH runs short all-reduces by
+    recursive doubling, log2(p)·α, and long ones by Rabenseifner's algorithm, never paying a ring's
+    2(p−1)·α). Decode all-reduces are a few KB to a few MB, and the engines run them with such
+    log- or constant-latency algorithms, not with a ring: NCCL's tree and NVLS (in-switch reduction)
+    protocols and the one-shot / two-shot custom all-reduce kernels of TensorRT-LLM and vLLM, whose
+    latency hardly grows with tp on an NVSwitch. The ring latency 2(tp−1)·α (issue #8 until round 3)
+    charged TP8 14 hops per all-reduce, 7x TP2's 2; with α fitted on large batches it made
+    small-batch decode at TP4/TP8 too slow (H200 TensorRT-LLM, 70B TP4 at batch 1: 8 ms of
+    all-reduce latency in a predicted 22 ms step, measured 15 ms). Exactly 0 at tp = 1; at tp = 2
+    both latency forms give 2·α. Shapes: [] → [].
     """
     tp = jnp.asarray(hw.tp, jnp.result_type(float))
     size = tokens * model.hidden_size * model.act_bytes
-    steps = 2.0 * (tp - 1.0)
-    per_allreduce = steps * (eff.alpha_link_s + size / (tp * hw.link_bw * eff.eta_link))
-    return 2.0 * model.layers * per_allreduce
+    latency = 2.0 * jnp.log2(jnp.maximum(tp, 1.0)) * eff.alpha_link_s
+    bandwidth = 2.0 * (tp - 1.0) * size / (tp * hw.link_bw * eff.eta_link)
+    return 2.0 * model.layers * (latency + bandwidth)
 
 
 def prefill_flops(L, model: ModelShape, batch=1):
