@@ -103,16 +103,24 @@ def run(problem: FleetProblem, solver: str = "auto", seed: int = 0,
     costs["lagrangian"] = res.plan.objective_usd
     best = Outcome("lagrangian", res.plan, res.lower_bound_usd, res.prices,
                    fleet.dual(problem, res.prices).budget_price, seconds, costs, False, notes)
-    if solver == "auto" and milp.size(problem) <= MILP_CROSSCHECK_PAIRS:
-        ref = timed("milp", lambda: milp.solve(problem, node_limit=CROSSCHECK_NODES))
-        costs["milp"] = ref.plan.objective_usd
-        bound = max(best.lower_bound_usd, ref.lower_bound_usd)
-        if ref.plan.objective_usd < best.plan.objective_usd - 1e-6 * max(1.0, abs(best.plan.objective_usd)):
-            notes.append(f"milp cross-check found a cheaper plan than lagrangian "
-                         f"({lagrangian.gap(best.plan.objective_usd, ref.plan.objective_usd):.3%} less): kept milp's")
-            best = best._replace(solver="milp", plan=ref.plan)
-        best = best._replace(lower_bound_usd=bound)
-    return best
+    return cross_check(problem, best) if solver == "auto" else best
+
+
+def cross_check(problem: FleetProblem, best: Outcome) -> Outcome:
+    """auto's milp cross-check on a small fleet (up to MILP_CROSSCHECK_PAIRS pair variables): HiGHS under a
+    node limit; the cheaper plan wins and the larger bound is kept. Larger fleets: `best` unchanged."""
+    if milp.size(problem) > MILP_CROSSCHECK_PAIRS:
+        return best
+    t0 = time.perf_counter()
+    ref = milp.solve(problem, node_limit=CROSSCHECK_NODES)
+    out = best._replace(seconds={**best.seconds, "milp": time.perf_counter() - t0},
+                        costs={**best.costs, "milp": ref.plan.objective_usd},
+                        lower_bound_usd=max(best.lower_bound_usd, ref.lower_bound_usd))
+    if ref.plan.objective_usd < best.plan.objective_usd - 1e-6 * max(1.0, abs(best.plan.objective_usd)):
+        note = (f"milp cross-check found a cheaper plan than {best.solver} "
+                f"({lagrangian.gap(best.plan.objective_usd, ref.plan.objective_usd):.3%} less): kept milp's")
+        out = out._replace(solver="milp", plan=ref.plan, notes=[*best.notes, note])
+    return out
 
 
 def binding_limits(problem: FleetProblem, outcome: Outcome) -> list[dict]:

@@ -108,8 +108,8 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
 
     exact first, per scenario (cheap): with `exact`, or with `auto` where no limit binds, that plan is final
     and the same as the scenario planned alone. The other scenarios are stacked and searched by the solver in
-    one run; each gets its own plan (split_choices), its own certified bound (the dual of its own problem at its
-    slice of the run's prices) and the run's seconds. milp and evolution, a fleet with a budget, or a single
+    one run (auto: lagrangian); each gets its own plan (split_choices), its own certified bound (block_bounds)
+    and the run's seconds; with auto, then the milp cross-check of a scenario that is small enough alone. milp and evolution, a fleet with a budget, or a single
     scenario left: one run each."""
     from pdfleet.search import solve
 
@@ -130,16 +130,23 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
             out[name] = (solve.run(problems[name], solver, seed=seed, progress=progress), time.perf_counter() - t0)
         return {n: out[n] for n in names}
     t0 = time.perf_counter()
-    whole = solve.run(stack(group, left), solver, seed=seed, progress=progress)
+    # auto's milp cross-check is per scenario below (judged on each one's size, as when planned alone)
+    whole = solve.run(stack(group, left), "lagrangian" if solver == "auto" else solver, seed=seed, progress=progress)
     seconds = time.perf_counter() - t0
     note = f"searched in one stacked {whole.solver} run with scenarios {', '.join(left)} (search/stack.py)"
     plans = split_choices(group, whole.plan)
     duals = [fleet.dual(p, prices) for p, prices in zip(group, split_prices(group, whole.prices))]
     bounds = block_bounds(whole.lower_bound_usd, [d.value_usd for d in duals], [pl.objective_usd for pl in plans],
                           [first[n].lower_bound_usd if n in first else -np.inf for n in left])
-    for name, plan, dual, bound in zip(left, plans, duals, bounds):
-        out[name] = (solve.Outcome(whole.solver, plan, bound, dual.prices, dual.budget_price, whole.seconds,
-                                   {whole.solver: plan.objective_usd}, False, [*whole.notes, note]), seconds)
+    for name, p, plan, dual, bound in zip(left, group, plans, duals, bounds):
+        got = solve.Outcome(whole.solver, plan, bound, dual.prices, dual.budget_price, whole.seconds,
+                            {whole.solver: plan.objective_usd}, False, [*whole.notes, note])
+        if solver == "auto":
+            t1 = time.perf_counter()
+            got = solve.cross_check(p, got)
+            out[name] = (got, seconds + time.perf_counter() - t1)
+        else:
+            out[name] = (got, seconds)
     return {n: out[n] for n in names}
 
 
