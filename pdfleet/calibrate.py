@@ -4,8 +4,9 @@ What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything po
     η_c, η_m, η_link, η_attn, η_c,lowp ∈ (0, 1)  through a sigmoid of an unconstrained number
     c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
 (see `pdfleet.perf.roofline.Efficiency`). Loss (loss_fn): mean over rows of huber(log(predicted/measured))
-plus a pull of each group's parameters towards its parent fit (fit_engine_aware), minimised by Adam (optax) with a cosine-decayed step for a fixed number of steps from a fixed
-start, inside one jit-compiled `lax.scan`: the same table always gives the same numbers.
+plus a pull of each group's parameters towards its parent fit (fit_engine_aware), minimised by Adam (optax)
+with a cosine-decayed step for a fixed number of steps from a fixed start, inside one jit-compiled
+`lax.scan`: the same table always gives the same numbers.
 
 How a row is predicted (`kind`):
     prefill  roofline.prefill_time_s(input_tokens, batch=batch)

@@ -136,8 +136,8 @@ def fractional_counts(fp, served, pre_rate, dec_rate, pre_whole):
     from pdfleet.perf import sizing
 
     demand = fp.demand_rps
-    pre = np.asarray(sizing.fractional_instances(demand, np.where(served, pre_rate, 0.0)))
+    pre = np.asarray(sizing.fractional_instances(demand, pre_rate))
     pinned = fp.options.pinned_prefill_need  # a pinned pool reports what its pair needs, not what is deployed
     pre = np.where(fp.options.pooled[None, :], np.where(np.isnan(pinned), pre_whole, pinned), pre)
-    dec = np.asarray(sizing.fractional_instances(demand, np.where(served, dec_rate, 0.0)))
+    dec = np.asarray(sizing.fractional_instances(demand, dec_rate))
     return np.where(served, pre, np.nan), np.where(served, dec, np.nan)

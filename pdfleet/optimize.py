@@ -133,16 +133,16 @@ def _check_same_candidates(shared: Prepared, problem, rows) -> None:
 
 
 def run(fleet: S.Fleet, rounding: str | None = None, source: str | Path | None = None, progress=None,
-        precision: str = "auto", solver: str = "auto", search_progress=None, shared: Prepared | None = None) -> Result:
+        precision: str = "auto", solver: str = "auto", search_progress=None) -> Result:
     """Plan a validated fleet. rounding overrides planning.rounding when given; precision is
-    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'; solver one of search.solve.SOLVERS;
-    shared: another scenario's Result.prepared, whose predictions and capacities this run reuses."""
+    'auto' (float64 unless the fleet is huge), 'float64' or 'float32'; solver one of search.solve.SOLVERS.
+    Scenarios (scenarios.run_all) call prepare, their search and finish themselves."""
     import jax
 
     from pdfleet.search import solve
 
     rounding = rounding or fleet.planning.rounding
-    prep = prepare(fleet, rounding, precision, progress, shared)
+    prep = prepare(fleet, rounding, precision, progress)
     t0 = time.perf_counter()
     with jax.enable_x64(True):
         outcome = solve.run(prep.fleet_problem, solver, seed=prep.fleet.planning.seed, progress=search_progress)

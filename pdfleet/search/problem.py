@@ -239,7 +239,8 @@ def _pooled_counts(pre_n, pooled, mu, demand, budget, transfer, quantile, minimu
     """Prefill counts of the workloads planned as one M/M/c pool (queue: mmc): the smallest c whose pooled
     sojourn statistic fits the budget left after the pair's transfer (queueing.mmc_servers), searched up to
     the per-instance M/M/1 count (pooling never needs more), at least `minimum`. Computed under x64 (Erlang
-    C's log terms cancel). The count is whole already: rounding does not apply (the plan reports it as the fractional count too)."""
+    C's log terms cancel). The count is whole already: rounding does not apply (the plan reports it as the
+    fractional count too)."""
     rows = np.flatnonzero(pooled)
     left = budget[rows][:, None, None] - transfer[rows]  # [w, Cp, Cd]
     split = pre_n[:, rows]  # [Q, w, Cp, Cd]

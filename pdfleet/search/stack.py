@@ -109,8 +109,8 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
     exact first, per scenario (cheap): with `exact`, or with `auto` where no limit binds, that plan is final
     and the same as the scenario planned alone. The other scenarios are stacked and searched by the solver in
     one run (auto: lagrangian); each gets its own plan (split_choices), its own certified bound (block_bounds)
-    and the run's seconds; with auto, then the milp cross-check of a scenario that is small enough alone. milp and evolution, a fleet with a budget, or a single
-    scenario left: one run each."""
+    and the run's seconds; with auto, then the milp cross-check of a scenario small enough on its own.
+    milp and evolution, a fleet with a budget, or a single scenario left: one run each."""
     from pdfleet.search import solve
 
     names, out, left, first = list(problems), {}, list(problems), {}
@@ -141,12 +141,8 @@ def solve_scenarios(problems: dict[str, FleetProblem], solver: str = "auto", see
     for name, p, plan, dual, bound in zip(left, group, plans, duals, bounds):
         got = solve.Outcome(whole.solver, plan, bound, dual.prices, dual.budget_price, whole.seconds,
                             {whole.solver: plan.objective_usd}, False, [*whole.notes, note])
-        if solver == "auto":
-            t1 = time.perf_counter()
-            got = solve.cross_check(p, got)
-            out[name] = (got, seconds + time.perf_counter() - t1)
-        else:
-            out[name] = (got, seconds)
+        t1 = time.perf_counter()
+        out[name] = (solve.cross_check(p, got) if solver == "auto" else got, seconds + time.perf_counter() - t1)
     return {n: out[n] for n in names}
 
 
@@ -155,7 +151,8 @@ def block_bounds(whole_bound: float, duals: list[float], objectives: list[float]
     - its Lagrangian dual at its slice of the prices (weak duality, block by block);
     - the stack's bound minus every other block's plan objective: each of those is at least that block's
       optimum, and the stack's optimum is the sum of the blocks' optima, so what is left bounds this block
-      (with a proven stack optimum, e.g. auto's milp cross-check, it is tight);
+      (tight when the stack's optimum is proven; above the dual where the stack's bound used a tighter
+      supply than the block's own dual does);
     - the bound it got on its own before (exact's dual at the start prices), -inf when none."""
     total = float(np.sum(objectives))
     return [max(d, whole_bound - (total - obj), o) for d, obj, o in zip(duals, objectives, own)]
