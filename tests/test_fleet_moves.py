@@ -120,29 +120,6 @@ def test_search_with_forbidden_pairs_equals_search_on_the_masked_problem(seed):
         np.testing.assert_allclose(got[2], want[2], rtol=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_round_lp_of_an_integer_solution_is_that_solution(seed):
-    """colgen.round_lp on HiGHS's integer optimum of milp.program gives back milp.solve's choice."""
-    import scipy.sparse  # noqa: F401
-    from scipy.optimize import Bounds, LinearConstraint, milp as scipy_milp
-
-    from pdfleet.search import colgen, milp
-
-    fp = _random_problem(200 + seed)
-    prog = milp.program(fp)
-    res = scipy_milp(prog.cost, constraints=LinearConstraint(prog.a, prog.lo, prog.hi),
-                     bounds=Bounds(np.zeros(len(prog.cost)), prog.upper), integrality=prog.integrality,
-                     options={"presolve": True, "mip_rel_gap": 1e-9})
-    assert res.x is not None
-    c, d = colgen.round_lp(prog.pairs, np.round(res.x), fp.demand_rps.shape)
-    want = milp.solve(fp, prune=False)
-    assert fleet.evaluate(fp, c, d).objective_usd == pytest.approx(want.plan.objective_usd, rel=1e-9)
-    x = np.round(res.x[:len(prog.pairs[0])]) > 0.5
-    qx, wx, cx, dx = prog.pairs
-    np.testing.assert_array_equal(c[qx[x], wx[x]], cx[x])
-    np.testing.assert_array_equal(d[qx[x], wx[x]], dx[x])
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_tidy_never_costs_more_nor_uses_more_gpus_per_workload(seed):
     """fleet.tidy from a repaired plan: the true cost does not rise, no workload uses more GPUs in any

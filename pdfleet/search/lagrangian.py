@@ -1,9 +1,9 @@
 """The relaxed-gradient solver: dual prices on every (sku, quarter) cell, ascended with optax.
 
-The problem is first pruned of dominated candidates (search/prune.py, exact) and the prices start from
-column generation (search/colgen.py: duals of restricted LPs, checked by L itself), which on generated
-fleets lands within ~0.2% of the LP bound in a few rounds where the subgradient ascent alone stopped
-15-26% short (gen_fleet 1,000 and 20,000 rows).
+The problem is first pruned of dominated candidates (search/prune.py, exact) and the prices come from
+column generation over whole workload paths (search/master.py, Dantzig-Wolfe), whose master LP reaches
+the maximum of L itself: on gen_fleet 20,000 rows 35,225.9 USD/h in 18 rounds, where column generation
+over single pairs without switch costs stopped at 35,147.6 and the subgradient ascent alone 26% short.
 
 L(lambda) (search/fleet.py) is concave and piecewise linear; its subgradient at lambda is
 H x (usage - supply): the GPUs the workloads' cheapest paths use at those prices minus what the
@@ -11,8 +11,9 @@ procurement term supplies. The ascent takes Polyak steps (optax.polyak_sgd on -L
 cost, capped at 10% above the bound, as the target value), projected onto lambda >= 0; the step scale
 halves when the bound stalls for 5 steps; from column-generation prices it stops after PATIENCE steps
 without a better bound.
-Primal plans: the first from the last restricted LP's solution rounded (colgen.round_lp; the paths at
-the start prices without one), then every few steps from the current paths; each is repaired into a
+Primal plans: the first from the master's solution rounded to each workload's heaviest path (and, on
+small fleets, the master solved with whole paths; the paths at the start prices without a master), then,
+when the master has not converged, every few ascent steps from the current paths; each is repaired into a
 feasible plan and improved (fleet.repair, fleet.improve, fleet.tidy). The cheapest plan and the best
 bound are kept, so the reported gap is certified. A last polish solves a restricted integer program
 under a HiGHS node limit (a work limit: the plan does not depend on the machine's speed).
@@ -57,15 +58,18 @@ def gap(cost: float, bound: float) -> float:
 
 
 POLISH_PAIRS = 60_000  # restricted programs up to this many pair variables are solved by HiGHS
-# Column generation only below this many (pruned) pair variables. gen_fleet 100,000 rows (4.4M) on a
-# quiet machine: 102 s, gap 9.0% with it against 112 s, gap 14.8% without (544 s with it under load 10
-# beside a HiGHS run: timings there are noise).
-COLGEN_MAX_PAIRS = 10_000_000
+# The integer master (whole paths, search/master.py) is solved on fleets with at most this many path columns.
+# gen_fleet 1,000 rows (1,728 columns): 2.8 s, 1,718.28 USD/h against 1,732.55 from the rounded master;
+# 20,000 rows (28,003 columns): 128 s for 35,229.54 against 35,234.77.
+INTEGER_COLUMNS = 5_000
 # HiGHS branch-and-bound nodes of the polish: a work limit, not a time limit, so a plan does not depend
 # on the machine's speed (tests/test_determinism.py). gen_fleet 2,000 rows (restricted program under
 # POLISH_PAIRS), whole lagrangian: 1 node 17 s, 20 nodes 26 s, 100 nodes 73 s, 2,000 nodes ~215 s, the same
 # plan from 1 to 100 nodes (gap 0.41%); without the polish 2.9 s and gap 2.0%.
 POLISH_NODES = 20
+# The polish runs only when the plan is further than this from the bound. gen_fleet 1,000 rows: after the
+# path master the plan is 0.25% above the bound; the polish took 30 s there and found nothing cheaper.
+POLISH_GAP = 0.005
 IMPROVE_ROUNDS = 16  # fleet.improve rounds per primal
 TIDY_ROUNDS = 3  # fleet.tidy + improve rounds per primal, while the cost falls
 PATIENCE = 10  # ascent steps without a better bound before it stops, from column-generation prices
@@ -75,17 +79,18 @@ FILL_PAIRS = 1_000  # pair variables of least reduced cost the polish adds (more
 def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_every: int = 10,
           progress: Callable[[int, int, float], None] | None = None, prices=None,
           polish_pairs: int = POLISH_PAIRS, polish_nodes: int | None = None, prune: bool = True,
-          colgen_rounds: int = 6, eta: float | None = None, patience: int | None = None) -> Result:
+          master_rounds: int = 40, eta: float | None = None, patience: int | None = None) -> Result:
     """The ascent of the module docstring on `problem` after exact dominance pruning (search/prune.py;
-    prune=False skips it), started from column-generation prices (search/colgen.py; colgen_rounds=0, or
-    more than COLGEN_MAX_PAIRS pair variables, starts from `prices` or the cheapest source prices); the plan returned is costed on the unpruned
+    prune=False skips it), started from column generation over paths (search/master.py, at most
+    master_rounds rounds; 0 starts from `prices` or the cheapest source prices, and the ascent alone
+    climbs from there; a converged master leaves nothing to ascend); the plan returned is costed on the unpruned
     problem. eta: the first step scale relative to a typical price (default 1, or 0.1 from column-generation
     prices, which are near the dual optimum: measured on gen_fleet 20,000 rows, 50 steps at scale 1 from
     them never raised the bound). patience: steps without a better bound after which the ascent stops
     (default PATIENCE from column-generation prices: there the 35 steps of the halving schedule never
     raised the bound on gen_fleet 20,000 rows; unlimited otherwise). The plan of a bound whose prices
     were already repaired is not computed again."""
-    from pdfleet.search import colgen
+    from pdfleet.search import master
     from pdfleet.search import prune as pruning
 
     t0 = time.perf_counter()
@@ -96,28 +101,37 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
     prices = start_prices(problem) if prices is None else np.asarray(prices, np.float64)
     top = price_ceiling(problem)
     unit = float(np.median(prices[prices > 0])) if (prices > 0).any() else 1.0
-    if colgen_rounds > 0 and int(np.isfinite(problem.options.pre_n).sum()) > COLGEN_MAX_PAIRS:
-        colgen_rounds = 0  # its LPs would take longer than the ascent
-    if colgen_rounds > 0:
-        start = colgen.prices(problem, prices, rounds=colgen_rounds, supply_max=supply_max)
+    candidates = []  # (pair_c, pair_d) [Q, W] the first plans start from
+    if master_rounds > 0:
+        start = master.generate(problem, prices, rounds=master_rounds, supply_max=supply_max)
         seen = None
         for visited in start.bounds:
             seen = _visit(seen, visited)
-        seen["keep"] = start.keep  # the restricted LPs' pairs: the polish keeps them too
+        seen["keep"] = master.pairs_of(start.columns, problem.options.pre_n.shape[1:])  # for the polish
         bound = start.best
         prices = bound.prices
-        rounded = start.rounded
+        candidates.append(master.round_paths(problem, start.columns, start.weights))
+        if len(start.columns.owner) <= INTEGER_COLUMNS:
+            whole = master.solve_integer(problem, start.columns, start.weights, supply_max, POLISH_NODES,
+                                         free=np.ones(problem.demand_rps.shape[1], bool))
+            if whole is not None:
+                candidates.append(whole)
+        if start.lp_usd - bound.value_usd <= master.TOL * max(1.0, abs(start.lp_usd)):
+            max_iter = 0  # the master converged: bound is the Lagrangian dual's maximum, no ascent can raise it
     else:
         bound = fleet.dual(problem, prices, supply_max)
         seen = _visit(None, bound)
-        rounded = None
-    eta = (0.1 if colgen_rounds > 0 else 1.0) if eta is None else eta
-    patience = (PATIENCE if colgen_rounds > 0 else max_iter + 1) if patience is None else patience
+    eta = (0.1 if master_rounds > 0 else 1.0) if eta is None else eta
+    patience = (PATIENCE if master_rounds > 0 else max_iter + 1) if patience is None else patience
     best_bound = bound
-    # the first plan: from the last restricted LP's solution rounded (colgen.round_lp) where there is one,
-    # else from the paths at the start prices. gen_fleet 20,000 / 100,000 rows: 35,557 / 172,986 USD/h
-    # from the LP against 35,597 / 174,114 from the paths (at the same prices).
-    plan = _primal(problem, bound, rounded)
+    # the first plan: the master's solution rounded, and its integer solution on small fleets (else the
+    # paths at the start prices). gen_fleet 20,000 rows: the rounded master repaired is 0.025% above the
+    # bound (the old pair LP's rounding: 1.15%).
+    plan = None
+    for choice in candidates or [None]:
+        trial = _primal(problem, bound, choice)
+        if plan is None or trial.objective_usd < plan.objective_usd:
+            plan = trial
     repaired = [bound.prices]  # prices whose plan was computed (the same prices give the same plan)
     stall, since_best, it = 0, 0, 0
     for it in range(1, max_iter + 1):
@@ -155,7 +169,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         trial = _primal(problem, best_bound)
         if trial.objective_usd < plan.objective_usd:
             plan = trial
-    if gap(plan.objective_usd, best_bound.value_usd) > tol:
+    if gap(plan.objective_usd, best_bound.value_usd) > POLISH_GAP:
         plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_nodes,
                       bound_usd=best_bound.value_usd)
     if prune:
