@@ -40,7 +40,7 @@ def lp_relaxation(fp) -> float:
 
 
 def generate(fp) -> master.Master:
-    return master.generate(fp, lagrangian.start_prices(fp), rounds=200)
+    return master.generate(fp, lagrangian.start_prices(fp), rounds=200, tol=1e-8)
 
 
 def every_path(fp) -> master.Columns:

@@ -37,7 +37,9 @@ from pdfleet.search import fleet, paths, procure
 from pdfleet.search.problem import FleetProblem, max_usage
 
 SMOOTHING = 0.5  # weight of the best bound's prices in the priced point (Wentges)
-TOL = 1e-5  # stop when the master's LP value is within this (relative) of the best bound
+# Stop when the master's LP value is within this (relative) of the best bound. gen_fleet 20,000 rows: 1e-5
+# took 18 rounds (7.5 s) for a 0.025% gap, 1e-4 14 rounds (6.1 s) for 0.032%.
+TOL = 1e-4
 
 
 class Columns(NamedTuple):
