@@ -216,7 +216,7 @@ def search_progress(console: Console, enabled: bool = True, after_s: float = 1.0
         if solver not in tasks:
             tasks[solver] = bar.add_task(solver, total=steps)
         text = f"{solver} gap {gap:.3%}" if math.isfinite(gap) else f"{solver} (no plan yet)"
-        bar.update(tasks[solver], completed=step, description=text)
+        bar.update(tasks[solver], completed=step, total=steps, description=text)
 
     try:
         yield update

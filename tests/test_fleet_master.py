@@ -121,3 +121,27 @@ def test_round_paths_takes_each_workloads_heaviest_column():
             for pc, pd_ in row_options(fp, qi, wi):
                 if pc >= 0:
                     assert keep[wi, pc, pd_]
+
+
+@pytest.mark.parametrize("seed", range(40, 44))
+def test_the_warm_started_master_equals_a_cold_solve(seed):
+    """WarmLP (highspy, columns appended to a live model) gives the LP value and prices of solve_lp
+    (scipy, from scratch) on the same columns."""
+    fp = problem_of(random_economics_doc(seed, n_skus=2, n_workloads=3, n_quarters=2))
+    cols = every_path(fp)
+    half = len(cols.owner) // 2
+    first = master.Columns(cols.c[:half], cols.d[:half], cols.owner[:half], cols.cost[:half], cols.usage[:half])
+    rest = master.Columns(cols.c[half:], cols.d[half:], cols.owner[half:], cols.cost[half:], cols.usage[half:])
+    if len(np.unique(first.owner)) < fp.demand_rps.shape[1]:  # every workload needs a column from the start
+        first = master.join(master.unserved_columns(fp), first)
+    warm = master.WarmLP(fp, first, max_usage(fp))
+    a = warm.solve()
+    warm.add(rest, len(first.owner))
+    b = warm.solve()
+    everything = master.join(first, rest)
+    want = master.solve_lp(fp, everything, max_usage(fp))
+    assert b.value_usd == pytest.approx(want.value_usd, rel=1e-7, abs=1e-6)
+    assert a.value_usd >= b.value_usd - 1e-6  # more columns never cost more
+    assert len(b.weights) == len(everything.owner)
+    assert b.weights @ everything.cost <= b.value_usd + 1e-6
+    np.testing.assert_allclose(np.bincount(everything.owner, weights=b.weights), 1.0, atol=1e-7)

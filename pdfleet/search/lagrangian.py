@@ -103,7 +103,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
     unit = float(np.median(prices[prices > 0])) if (prices > 0).any() else 1.0
     candidates = []  # (pair_c, pair_d) [Q, W] the first plans start from
     if master_rounds > 0:
-        start = master.generate(problem, prices, rounds=master_rounds, supply_max=supply_max)
+        start = master.generate(problem, prices, rounds=master_rounds, supply_max=supply_max, progress=progress)
         seen = None
         for visited in start.bounds:
             seen = _visit(seen, visited)

@@ -168,6 +168,68 @@ def split_workloads(cols: Columns, weights: np.ndarray, n_workloads: int) -> np.
     return np.bincount(cols.owner, weights=split, minlength=n_workloads) > 0
 
 
+class WarmLP:
+    """The restricted master kept in one HiGHS instance (highspy): new columns are appended and the dual
+    simplex restarts from the last basis, instead of solving every round's LP from scratch (scipy's
+    linprog cannot warm-start). Rows and prices as in solve_lp."""
+
+    def __init__(self, problem: FleetProblem, cols: Columns, supply_max: np.ndarray):
+        from highspy import _core  # the plain binding: highspy.Highs() prints a banner on stdout before
+        # any option can be set (ERGO-Code/HiGHS issue 2749), which would land in pdfleet's own output
+
+        prog = program(problem, cols, supply_max)
+        self.problem, self.cells, self.paths = problem, prog.cells, prog.paths
+        self.npv = len(prog.cost) - prog.paths
+        self.scale = _scale(prog.cost)
+        a = sp.vstack([prog.a_ub, prog.a_eq]).tocsc()
+        nub, neq = prog.a_ub.shape[0], prog.a_eq.shape[0]
+        lp = _core.HighsLp()
+        lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
+        lp.col_cost_ = prog.cost / self.scale
+        lp.col_lower_, lp.col_upper_ = np.zeros(a.shape[1]), np.minimum(prog.upper, _core.kHighsInf)
+        lp.row_lower_ = np.r_[np.full(nub, -_core.kHighsInf), np.ones(neq)]
+        lp.row_upper_ = np.r_[prog.b_ub, np.ones(neq)]
+        m = lp.a_matrix_
+        m.format_ = _core.MatrixFormat.kColwise
+        m.num_col_, m.num_row_ = a.shape[1], a.shape[0]
+        m.start_, m.index_, m.value_ = a.indptr.astype(np.int32), a.indices.astype(np.int32), a.data
+        self.h = _core._Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("solver", "simplex")
+        self.h.passModel(lp)
+        self.rows = (nub, neq)
+        self.order = [np.arange(prog.paths)]  # HiGHS column -> column in cols (paths first, then procurement)
+
+    def add(self, new: Columns, first: int) -> None:
+        """Append columns new (rows of cols numbered from `first`)."""
+        nub, neq = self.rows
+        usage = new.usage.tocsc().T.tocsc()  # [S x Q, k]
+        a = sp.vstack([usage, sp.csr_matrix((nub - self.cells, len(new.owner))),
+                       sp.csr_matrix((np.ones(len(new.owner)), (new.owner, np.arange(len(new.owner)))),
+                                     shape=(neq, len(new.owner)))]).tocsc()
+        self.h.addCols(len(new.owner), new.cost / self.scale, np.zeros(len(new.owner)), np.ones(len(new.owner)),
+                       a.nnz, a.indptr.astype(np.int32), a.indices.astype(np.int32), a.data)
+        self.order.append(first + np.arange(len(new.owner)))
+
+    def solve(self) -> LP | None:
+        from highspy import _core
+
+        self.h.run()
+        if self.h.getModelStatus() != _core.HighsModelStatus.kOptimal:
+            return None
+        sol = self.h.getSolution()
+        x, dual = np.asarray(sol.col_value), np.asarray(sol.row_dual)
+        order = np.concatenate(self.order)
+        path_x = np.delete(x, np.arange(self.paths, self.paths + self.npv))
+        weights = np.zeros(len(order))
+        weights[order] = path_x
+        econ = self.problem.economics
+        prices = np.maximum(-self.scale * dual[:self.cells], 0.0).reshape(econ.owned.shape) / econ.hours
+        nub, _ = self.rows
+        return LP(float(self.h.getInfo().objective_function_value) * self.scale, weights, prices,
+                  self.scale * dual[nub:])
+
+
 def entering(problem: FleetProblem, bound: fleet.Bound, lp: LP, tol: float) -> np.ndarray:
     """Workloads whose path in `bound` has a negative reduced cost at the master's duals."""
     value = fleet.path_values(problem, lp.prices, bound.pair_c, bound.pair_d)
@@ -175,9 +237,11 @@ def entering(problem: FleetProblem, bound: fleet.Bound, lp: LP, tol: float) -> n
 
 
 def generate(problem: FleetProblem, start: np.ndarray, rounds: int = 40, supply_max: np.ndarray | None = None,
-             tol: float = TOL, smoothing: float = SMOOTHING) -> Master:
+             tol: float = TOL, smoothing: float = SMOOTHING, progress=None, warm: bool = True) -> Master:
     """Column generation from prices `start` (module docstring): stops when the master's LP value is
-    within tol of the best bound, when no path enters at the master's own duals, or after `rounds`."""
+    within tol of the best bound, when no path enters at the master's own duals, or after `rounds`.
+    progress(round, rounds, relative distance between the master's LP value and the best bound) after
+    each round's LP."""
     supply_max = max_usage(problem) if supply_max is None else supply_max
     seconds = {"lp": 0.0, "pricing": 0.0}
     t = time.perf_counter()
@@ -186,10 +250,13 @@ def generate(problem: FleetProblem, start: np.ndarray, rounds: int = 40, supply_
     w = problem.demand_rps.shape[1]
     cols = join(unserved_columns(problem), new_columns(problem, best.pair_c, best.pair_d, np.arange(w)))
     bounds, lp, r = [best], None, 0
+    model = WarmLP(problem, cols, supply_max) if warm else None
     for r in range(1, rounds + 1):
         t = time.perf_counter()
-        lp = solve_lp(problem, cols, supply_max)
+        lp = model.solve() if warm else solve_lp(problem, cols, supply_max)
         seconds["lp"] += time.perf_counter() - t
+        if progress and lp is not None:
+            progress(r, rounds, max(0.0, lp.value_usd - best.value_usd) / max(1.0, abs(lp.value_usd)))
         if lp is None or best.value_usd >= lp.value_usd - tol * max(1.0, abs(lp.value_usd)):
             break
         t = time.perf_counter()
@@ -202,7 +269,10 @@ def generate(problem: FleetProblem, start: np.ndarray, rounds: int = 40, supply_
                 best = bound
             enter = entering(problem, bound, lp, tol)
             if len(enter):
-                cols = join(cols, new_columns(problem, bound.pair_c, bound.pair_d, enter))
+                new = new_columns(problem, bound.pair_c, bound.pair_d, enter)
+                if warm:
+                    model.add(new, len(cols.owner))
+                cols = join(cols, new)
                 added = len(enter)
                 break
         seconds["pricing"] += time.perf_counter() - t
