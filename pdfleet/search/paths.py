@@ -38,8 +38,18 @@ class PathInputs(NamedTuple):
 def inputs(problem, lo: int = 0, hi: int | None = None) -> PathInputs:
     o = problem.options
     sl = slice(lo, hi)
-    return PathInputs(o.pre_n[:, sl], o.dec_n[:, sl], o.pre_gpi[sl], o.dec_gpi[sl], o.pre_sku[sl], o.dec_sku[sl],
-                      problem.unserved_usd[:, sl])
+    return PathInputs(counts32(o.pre_n[:, sl]), counts32(o.dec_n[:, sl]), o.pre_gpi[sl], o.dec_gpi[sl], o.pre_sku[sl],
+                      o.dec_sku[sl], problem.unserved_usd[:, sl])
+
+
+def counts32(n: np.ndarray) -> np.ndarray:
+    """Instance counts in float32 when that is exact (whole numbers below 2**24, or inf): half the memory
+    of the largest arrays on the device (gen_fleet 1,000,000 rows: pre_n is 2 GB in float64), the same
+    values. Prices and costs stay float64 under x64 (path_costs, pair_costs promote)."""
+    finite = n[np.isfinite(n)]
+    if n.dtype == np.float32 or (np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**24)):
+        return n.astype(np.float32, copy=False)
+    return n
 
 
 def pair_costs(x: PathInputs, prices, hours):
@@ -94,8 +104,8 @@ def path_costs(x: PathInputs, c, d, prices, hours, switch):
     qi, wi = jnp.arange(q)[:, None], jnp.arange(w)[None, :]
     served = c >= 0
     cc, dd = jnp.maximum(c, 0), jnp.maximum(d, 0)
-    pn = jnp.where(served, x.pre_n[qi, wi, cc, dd], 0.0)
-    dn = jnp.where(served, x.dec_n[qi, wi, dd], 0.0)
+    pn = jnp.where(served, x.pre_n[qi, wi, cc, dd], 0.0).astype(prices.dtype)  # counts may be float32 (counts32)
+    dn = jnp.where(served, x.dec_n[qi, wi, dd], 0.0).astype(prices.dtype)
     pg = pn * x.pre_gpi[wi, cc] * prices[x.pre_sku[wi, cc], qi]
     dg = dn * x.dec_gpi[wi, dd] * prices[x.dec_sku[wi, dd], qi]
     per_q = jnp.where(served, hours * (pg + dg), x.unserved)
@@ -204,7 +214,9 @@ def solve_paths(problem, prices, chunk: int = 8192, cells=None, left=None):
 
 RELATIVE_SLACK = 1e-6
 _DEVICE: list = []  # [(the problem's pre_n, {dtype: every workload's path inputs on the device})]
-_DEVICE_PROBLEMS = 2  # a solver searches its pruned problem (search/prune.py) and costs on the full one
+# One problem at a time: a solver searches its pruned problem (search/prune.py) and costs on the full one only
+# at the end; two copies on the device would be 2 GB more at 1,000,000 rows.
+_DEVICE_PROBLEMS = 1
 
 
 @partial(jax.jit, static_argnames="width")
@@ -236,8 +248,9 @@ def chunks(problem, chunk: int = 8192):
 
 
 def device_inputs(problem) -> PathInputs:
-    """Every workload's path inputs on the device (float64 under x64), kept for the last two problems
-    seen (by the identity of their pre_n: the cache holds it), since every solver step reads them again."""
+    """Every workload's path inputs on the device (counts in float32 where exact: counts32; the rest float64
+    under x64), kept for the last problem seen (by the identity of its pre_n: the cache holds it), since
+    every solver step reads them again."""
     owner = problem.options.pre_n
     found = next((i for i, (o, _) in enumerate(_DEVICE) if o is owner), None)
     if found is None:
