@@ -54,6 +54,7 @@ class Program(NamedTuple):
 
 def program(problem: FleetProblem) -> Program:
     o, econ = problem.options, problem.economics
+    o = o._replace(pre_n=o.pre_n.astype(np.float64, copy=False), dec_n=o.dec_n.astype(np.float64, copy=False))
     nq, nw, cp, cd = o.pre_n.shape
     ns = len(problem.skus)
     sw = econ.switch_usd

@@ -101,9 +101,13 @@ def dominated(problem: FleetProblem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prune(problem: FleetProblem) -> FleetProblem:
-    """The problem with every dominated candidate's pairs made infeasible (counts inf); same optimum."""
+    """The problem with every dominated candidate's pairs made infeasible (counts inf); same optimum. Its
+    counts are float32 where that is exact (paths.counts32: whole numbers), so the search's own copy of
+    the largest array takes half the memory of the original (1 GB instead of 2 at 1,000,000 rows)."""
+    from pdfleet.search.paths import counts32
+
     pre_dom, dec_dom = dominated(problem)
     o = problem.options
-    pre_n = np.where(pre_dom[None, :, :, None] | dec_dom[None, :, None, :], np.inf, o.pre_n)
-    dec_n = np.where(dec_dom[None], np.inf, o.dec_n)
+    pre_n = np.where(pre_dom[None, :, :, None] | dec_dom[None, :, None, :], np.inf, counts32(o.pre_n))
+    dec_n = np.where(dec_dom[None], np.inf, counts32(o.dec_n))
     return problem._replace(options=o._replace(pre_n=pre_n, dec_n=dec_n))
