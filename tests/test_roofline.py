@@ -323,3 +323,20 @@ def test_allreduce_latency_is_log2_tp_by_hand():
         lat8 = float(roofline.allreduce_time_s(1.0, m, hw8, e)) - float(
             roofline.allreduce_time_s(1.0, m, hw8, e._replace(alpha_link_s=0.0)))
         assert lat8 == pytest.approx(2 * 80 * 6 * 5e-6, rel=1e-9)
+
+
+def test_online_itl_charges_the_share_of_prefills_by_hand():
+    # n >= b: one batch of b prefills per L_out steps (= e2e_latency_s / L_out); n < 1 (engine idle part of the
+    # time): only n prefills of one request per L_out tokens, never the request's own.
+    m, hw, eff = ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF)
+    with enable_x64():
+        step = float(roofline.decode_step_s(1.0, 467.0 + 8.0, m, hw, eff))
+        pre = float(roofline.prefill_time_s(467.0, m, hw, eff, 1.0))
+        busy = float(roofline.online_itl_s(1.0, 467.0, 16.0, m, hw, eff))
+        idle = float(roofline.online_itl_s(1.0, 467.0, 16.0, m, hw, eff, 0.22))
+        assert busy == pytest.approx(float(roofline.e2e_latency_s(1.0, 467.0, 16.0, m, hw, eff)) / 16.0, rel=1e-12)
+        assert busy == pytest.approx(step + pre / 16.0, rel=1e-12)
+        assert idle == pytest.approx(step + 0.22 * pre / 16.0, rel=1e-12)
+        # a concurrency above the running batch (a clipped Little's-law value) charges no more than one batch
+        b8 = float(roofline.online_itl_s(8.0, 467.0, 16.0, m, hw, eff, 12.0))
+        assert b8 == pytest.approx(float(roofline.online_itl_s(8.0, 467.0, 16.0, m, hw, eff)), rel=1e-12)

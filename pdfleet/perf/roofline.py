@@ -251,6 +251,28 @@ def e2e_latency_s(batch, input_tokens, output_tokens, model, hw, eff):
     )
 
 
+def online_itl_s(batch, input_tokens, output_tokens, model, hw, eff, concurrency=None):
+    """Mean inter-token latency (s) a client of an online server sees at a steady running batch.
+
+        ITL = step(b, L_in + L_out/2) + min(1, n/b) · prefill_time_s(L_in, batch=b) / L_out
+    b = the running batch (>= 1), n = the sequences in the engine by Little's law (n = output tokens/s x ITL;
+    None: n = b). Derivation (steady state): n sequences each emit L_out tokens, so requests arrive and
+    leave at n / (L_out·ITL) per second, and each arrival's prefill stalls every running sequence once;
+    per second the engine spends (n / (L_out·ITL))·prefill_1 on prefills, and ITL = step / (1 − that share),
+    i.e. ITL = step + n·prefill_1 / L_out. With n >= 1 the n prefills are charged as one batch of b
+    (= pdfleet.calibrate's kind 'itl' since issue #8's first round: e2e_latency_s / L_out). With n < 1 the
+    engine is idle part of the time and a request's decode meets only n prefills of the others on average,
+    not a whole one (TensorRT-LLM v0.14 online table, Llama-3.1-8B at 2 req/s and 16 output tokens:
+    n = 0.22). A request's own prefill is not in its ITL (it is its TTFT). Shapes: [] -> [].
+    """
+    b = jnp.asarray(batch, jnp.result_type(float))
+    n = b if concurrency is None else jnp.asarray(concurrency, b.dtype)
+    share = jnp.clip(n / jnp.maximum(b, 1.0), 0.0, 1.0)
+    out = jnp.maximum(output_tokens, 1.0)
+    ctx = decode.mean_context(input_tokens, output_tokens)
+    return decode_step_s(b, ctx, model, hw, eff) + share * prefill_time_s(input_tokens, model, hw, eff, b) / out
+
+
 # --- the one vmap over candidates ------------------------------------------------------------
 
 
