@@ -1,7 +1,7 @@
 """Fit roofline efficiencies to measured tables (DESIGN.md data flow: measured → calibrate).
 
 What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
-    η_c, η_m, η_link, η_attn, η_c,lowp, η_e ∈ (0, 1)  through a sigmoid of an unconstrained number
+    η_c, η_m, η_link, η_attn, η_c,lowp ∈ (0, 1)  through a sigmoid of an unconstrained number
     c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
 (see `pdfleet.perf.roofline.Efficiency`). Loss (loss_fn): mean over rows of huber(log(predicted/measured))
 plus a pull of each group's parameters towards its parent fit (fit_engine_aware), minimised by Adam (optax)
@@ -55,13 +55,13 @@ ALL = "*"  # wildcard key: every sku or every engine
 KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2, "itl": 3}
 
 # Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
-# learned input lengths in 1k tokens. The η (sigmoid) fields: η_c, η_m, η_link, η_attn, η_c,lowp, η_e (eta_expert).
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0, 1.0, 1.0])
-_IS_ETA = np.array([True, True, True, False, False, False, False, False, True, True, True])
+# learned input lengths in 1k tokens.
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0, 1.0])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False, True, True])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5, 0.5, 0.5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5, 0.5)
 # Loss: Huber of log(pred/meas) with this knee (|log ratio| 0.2 ~ 22 %): quadratic like the squared relative error
 # for ordinary rows, linear beyond, so a few rows off by 3-5x (a mislabelled run, a batch the source does not
 # publish) cannot drag a whole sku's parameters; symmetric in over- and under-prediction.
@@ -338,7 +338,6 @@ def fit(
     pred = np.asarray(predict_rows(u, v, rows), dtype=np.float64)
     table = used.drop(columns="_pos")
     table["low_precision"] = np.asarray(rows.hw.low_precision) > 0
-    table["moe"] = np.asarray(rows.model.expert_bytes) > 0
     table["pred_s"] = pred
     table["rel_err"] = pred / table["time_s"].to_numpy() - 1.0
     effs = {k: Efficiency(*[float(x) for x in to_efficiency(u[i])]) for i, k in enumerate(keys)}
@@ -401,8 +400,6 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         blind.append("eta_compute")  # only fp8/fp4 compute rows: they inform eta_compute_lowp instead
     if not low.any():
         blind.append("eta_compute_lowp")
-    if not (t["moe"] if "moe" in t else pd.Series(False, t.index)).any():
-        blind.append("eta_expert")  # no mixture-of-experts rows: nothing reads routed experts
     return {
         "params": {f: float(f"{getattr(eff, f):.6g}") for f in Efficiency._fields},
         "not_identified": blind,
@@ -557,15 +554,11 @@ def engines_in(path=None) -> set[str]:
 def _unset_unmeasured_lowp(eff: Efficiency, entry: dict, ref_entry: dict | None) -> Efficiency:
     """eta_compute_lowp informed by no fp8/fp4 row, neither the entry's nor the reference entry's that fills
     its gaps, is unset (0): eta_compute then serves fp8/fp4 GEMMs too (roofline.compute_efficiency), rather
-    than the fit's start value. The same for eta_expert informed by no mixture-of-experts row: eta_memory then
-    serves the routed experts too (roofline.expert_read_scale)."""
-    def blind(e, field):
-        return e is None or field in e.get("not_identified", [])
+    than the fit's start value."""
+    def blind(e):
+        return e is None or "eta_compute_lowp" in e.get("not_identified", [])
 
-    for field in ("eta_compute_lowp", "eta_expert"):
-        if blind(entry, field) and blind(ref_entry, field):
-            eff = eff._replace(**{field: 0.0})
-    return eff
+    return eff._replace(eta_compute_lowp=0.0) if blind(entry) and blind(ref_entry) else eff
 
 
 def role_error(served: Served, role: str, path=None) -> tuple[float, str]:

@@ -22,13 +22,10 @@ MODELS = {
                 head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
     "m8": dict(params_b=8.0, active_params_b=8.0, layers=32, hidden_size=4096, heads=32, kv_heads=8,
                head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
-    # a Mixtral-like MoE: its routed experts are read at eta_expert
-    "moe": dict(params_b=47.0, active_params_b=13.0, layers=32, hidden_size=4096, heads=32, kv_heads=8,
-                head_dim=128, experts=8, experts_per_token=2, weight_dtype="bf16", kv_dtype="bf16"),
 }
 TRUE = Efficiency(
     eta_compute=0.45, eta_memory=0.8, eta_link=0.6, c_prefill_s=0.02, c_decode_s=0.008,
-    alpha_link_s=8e-6, c_decode_seq_s=1.5e-4, c_layer_s=2e-5, eta_attn=0.6, eta_compute_lowp=0.35, eta_expert=0.4,
+    alpha_link_s=8e-6, c_decode_seq_s=1.5e-4, c_layer_s=2e-5, eta_attn=0.6, eta_compute_lowp=0.35,
 )
 
 
@@ -165,20 +162,6 @@ def test_unidentified_parameters_come_from_the_reference_sku():
                        catalog_skus()["H100-SXM"], catalog_skus()["B200"])
     assert b200.eta_compute == ref.eta_compute and b200.c_prefill_s == ref.c_prefill_s
     assert b200.eta_memory == own["params"]["eta_memory"]  # what its rows did inform stays its own
-
-
-def test_expert_efficiency_is_unset_where_no_moe_row_informed_it(tmp_path):
-    """A fit on dense models only cannot inform eta_expert: the entry says so and lookup unsets it (0), so the
-    routed experts of a MoE model planned with it are read at eta_memory (roofline.expert_read_scale)."""
-    df = synthetic_table()
-    dense = df[df["model"] != "moe"].reset_index(drop=True)
-    path = tmp_path / "dense.json"
-    data = calibrate.write_calibration(path, [calibrate.fit(dense, ("sku",), steps=200, skus=SKUS, models=MODELS)])
-    assert "eta_expert" in data["skus"]["GPU-X"]["*"]["not_identified"]
-    assert calibrate.load_calibration("GPU-X", path=path, skus=SKUS).eta_expert == 0.0
-    data = calibrate.write_calibration(path, [calibrate.fit(df, ("sku",), steps=200, skus=SKUS, models=MODELS)])
-    assert "eta_expert" not in data["skus"]["GPU-X"]["*"]["not_identified"]
-    assert calibrate.load_calibration("GPU-X", path=path, skus=SKUS).eta_expert > 0.0
 
 
 def catalog_skus():

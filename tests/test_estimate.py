@@ -21,17 +21,16 @@ LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch"
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
 H100_EFF = dict(
-    eta_compute=0.604163,
-    eta_memory=0.823748,
-    eta_link=0.544304,
-    c_prefill_s=0.0115784,
-    c_decode_s=0.0016905,
-    alpha_link_s=1.18161e-05,
-    c_decode_seq_s=1.26633e-05,
-    c_layer_s=2.25267e-07,
-    eta_attn=0.718447,
-    eta_compute_lowp=0.599104,
-    eta_expert=0.691301,
+    eta_compute=0.615773,
+    eta_memory=0.816765,
+    eta_link=0.544087,
+    c_prefill_s=0.0114374,
+    c_decode_s=0.00174098,
+    alpha_link_s=1.23088e-05,
+    c_decode_seq_s=1.34355e-05,
+    c_layer_s=6.42548e-08,
+    eta_attn=0.705638,
+    eta_compute_lowp=0.61306,
 )
 
 
