@@ -26,7 +26,14 @@ Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurem
   - c_seq·B, a decode cost per sequence in the batch (engine bookkeeping: sampling, scheduling,
     block tables): the step grows ~0.2–0.35 ms per added sequence where the roofline terms grow
     ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
-Both are 0 by default, which gives back the design's formulas exactly.
+Both are 0 by default, which gives back the design's formulas exactly. Online ITL with its share of the
+interleaved prefills: `online_itl_s`. Data-parallel attention with expert-parallel MoE layers (all-to-all
+dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
+Tried in issue #8's fourth round and reverted: routed-expert weights read at their own fitted HBM efficiency
+η_e (grouped-GEMM kernels). It took DeepSeek-R1's slow early-2025 steps off H200's η_m (held out: worst decode
+44.7 → 39.9 %, source=trtllm-online 35.5 → 17.1 %) but moved others (mlenergy-v3 20.8 → 28.5 %, worst
+prefill 33.8 → 36.6 %) and the MLPerf MI300X check from −17.5 % to −20.0 %; tying η_e to η_m except per
+(sku, engine) gave MI300X −24.7 %. git history: commit 6ddfa4d.
 """
 
 from __future__ import annotations
@@ -287,8 +294,8 @@ def alltoall_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency, ep
     """Expert-parallel dispatch + combine of one forward pass over `tokens` tokens of ONE GPU (s).
 
     Every MoE layer sends each token's hidden vector to the GPUs holding its k routed experts (dispatch) and
-    brings the k expert outputs back (combine): two all-to-alls (GShard, Lepikhin et al. 2021, sec. 2.2;
-    DeepSeek-V3 technical report, sec. 3.2.2 and DeepSeek's DeepEP, whose kernels are exactly these two
+    brings the k expert outputs back (combine): two all-to-alls (GShard, Lepikhin et al. 2021, its MoE layer's
+    dispatch and combine; DeepSeek-V3 technical report, sec. 3.2.2 and DeepSeek's DeepEP, whose kernels are exactly these two
     collectives). With experts spread uniformly over ep GPUs a routed copy stays on its own GPU with
     probability 1/ep, so one GPU sends, and receives, per direction
         V = tokens · k · hidden · act_bytes · (ep − 1)/ep
