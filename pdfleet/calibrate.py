@@ -201,8 +201,8 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
         ideal = Efficiency(*([1.0] * 3 + [0.0] * (_N_PARAMS - 3)))
         eff = jax.tree.map(lambda x: jnp.full(len(df), x, jnp.float32), ideal)
         bound = np.asarray(
-            _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, rows.context, rows.model, rows.hw,
-                          eff, rows.concurrency)
+            _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, rows.context, rows.model,
+                          rows.hw, eff, rows.concurrency)
         )
         fast = np.asarray(rows.time_s) < bound
         if fast.any():

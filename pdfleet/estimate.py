@@ -255,7 +255,8 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
     if reason is None and not sku.get("hbm_tbps"):
         reason = f"sku '{q.sku}' has no hbm_tbps, which the roofline needs; add it, or a profile"
     gpus = q.tp * q.dp  # the roofline's hw.tp is the instance's GPUs; the attention group's tp is q.tp (shape)
-    hw = roofline.hardware_from_sku(sku, gpus, compute) if reason is None else roofline.Hardware(1.0, 1.0, 1.0, float(gpus))
+    hw = (roofline.hardware_from_sku(sku, gpus, compute) if reason is None
+          else roofline.Hardware(1.0, 1.0, 1.0, float(gpus)))
     if q.sku not in calib:
         from pdfleet import calibrate
 
@@ -402,7 +403,8 @@ def estimate(queries: Sequence[Query], ctx: Context):
         roof_step = np.where(tp_only, roof_step, np.asarray(roofline.ep_decode_step_s_batched(
             to32(batch), to32(ctx_mean), model_b, hw_b, eff_b, to32(dp), to32(ep)), np.float64))
     # weights the instance holds: the attention/dense part once per data-parallel group, the experts once
-    held = f64([float(s.weight_bytes) + (q.dp - 1) * float(s.weight_bytes - s.expert_bytes) for s, q in zip(shapes, queries)])
+    held = f64([float(s.weight_bytes) + (q.dp - 1) * float(s.weight_bytes - s.expert_bytes)
+                for s, q in zip(shapes, queries)])
     mem_total = f64([q.tp * q.dp * float(ctx.skus[q.sku]["memory_gib"]) * memory.GIB for q in queries])
     b_mem = np.asarray(roofline.max_batch_memory_batched(
         to32(L + out_tok), model_b._replace(weight_bytes=to32(held)), to32(mem_total),

@@ -235,7 +235,8 @@ def decode_roofline_s(lin_flops, att_flops, w_bytes, kv_bytes, flops_per_s, byte
     """The compute/memory part of a decode step (decode_step_s's docstring), from the FLOPs and bytes and the
     achievable rates (flops_per_s already includes η_c; bytes_per_s is the peak bandwidth):
         η_attn <= ETA_ATTN_OFF: max((lin + att) / flops_per_s, (w + kv) / (bytes_per_s·η_m))
-        else:                   max(lin / flops_per_s, w / (bytes_per_s·η_m)) + max(att / flops_per_s, kv / (bytes_per_s·η_attn))
+        else:                   max(lin / flops_per_s, w / (bytes_per_s·η_m))
+                                + max(att / flops_per_s, kv / (bytes_per_s·η_attn))
     Shared by the tensor-parallel step (instance totals, rates of tp GPUs) and the expert-parallel one
     (ep_forward_s: one GPU's share, one GPU's rates). Shapes: [] -> []."""
     one = jnp.maximum((lin_flops + att_flops) / flops_per_s, (w_bytes + kv_bytes) / (bytes_per_s * eff.eta_memory))
@@ -294,10 +295,10 @@ def alltoall_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency, ep
     """Expert-parallel dispatch + combine of one forward pass over `tokens` tokens of ONE GPU (s).
 
     Every MoE layer sends each token's hidden vector to the GPUs holding its k routed experts (dispatch) and
-    brings the k expert outputs back (combine): two all-to-alls (GShard, Lepikhin et al. 2021, its MoE layer's
-    dispatch and combine; DeepSeek-V3 technical report, sec. 3.2.2 and DeepSeek's DeepEP, whose kernels are exactly these two
-    collectives). With experts spread uniformly over ep GPUs a routed copy stays on its own GPU with
-    probability 1/ep, so one GPU sends, and receives, per direction
+    brings the k expert outputs back (combine): two all-to-alls (GShard, Lepikhin et al. 2021, its MoE
+    layer's dispatch and combine; DeepSeek-V3 technical report, sec. 3.2.2, and DeepSeek's DeepEP, whose
+    kernels are exactly these two collectives). With experts spread uniformly over ep GPUs a routed copy
+    stays on its own GPU with probability 1/ep, so one GPU sends, and receives, per direction
         V = tokens · k · hidden · act_bytes · (ep − 1)/ep
     over its scale-up link, each all-to-all one step of α (all peers are written at once over NVSwitch):
         t = layers · 2 · (α + V / (link_bw · η_link))          0 at ep = 1.
@@ -381,7 +382,7 @@ prefill_time_s_batched = jax.jit(over_candidates(prefill_time_s))  # ([C], Model
 decode_step_s_batched = jax.jit(over_candidates(decode_step_s))  # ([C], [C], ...) -> [C]
 max_batch_memory_batched = jax.jit(over_candidates(max_batch_memory))  # -> [C]
 e2e_latency_s_batched = jax.jit(over_candidates(e2e_latency_s))  # -> [C]
-ep_prefill_time_s_batched = jax.jit(over_candidates(ep_prefill_time_s))  # ([C], ModelShape[C], ..., dp [C], ep [C], b [C])
+ep_prefill_time_s_batched = jax.jit(over_candidates(ep_prefill_time_s))  # ([C], ModelShape[C], ..., dp, ep, b [C])
 ep_decode_step_s_batched = jax.jit(over_candidates(ep_decode_step_s))  # ([C], [C], ..., dp [C], ep [C]) -> [C]
 
 
