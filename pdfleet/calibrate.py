@@ -13,10 +13,12 @@ How a row is predicted (`kind`):
     decode   roofline.decode_step_s(batch, context_tokens)
     e2e      roofline.e2e_latency_s: prefill of the batch (b·L FLOPs, weights read once)
              + output_tokens decode steps at the mean context input + output/2.
-    itl      online serving's mean inter-token latency at a steady running batch b: e2e / output_tokens.
+    itl      online serving's mean inter-token latency at a steady running batch b: roofline.online_itl_s.
              In steady state, while b sequences emit output_tokens tokens each, b new requests of
              input_tokens are prefilled in between (chunked or not), so the mean TPOT a benchmark
-             client sees is one batch's prefill plus its decode steps, per output token.
+             client sees is one batch's prefill plus its decode steps, per output token; where fewer
+             than one sequence is in the engine on average (column `concurrency` < 1), only that share
+             of one prefill.
 Rows whose context is unknown (ML.ENERGY: the prompt lengths are not published) get
 context = I_s + output/2, with one unknown mean input length I_s per `source` fitted jointly
 (softplus × 1000 tokens, start 1000).
@@ -88,6 +90,7 @@ class Rows(NamedTuple):
     hw: Hardware
     time_s: jnp.ndarray
     weight: jnp.ndarray | float = 1.0  # weight of the row in the loss (fit: balance_weights)
+    concurrency: jnp.ndarray | float = 0.0  # itl rows: Little's-law sequences in the engine (<= 0: = batch)
 
 
 class Fit(NamedTuple):
@@ -192,12 +195,14 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
         hw=roofline.stack(hws),
         time_s=f("time_s", 1.0),
         weight=jnp.ones(len(df), jnp.float32),
+        concurrency=(f("concurrency", 0.0) if "concurrency" in df else jnp.zeros(len(df), jnp.float32)),
     )
     if screen:
         ideal = Efficiency(*([1.0] * 3 + [0.0] * (_N_PARAMS - 3)))
         eff = jax.tree.map(lambda x: jnp.full(len(df), x, jnp.float32), ideal)
         bound = np.asarray(
-            _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, rows.context, rows.model, rows.hw, eff)
+            _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, rows.context, rows.model,
+                          rows.hw, eff, rows.concurrency)
         )
         fast = np.asarray(rows.time_s) < bound
         if fast.any():
@@ -222,12 +227,13 @@ def prepare(df: pd.DataFrame, group_by: Sequence[str] = ("sku",), skus=None, mod
 # --- the model of one row, and the loss -------------------------------------------------------
 
 
-def _predict_row(kind, batch, inp, out, ctx, model, hw, eff):
+def _predict_row(kind, batch, inp, out, ctx, model, hw, eff, concurrency=0.0):
     """Predicted time (s) of one measured row; see the module docstring. Shapes: [] → []."""
     pre = roofline.prefill_time_s(inp, model, hw, eff, batch)
     dec = roofline.decode_step_s(batch, ctx, model, hw, eff)
     e2e = roofline.e2e_latency_s(batch, inp, out, model, hw, eff)
-    itl = e2e / jnp.maximum(out, 1.0)  # online inter-token latency: steps carry the interleaved prefills
+    # online inter-token latency: steps carry the interleaved prefills (concurrency <= 0: unknown, = batch)
+    itl = roofline.online_itl_s(batch, inp, out, model, hw, eff, jnp.where(concurrency > 0, concurrency, batch))
     return jnp.where(kind == 0, pre, jnp.where(kind == 1, dec, jnp.where(kind == 2, e2e, itl)))
 
 
@@ -245,7 +251,8 @@ def predict_rows(u, v_inputs, rows: Rows):
     """Predicted times [R] from unconstrained parameters u [G, P] and inputs v [K]."""
     eff = to_efficiency(u[rows.group])  # leaves [R]
     ctx = _contexts(rows, v_inputs)
-    return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff)
+    return _predict_rows(rows.kind, rows.batch, rows.input_tokens, rows.output_tokens, ctx, rows.model, rows.hw, eff,
+                         rows.concurrency)
 
 
 def huber(x, delta=HUBER_DELTA):

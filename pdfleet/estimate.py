@@ -24,6 +24,14 @@ gets NaN prefill_s, tpot_ms and decode_tokens_per_s and a note; a batch above ma
 TPOT: no number is printed beside "does not fit".
 Roofline efficiencies: pdfleet.calibrate.lookup(sku, engine, path, skus) (default: the shipped fit).
 
+Optional `dp` and `ep` (default 1): data-parallel attention and expert-parallel MoE layers, the layout
+DeepSeek-V3 and Qwen3-235B are served with disaggregated. The instance has tp x dp GPUs, attention runs in
+dp groups of tp GPUs, and ep is 1 (experts tensor-parallel) or tp x dp (whole experts over every GPU);
+the roofline numbers then come from roofline.ep_prefill_time_s / ep_decode_step_s (all-to-all dispatch
+and combine included), weights_gib counts the attention/dense weights once per group, and
+max_batch_memory uses the whole instance's memory. Efficiencies are those fitted on tensor-parallel runs:
+no EP measurement has been fitted or checked (pdfleet.measured_sources refuses the TensorRT-LLM DEP rows).
+
 A profile matches a query when its model, sku and gpus_per_instance equal the query's model, sku and
 tp and the query runs at the model's own weight dtype (profiles do not record a precision); the first
 matching profile with a prefill (decode) table is used for prefill (decode).
@@ -57,9 +65,9 @@ def _engines() -> tuple[str, ...]:
 
 ENGINES = _engines()
 QUERY_COLUMNS = ("model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch")
-OPTIONAL_COLUMNS = ("precision",)  # may be absent or blank: the model's weight_dtype
+OPTIONAL_COLUMNS = ("precision", "dp", "ep")  # may be absent or blank: the model's weight_dtype; dp = ep = 1
 OUTPUT_COLUMNS = [
-    "model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch",
+    "model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch", "dp", "ep",
     "prefill_s", "prefill_source", "tpot_ms", "tpot_source", "decode_tokens_per_s",
     "max_batch_memory", "weights_gib", "kv_gib_per_request", "fit", "prediction_error", "note",
 ]
@@ -79,6 +87,8 @@ class Query:
     input_tokens: int
     output_tokens: int
     batch: float
+    dp: int = 1  # attention data-parallel groups of tp GPUs each: the instance has tp x dp GPUs
+    ep: int = 1  # expert parallelism: 1 (experts tensor-parallel) or tp x dp (whole experts over every GPU)
 
 
 @dataclass
@@ -154,7 +164,19 @@ def check(q: Query, ctx: Context, where: str = "") -> Query:
             raise EstimateError(f"{pre}{name} must be a whole number (got {v!r})")
     if q.precision is not None and q.precision not in PRECISIONS:
         raise EstimateError(f"{pre}precision must be one of {', '.join(PRECISIONS)} or blank (got {q.precision!r})")
-    return Query(q.model, q.sku, int(q.tp), q.precision, int(q.input_tokens), int(q.output_tokens), float(q.batch))
+    for name in ("dp", "ep"):
+        v = getattr(q, name)
+        if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1 or v != int(v):
+            raise EstimateError(f"{pre}{name} must be a whole number >= 1 (got {v!r})")
+    gpus = int(q.tp) * int(q.dp)
+    if int(q.ep) not in (1, gpus):
+        raise EstimateError(f"{pre}ep must be 1 (experts tensor-parallel) or tp x dp = {gpus} (whole experts spread "
+                            f"over every GPU of the instance); got {q.ep!r}")
+    if int(q.dp) > 1 and int(q.ep) == 1:
+        raise EstimateError(f"{pre}dp {q.dp} with ep 1 is {q.dp} separate instances of tp {q.tp}: use dp 1, or "
+                            f"ep {gpus} for data-parallel attention with expert-parallel MoE layers")
+    return Query(q.model, q.sku, int(q.tp), q.precision, int(q.input_tokens), int(q.output_tokens), float(q.batch),
+                 int(q.dp), int(q.ep))
 
 
 def read_queries(path, ctx: Context) -> list[Query]:
@@ -185,9 +207,15 @@ def read_queries(path, ctx: Context) -> list[Query]:
                 nums[c] = float(raw)
             except ValueError:
                 raise EstimateError(f"{where}: '{c}' is {raw!r}, expected a number") from None
+        for c in ("dp", "ep"):
+            raw = str(row.get(c, "") or "").strip() or "1"
+            try:
+                nums[c] = float(raw)
+            except ValueError:
+                raise EstimateError(f"{where}: '{c}' is {raw!r}, expected a whole number (blank: 1)") from None
         prec = str(row.get("precision", "") or "").strip() or None
         q = Query(str(row["model"]).strip(), str(row["sku"]).strip(), nums["tp"], prec,
-                  nums["input_tokens"], nums["output_tokens"], nums["batch"])
+                  nums["input_tokens"], nums["output_tokens"], nums["batch"], nums["dp"], nums["ep"])
         out.append(check(q, ctx, where))
     return out
 
@@ -226,7 +254,9 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
                   "add one, or a profile for this model, sku and tp")
     if reason is None and not sku.get("hbm_tbps"):
         reason = f"sku '{q.sku}' has no hbm_tbps, which the roofline needs; add it, or a profile"
-    hw = roofline.hardware_from_sku(sku, q.tp, compute) if reason is None else roofline.Hardware(1.0, 1.0, 1.0, float(q.tp))
+    gpus = q.tp * q.dp  # the roofline's hw.tp is the instance's GPUs; the attention group's tp is q.tp (shape)
+    hw = (roofline.hardware_from_sku(sku, gpus, compute) if reason is None
+          else roofline.Hardware(1.0, 1.0, 1.0, float(gpus)))
     if q.sku not in calib:
         from pdfleet import calibrate
 
@@ -269,13 +299,18 @@ def cannot_run(model: dict, q: Query, gpus_per_node: int, batch_memory: float) -
     """Why a query's instance cannot run at all ('' if it can): a tensor-parallel degree that does not
     divide the attention heads (each rank must hold whole heads: Megatron-LM tensor parallelism, and
     vLLM / SGLang / TensorRT-LLM refuse such a tp), a tp beyond one node (tensor parallelism over the
-    scale-up link only; the roofline has no inter-node all-reduce), or weights plus one request's KV
-    cache above usable memory (max_batch_memory < 1)."""
+    scale-up link only; the roofline has no inter-node all-reduce; with dp > 1 the instance's tp x dp GPUs,
+    whose all-to-all is modelled over the scale-up link too), expert parallelism on a dense model, or
+    weights plus one request's KV cache above usable memory (max_batch_memory < 1)."""
     heads = model.get("heads")
     if heads and heads % q.tp:
         return f"tp {q.tp} does not divide the {heads} attention heads"
-    if q.tp > gpus_per_node:
-        return f"tp {q.tp} spans {-(-q.tp // gpus_per_node)} nodes of {gpus_per_node} GPUs"
+    gpus = q.tp * q.dp
+    if gpus > gpus_per_node:
+        what = f"tp {q.tp}" if q.dp == 1 else f"tp {q.tp} x dp {q.dp}"
+        return f"{what} spans {-(-gpus // gpus_per_node)} nodes of {gpus_per_node} GPUs"
+    if q.ep > 1 and not (model.get("experts") or 0) > 1:
+        return f"ep {q.ep} needs a mixture-of-experts model; {q.model} has no routed experts"
     if batch_memory < 1:
         return "the model does not fit: weights plus one request's KV cache exceed usable memory"
     return ""
@@ -358,11 +393,22 @@ def estimate(queries: Sequence[Query], ctx: Context):
     prof_tpot = has_dec & ~above
 
     model_b, hw_b, eff_b = roofline.stack(shapes), roofline.stack(hws), roofline.stack(effs)
+    dp, ep = f64([q.dp for q in queries]), f64([q.ep for q in queries])
+    tp_only = (dp == 1) & (ep == 1)
     roof_prefill = np.asarray(roofline.prefill_time_s_batched(to32(L), model_b, hw_b, eff_b, to32(np.ones(n))), np.float64)
     roof_step = np.asarray(roofline.decode_step_s_batched(to32(batch), to32(ctx_mean), model_b, hw_b, eff_b), np.float64)
-    mem_total = f64([q.tp * float(ctx.skus[q.sku]["memory_gib"]) * memory.GIB for q in queries])
+    if not tp_only.all():  # data-parallel attention / expert-parallel MoE (roofline.ep_forward_s)
+        roof_prefill = np.where(tp_only, roof_prefill, np.asarray(roofline.ep_prefill_time_s_batched(
+            to32(L), model_b, hw_b, eff_b, to32(dp), to32(ep), to32(np.ones(n))), np.float64))
+        roof_step = np.where(tp_only, roof_step, np.asarray(roofline.ep_decode_step_s_batched(
+            to32(batch), to32(ctx_mean), model_b, hw_b, eff_b, to32(dp), to32(ep)), np.float64))
+    # weights the instance holds: the attention/dense part once per data-parallel group, the experts once
+    held = f64([float(s.weight_bytes) + (q.dp - 1) * float(s.weight_bytes - s.expert_bytes)
+                for s, q in zip(shapes, queries)])
+    mem_total = f64([q.tp * q.dp * float(ctx.skus[q.sku]["memory_gib"]) * memory.GIB for q in queries])
     b_mem = np.asarray(roofline.max_batch_memory_batched(
-        to32(L + out_tok), model_b, to32(mem_total), to32(np.full(n, ctx.memory_utilization))), np.float64)
+        to32(L + out_tok), model_b._replace(weight_bytes=to32(held)), to32(mem_total),
+        to32(np.full(n, ctx.memory_utilization))), np.float64)
     tps_prof = np.asarray(prefill.max_tokens_per_s(to32(L), to32(pre_len), to32(pre_tps)), np.float64)
     tpot_prof = np.asarray(decode.tpot_ms(to32(batch), to32(tb), to32(tt)), np.float64)
 
@@ -415,7 +461,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
             errors.append(np.nan)
 
     kv = f64([float(s.kv_bytes_per_token) for s in shapes])
-    wb = f64([float(s.weight_bytes) for s in shapes])
+    wb = held
     return pd.DataFrame({
         "model": [q.model for q in queries],
         "sku": [q.sku for q in queries],
@@ -424,6 +470,8 @@ def estimate(queries: Sequence[Query], ctx: Context):
         "input_tokens": [q.input_tokens for q in queries],
         "output_tokens": [q.output_tokens for q in queries],
         "batch": [int(b) if b == int(b) else b for b in batch],
+        "dp": [q.dp for q in queries],
+        "ep": [q.ep for q in queries],
         "prefill_s": prefill_s,
         "prefill_source": np.where(has_pre, "profile", "roofline"),
         "tpot_ms": tpot_ms,

@@ -22,7 +22,10 @@ configuration (repeated measurements averaged), times in seconds:
                     'mlenergy-v3:<task>', or what a plain CSV says)
 plus `weight_dtype`: the weight precision when the measurement used a different one than the
 catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default), and
-`kv_dtype`: the KV-cache precision when the source states one other than the catalog default, else ''.
+`kv_dtype`: the KV-cache precision when the source states one other than the catalog default, else '',
+and `concurrency`: for 'itl' rows, the sequences in the engine by Little's law (output tokens/s x TPOT) before
+`batch` is clipped to >= 1 (below 1 the engine is idle part of the time: pdfleet.perf.roofline.online_itl_s);
+NaN elsewhere (= `batch`).
 Current-engine sources (TensorRT-LLM, MLPerf, SGLang, dstack, NIM) are read by pdfleet.measured_sources.
 
 The raw files are in ../shared/data/perf (see its README for sources and licenses). Mapping and
@@ -50,7 +53,8 @@ TIDY_COLUMNS = [
     "time_s",
     "source",
 ]
-EXTRA_COLUMNS = ["weight_dtype", "kv_dtype"]
+EXTRA_COLUMNS = ["weight_dtype", "kv_dtype", "concurrency"]
+NUMERIC_EXTRA = ("concurrency",)  # float, NaN where not given; the other extras are strings
 KINDS = ("prefill", "decode", "e2e", "itl")
 
 # ../shared/data/perf relative to the repository root (this file is pdfleet/measured.py).
@@ -67,6 +71,9 @@ SPLITWISE_PCAP_SKU = "H100-SXM-pcap"
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Order and type the tidy columns; sort for stable output."""
     for c in EXTRA_COLUMNS:
+        if c in NUMERIC_EXTRA:
+            df[c] = df[c].astype(float) if c in df else np.nan
+            continue
         if c not in df:
             df[c] = ""
         df[c] = df[c].fillna("").astype(str)

@@ -41,7 +41,9 @@ How each kind of measurement becomes a row:
     output token — the steps a client times carry the prefills of the requests that replace
     finished ones) with time_s = the mean TPOT/ITL and batch from Little's law,
     B = output tokens/s × TPOT (concurrent sequences each emit one token per TPOT), clipped to ≥ 1
-    and to the client's max concurrency (or the server's max-num-seqs); ISL/OSL as run. Where the
+    and to the client's max concurrency (or the server's max-num-seqs); ISL/OSL as run. The value
+    before the ≥ 1 clip is kept as `concurrency`: below 1 the engine idles between requests, and only
+    that share of the interleaved prefills stalls a request's decode (roofline.online_itl_s). Where the
     lengths are not published (SGLang vs vLLM on ShareGPT) the row is kind 'decode' with unknown
     context instead (calibrate fits one mean input per source). Rows without a throughput are refused.
   - TTFT: kind 'prefill' batch 1 only where the request did not queue: concurrency 1 (NIM), or the
@@ -222,9 +224,10 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
 def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
     """'itl' rows of online serving (module docstring); returns (rows, refused)."""
     refused = []
-    batch = (out_tput * tpot_s).clip(lower=1.0)
+    conc = out_tput * tpot_s
     if max_conc is not None:
-        batch = np.minimum(batch, max_conc)
+        conc = np.minimum(conc, max_conc)
+    batch = conc.clip(lower=1.0)
     missing = batch.isna() | tpot_s.isna() | isl.isna() | osl.isna()
     refused.append(_refuse(df, missing, src, "no throughput, TPOT or lengths to size the batch"))
     ok = ~missing
@@ -233,6 +236,7 @@ def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
         "kind": "itl", "batch": batch[ok], "input_tokens": isl[ok], "output_tokens": osl[ok],
         "context_tokens": isl[ok] + 0.5 * osl[ok], "time_s": tpot_s[ok], "source": src,
         "weight_dtype": df.loc[ok, "weight_dtype"], "kv_dtype": df.loc[ok, "kv_dtype"] if "kv_dtype" in df else "",
+        "concurrency": conc[ok],
     }
     return rows, refused
 

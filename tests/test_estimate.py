@@ -21,16 +21,16 @@ LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch"
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
 H100_EFF = dict(
-    eta_compute=0.616056,
-    eta_memory=0.81678,
-    eta_link=0.543865,
-    c_prefill_s=0.0111715,
-    c_decode_s=0.00174011,
-    alpha_link_s=1.23135e-05,
-    c_decode_seq_s=1.34324e-05,
-    c_layer_s=6.42912e-08,
-    eta_attn=0.705775,
-    eta_compute_lowp=0.612756,
+    eta_compute=0.615773,
+    eta_memory=0.816765,
+    eta_link=0.544087,
+    c_prefill_s=0.0114374,
+    c_decode_s=0.00174098,
+    alpha_link_s=1.23088e-05,
+    c_decode_seq_s=1.34355e-05,
+    c_layer_s=6.42548e-08,
+    eta_attn=0.705638,
+    eta_compute_lowp=0.61306,
 )
 
 
@@ -308,3 +308,49 @@ def test_unknown_engine_is_one_line_error():
     line = one_line_error(run([*single, "--engine", "trt"], ok=False), "--engine", "'trt'", "tensorrt-llm")
     assert "vllm, sglang, tensorrt-llm, any" in line
     assert records([*single, "--engine", "tensorrt-llm"])[0]["model"] == "llama-2-70b"
+
+
+def _ep_csv(tmp_path, rows):
+    path = tmp_path / "ep.csv"
+    cols = ("model", "sku", "tp", "precision", "input_tokens", "output_tokens", "batch", "dp", "ep")
+    pd.DataFrame([dict(zip(cols, r)) for r in rows]).to_csv(path, index=False)
+    return path
+
+
+def test_data_parallel_attention_with_expert_parallel_moe(tmp_path):
+    """dp/ep queries (CSV columns, optional): numbers from roofline.ep_* with the shipped H200 fit, the weights
+    counted once per attention group, the MLA latent no longer copied to 8 ranks (a larger KV batch)."""
+    from pdfleet import catalog
+
+    path = _ep_csv(tmp_path, [("deepseek-v3", "H200-SXM", 8, "", 3200, 800, 64, 1, 1),
+                              ("deepseek-v3", "H200-SXM", 1, "", 3200, 800, 64, 8, 8),
+                              ("deepseek-v3", "H200-SXM", 8, "", 3200, 800, 64, "", "")])
+    tp8, dep8, blank = records(["--queries", str(path)])
+    assert (dep8["dp"], dep8["ep"], blank["dp"], blank["ep"]) == (8, 8, 1, 1)
+    assert {k: v for k, v in blank.items()} == {k: v for k, v in tp8.items()}
+    eff = calibrate.lookup("H200-SXM", None).efficiency
+    m = roofline.model_shape_from_catalog(catalog.load_models()["deepseek-v3"], tp=1)
+    hw = roofline.hardware_from_sku(catalog.load_skus()["H200-SXM"], 8, "fp8")
+    assert dep8["tpot_ms"] == pytest.approx(1e3 * float(roofline.ep_decode_step_s(64.0, 3600.0, m, hw, eff, 8.0, 8.0)),
+                                            rel=1e-5)
+    assert dep8["prefill_s"] == pytest.approx(float(roofline.ep_prefill_time_s(3200.0, m, hw, eff, 8.0, 8.0)), rel=1e-5)
+    dense = float(m.weight_bytes - m.expert_bytes)
+    assert dep8["weights_gib"] == pytest.approx((float(m.weight_bytes) + 7 * dense) / GIB, rel=1e-6)
+    assert dep8["max_batch_memory"] > 4 * tp8["max_batch_memory"]  # 8 latent copies per token -> 1
+
+
+@pytest.mark.parametrize("row,needle", [
+    (("deepseek-v3", "H200-SXM", 2, "", 100, 10, 4, 4, 4), "ep must be 1"),
+    (("deepseek-v3", "H200-SXM", 2, "", 100, 10, 4, 4, 1), "separate instances"),
+    (("deepseek-v3", "H200-SXM", 2, "", 100, 10, 4, 0, 1), "dp must be a whole number"),
+])
+def test_bad_dp_ep_exit_2_with_one_line(tmp_path, row, needle):
+    one_line_error(run(["--queries", str(_ep_csv(tmp_path, [row]))], ok=False), needle)
+
+
+def test_expert_parallel_needs_experts_and_one_node(tmp_path):
+    path = _ep_csv(tmp_path, [("llama-3.1-70b", "H100-SXM", 4, "", 100, 10, 4, 1, 4),
+                              ("deepseek-v3", "H200-SXM", 8, "", 100, 10, 4, 2, 16)])
+    dense, two_nodes = records(["--queries", str(path)])
+    assert "no routed experts" in dense["note"] and dense["tpot_ms"] is None  # NaN in JSON
+    assert "tp 8 x dp 2 spans 2 nodes" in two_nodes["note"] and two_nodes["prefill_s"] is None

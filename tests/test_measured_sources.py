@@ -102,6 +102,22 @@ def test_itl_rows_predict_one_batch_prefill_plus_its_steps_per_token():
     df = pd.DataFrame([dict(base, kind="itl"), dict(base, kind="e2e")])
     itl, e2e = calibrate.predict(df, eff)
     assert itl == pytest.approx(e2e / 256.0, rel=1e-6)
+    # fewer than one sequence in the engine (concurrency 0.25, batch clipped to 1): a quarter of one prefill
+    one = dict(base, batch=1.0)
+    df = pd.DataFrame([dict(one, kind="itl", concurrency=0.25), dict(one, kind="decode", context_tokens=467 + 128.0),
+                       dict(one, kind="prefill", output_tokens=0.0, context_tokens=467.0)])
+    itl, step, pre = calibrate.predict(df, eff)
+    assert itl == pytest.approx(step + 0.25 * pre / 256.0, rel=1e-6)
+
+
+def test_online_rows_keep_the_unclipped_concurrency(current):
+    rows, _ = current
+    on = rows[(rows["source"] == "trtllm-online") & (rows["kind"] == "itl") & (rows["model"] == "llama-3.1-8b")
+              & (rows["sku"] == "H100-SXM") & (rows["input_tokens"] == 467) & (rows["output_tokens"] == 16)]
+    # QPS 2: 32 output tok/s, mean ITL 7 ms -> 0.224 sequences in the engine; the running batch is clipped to 1
+    first = on.sort_values("concurrency").iloc[0]
+    assert first["concurrency"] == pytest.approx(32 * 0.007) and first["batch"] == 1.0
+    assert rows.loc[rows["kind"] != "itl", "concurrency"].isna().all()
 
 
 def test_refusals_named_and_counted(current):

@@ -158,6 +158,7 @@ def _random_candidates(n, seed=0):
         experts_per_token=rng.integers(1, 8, n).astype(np.float32),
         act_bytes=np.full(n, 2.0, np.float32),
         attn_flops_per_ctx_token=u(0, 2e7),
+        routed_active_params=u(0, 5e8),
     )
     hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32),
                   (rng.random(n) < 0.5).astype(np.float32))
@@ -323,3 +324,72 @@ def test_allreduce_latency_is_log2_tp_by_hand():
         lat8 = float(roofline.allreduce_time_s(1.0, m, hw8, e)) - float(
             roofline.allreduce_time_s(1.0, m, hw8, e._replace(alpha_link_s=0.0)))
         assert lat8 == pytest.approx(2 * 80 * 6 * 5e-6, rel=1e-9)
+
+
+def test_online_itl_charges_the_share_of_prefills_by_hand():
+    # n >= b: one batch of b prefills per L_out steps (= e2e_latency_s / L_out); n < 1 (engine idle part of the
+    # time): only n prefills of one request per L_out tokens, never the request's own.
+    m, hw, eff = ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF)
+    with enable_x64():
+        step = float(roofline.decode_step_s(1.0, 467.0 + 8.0, m, hw, eff))
+        pre = float(roofline.prefill_time_s(467.0, m, hw, eff, 1.0))
+        busy = float(roofline.online_itl_s(1.0, 467.0, 16.0, m, hw, eff))
+        idle = float(roofline.online_itl_s(1.0, 467.0, 16.0, m, hw, eff, 0.22))
+        assert busy == pytest.approx(float(roofline.e2e_latency_s(1.0, 467.0, 16.0, m, hw, eff)) / 16.0, rel=1e-12)
+        assert busy == pytest.approx(step + pre / 16.0, rel=1e-12)
+        assert idle == pytest.approx(step + 0.22 * pre / 16.0, rel=1e-12)
+        # a concurrency above the running batch (a clipped Little's-law value) charges no more than one batch
+        b8 = float(roofline.online_itl_s(8.0, 467.0, 16.0, m, hw, eff, 12.0))
+        assert b8 == pytest.approx(float(roofline.online_itl_s(8.0, 467.0, 16.0, m, hw, eff)), rel=1e-12)
+
+
+def _deepseek(tp):
+    return roofline.model_shape_from_catalog(catalog.load_models()["deepseek-v3"], tp=tp)
+
+
+def _h200(gpus):
+    return roofline.hardware_from_sku(catalog.load_skus()["H200-SXM"], gpus, "fp8")
+
+
+@pytest.mark.parametrize("eta_attn", [0.0, 0.6])
+def test_expert_parallel_without_dp_or_ep_is_the_tensor_parallel_roofline(eta_attn):
+    eff = Efficiency(0.6, 0.75, 0.6, 0.01, 0.003, 1.5e-5, 2e-5, 1e-5, eta_attn, 0.55)
+    for shape, hw in ((_deepseek(8), _h200(8)), (ModelShape(**LLAMA70), Hardware(**H100_TP4))):
+        with enable_x64():
+            for B, ctx in ((1.0, 100.0), (64.0, 4000.0), (512.0, 9000.0)):
+                assert float(roofline.ep_decode_step_s(B, ctx, shape, hw, eff)) == pytest.approx(
+                    float(roofline.decode_step_s(B, ctx, shape, hw, eff)), rel=1e-12)
+            for L, b in ((128.0, 1.0), (3200.0, 4.0)):
+                assert float(roofline.ep_prefill_time_s(L, shape, hw, eff, batch=b)) == pytest.approx(
+                    float(roofline.prefill_time_s(L, shape, hw, eff, b)), rel=1e-12)
+
+
+def test_expert_parallel_decode_step_hand_calculation():
+    # DeepSeek-V3 (fp8: 1 byte per parameter) on 8 x H200 as 8 attention groups of 1 GPU, experts EP8, B = 64 at
+    # ctx 4096. Catalog: 671 B params, 37 B active, 256 routed experts, k = 8, 61 layers, hidden 7168, 128 heads,
+    # MLA latent 512 + rope 64 in bf16.
+    e = (671e9 - 37e9) / (256 - 8)  # one routed expert: 2.5565 B parameters
+    expert_bytes, routed = 256 * e, 8 * e  # 654.5 GB; 20.45 B routed parameters per token
+    dense_bytes = 671e9 - expert_bytes  # 16.55 GB: attention, shared experts, embeddings
+    kv = 61 * (512 + 64) * 2  # 70,272 B per token; tp 1 per group: no replication
+    att = 2 * 61 * 128 * (2 * 512 + 64)  # MLA absorbed: 16.99 MFLOP per query token per context token
+    B, ctx, G = 64.0, 4096.0, 8.0
+    eff = Efficiency(0.6, 0.75, 0.6, 0.01, 0.003, 1.5e-5, 2e-5, 1e-5, 0.0, 0.55)
+    lin = (2 * (37e9 - routed) * B + 2 * routed * B) / G  # every GPU: its 8 tokens' dense part, 1/8 of all expert work
+    flops = lin + B * ctx * att / G
+    touched = expert_bytes * (1 - (1 - 8 / 256) ** 64)  # 86 % of the experts are read at B = 64
+    bytes_ = dense_bytes / 1 + touched / G + B * ctx * kv / G
+    t = max(flops / (1978.9e12 * 0.55), bytes_ / (4.8e12 * 0.75))  # one GPU's fp8 peak and HBM
+    volume = (B / G) * 8 * 7168 * 2 * (G - 1) / G  # dispatch (and again combine) per GPU per layer
+    a2a = 61 * 2 * (1.5e-5 + volume / (450e9 * 0.6))
+    expected = t + 0.0 + a2a + 1e-5 * 61 + 0.003 + 2e-5 * 64  # attention tp 1: no all-reduce
+    with enable_x64():
+        got = roofline.ep_decode_step_s(B, ctx, _deepseek(1), _h200(8), eff, dp=8.0, ep=8.0)
+        assert float(got) == pytest.approx(expected, rel=1e-6)
+        # 32.1 ms: HBM 25.0 ms (16.5 GB dense + 71.1 GB experts + 2.3 GB KV per GPU), all-to-all 2.2 ms
+        assert expected == pytest.approx(0.03206, rel=1e-3)
+        # the same GPUs as TP8 (experts tensor-parallel): every rank reads the MLA latent of all 64 sequences
+        tp8 = float(roofline.decode_step_s(B, ctx, _deepseek(8), _h200(8), eff))
+        assert tp8 > float(got)
+    # no all-to-all at ep = 1
+    assert float(roofline.alltoall_time_s(8.0, _deepseek(1), _h200(8), eff, 1.0)) == 0.0

@@ -26,7 +26,14 @@ Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurem
   - c_seq·B, a decode cost per sequence in the batch (engine bookkeeping: sampling, scheduling,
     block tables): the step grows ~0.2–0.35 ms per added sequence where the roofline terms grow
     ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
-Both are 0 by default, which gives back the design's formulas exactly.
+Both are 0 by default, which gives back the design's formulas exactly. Online ITL with its share of the
+interleaved prefills: `online_itl_s`. Data-parallel attention with expert-parallel MoE layers (all-to-all
+dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
+Tried in issue #8's fourth round and reverted: routed-expert weights read at their own fitted HBM efficiency
+η_e (grouped-GEMM kernels). It took DeepSeek-R1's slow early-2025 steps off H200's η_m (held out: worst decode
+44.7 → 39.9 %, source=trtllm-online 35.5 → 17.1 %) but moved others (mlenergy-v3 20.8 → 28.5 %, worst
+prefill 33.8 → 36.6 %) and the MLPerf MI300X check from −17.5 % to −20.0 %; tying η_e to η_m except per
+(sku, engine) gave MI300X −24.7 %. git history: commit 6ddfa4d.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class ModelShape(NamedTuple):
     experts_per_token: Array = 1.0  # routed experts each token picks k (1 for dense)
     act_bytes: Array = 2.0  # bytes per activation element in the all-reduce (bf16)
     attn_flops_per_ctx_token: Array = 0.0  # decode attention FLOPs per query token per context token
+    routed_active_params: Array = 0.0  # parameters of the k routed experts a token uses (0 for dense)
 
 
 class Efficiency(NamedTuple):
@@ -216,18 +224,25 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     Shapes: B [], ctx [], fields [] → [].
     """
     B = jnp.asarray(B, jnp.result_type(float))
-    lin_flops = 2.0 * model.active_params * B
-    att_flops = decode_attention_flops(B, ctx, model)
-    w_bytes = weight_bytes_touched(B, model)
-    kv_bytes = B * ctx * model.kv_bytes_per_token
-    compute = hw.tp * hw.peak_flops * compute_efficiency(hw, eff)
-    bw = hw.tp * hw.hbm_bw
-    one = jnp.maximum((lin_flops + att_flops) / compute, (w_bytes + kv_bytes) / (bw * eff.eta_memory))
-    split = (jnp.maximum(lin_flops / compute, w_bytes / (bw * eff.eta_memory))
-             + jnp.maximum(att_flops / compute, kv_bytes / (bw * jnp.maximum(eff.eta_attn, 1e-9))))
-    t = jnp.where(eff.eta_attn > ETA_ATTN_OFF, split, one)
+    t = decode_roofline_s(2.0 * model.active_params * B, decode_attention_flops(B, ctx, model),
+                          weight_bytes_touched(B, model), B * ctx * model.kv_bytes_per_token,
+                          hw.tp * hw.peak_flops * compute_efficiency(hw, eff), hw.tp * hw.hbm_bw, eff)
     return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
             + eff.c_decode_seq_s * B + layer_overhead_s(model, eff))
+
+
+def decode_roofline_s(lin_flops, att_flops, w_bytes, kv_bytes, flops_per_s, bytes_per_s, eff: Efficiency):
+    """The compute/memory part of a decode step (decode_step_s's docstring), from the FLOPs and bytes and the
+    achievable rates (flops_per_s already includes η_c; bytes_per_s is the peak bandwidth):
+        η_attn <= ETA_ATTN_OFF: max((lin + att) / flops_per_s, (w + kv) / (bytes_per_s·η_m))
+        else:                   max(lin / flops_per_s, w / (bytes_per_s·η_m))
+                                + max(att / flops_per_s, kv / (bytes_per_s·η_attn))
+    Shared by the tensor-parallel step (instance totals, rates of tp GPUs) and the expert-parallel one
+    (ep_forward_s: one GPU's share, one GPU's rates). Shapes: [] -> []."""
+    one = jnp.maximum((lin_flops + att_flops) / flops_per_s, (w_bytes + kv_bytes) / (bytes_per_s * eff.eta_memory))
+    split = (jnp.maximum(lin_flops / flops_per_s, w_bytes / (bytes_per_s * eff.eta_memory))
+             + jnp.maximum(att_flops / flops_per_s, kv_bytes / (bytes_per_s * jnp.maximum(eff.eta_attn, 1e-9))))
+    return jnp.where(eff.eta_attn > ETA_ATTN_OFF, split, one)
 
 
 def max_batch_memory(ctx_tokens, model: ModelShape, memory_bytes_total, usable_fraction):
@@ -251,6 +266,110 @@ def e2e_latency_s(batch, input_tokens, output_tokens, model, hw, eff):
     )
 
 
+def online_itl_s(batch, input_tokens, output_tokens, model, hw, eff, concurrency=None):
+    """Mean inter-token latency (s) a client of an online server sees at a steady running batch.
+
+        ITL = step(b, L_in + L_out/2) + min(1, n/b) · prefill_time_s(L_in, batch=b) / L_out
+    b = the running batch (>= 1), n = the sequences in the engine by Little's law (n = output tokens/s x ITL;
+    None: n = b). Derivation (steady state): n sequences each emit L_out tokens, so requests arrive and
+    leave at n / (L_out·ITL) per second, and each arrival's prefill stalls every running sequence once;
+    per second the engine spends (n / (L_out·ITL))·prefill_1 on prefills, and ITL = step / (1 − that share),
+    i.e. ITL = step + n·prefill_1 / L_out. With n >= 1 the n prefills are charged as one batch of b
+    (= pdfleet.calibrate's kind 'itl' since issue #8's first round: e2e_latency_s / L_out). With n < 1 the
+    engine is idle part of the time and a request's decode meets only n prefills of the others on average,
+    not a whole one (TensorRT-LLM v0.14 online table, Llama-3.1-8B at 2 req/s and 16 output tokens:
+    n = 0.22). A request's own prefill is not in its ITL (it is its TTFT). Shapes: [] -> [].
+    """
+    b = jnp.asarray(batch, jnp.result_type(float))
+    n = b if concurrency is None else jnp.asarray(concurrency, b.dtype)
+    share = jnp.clip(n / jnp.maximum(b, 1.0), 0.0, 1.0)
+    out = jnp.maximum(output_tokens, 1.0)
+    ctx = decode.mean_context(input_tokens, output_tokens)
+    return decode_step_s(b, ctx, model, hw, eff) + share * prefill_time_s(input_tokens, model, hw, eff, b) / out
+
+
+# --- expert parallelism (EP) with data-parallel attention (DP) ----------------------------------
+
+
+def alltoall_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency, ep):
+    """Expert-parallel dispatch + combine of one forward pass over `tokens` tokens of ONE GPU (s).
+
+    Every MoE layer sends each token's hidden vector to the GPUs holding its k routed experts (dispatch) and
+    brings the k expert outputs back (combine): two all-to-alls (GShard, Lepikhin et al. 2021, its MoE
+    layer's dispatch and combine; DeepSeek-V3 technical report, sec. 3.2.2, and DeepSeek's DeepEP, whose
+    kernels are exactly these two collectives). With experts spread uniformly over ep GPUs a routed copy
+    stays on its own GPU with probability 1/ep, so one GPU sends, and receives, per direction
+        V = tokens · k · hidden · act_bytes · (ep − 1)/ep
+    over its scale-up link, each all-to-all one step of α (all peers are written at once over NVSwitch):
+        t = layers · 2 · (α + V / (link_bw · η_link))          0 at ep = 1.
+    Assumptions, stated: every layer is a MoE layer (DeepSeek-V3: 58 of 61), routing is uniform (no hot
+    expert GPU: a skewed load makes the busiest GPU slower, the SLO-unsafe side, which only a measured
+    EP table can correct), activations travel at act_bytes (DeepEP dispatches fp8, 1 byte, and combines
+    bf16: act_bytes 2 over-counts the dispatch by 2x, the safe side). Shapes: [] -> [].
+    """
+    ep = jnp.asarray(ep, jnp.result_type(float))
+    volume = tokens * model.experts_per_token * model.hidden_size * model.act_bytes * (ep - 1.0) / ep
+    per_layer = 2.0 * (eff.alpha_link_s + volume / (hw.link_bw * eff.eta_link))
+    return jnp.where(ep > 1.0, model.layers * per_layer, 0.0)
+
+
+def ep_forward_s(T, att_flops, kv_bytes, model: ModelShape, hw: Hardware, eff: Efficiency, dp, ep, decode_step: bool):
+    """Compute, memory and communication time (s) of one forward pass of an instance of G = hw.tp GPUs laid
+    out as dp attention groups of tp_a = G/dp tensor-parallel GPUs, the routed experts spread whole over
+    ep = G GPUs (ep = 1: experts tensor-parallel over G, which with dp = 1 is the tensor-parallel layout of
+    decode_step_s / prefill_time_s). T: tokens computed by the whole instance (decode: the batch B; prefill:
+    b·L), split evenly over the dp groups; att_flops, kv_bytes: the instance's attention FLOPs and KV bytes
+    (read in decode, written in prefill), split like the tokens. Per GPU, under uniform routing:
+        attention and dense parts, T/dp tokens over tp_a GPUs (their weights replicated dp times):
+            F_a = (2·(N_active − N_routed)·T + att_flops) / G,      Q_a = (W − W_e) / tp_a + kv_bytes / G
+        routed experts, every token's k experts over all G GPUs (each GPU holds E/G whole experts):
+            F_e = 2·N_routed·T / G,                                  Q_e = W_e·(1 − (1 − k/E)^T) / G
+        compute/memory: decode_roofline_s (decode) or one max (prefill) of F = F_a + F_e, Q = Q_a + Q_e at one
+        GPU's rates; + allreduce_time_s over tp_a of T/dp tokens (2 per layer; 1 when ep > 1, the MLP's being
+        replaced by the all-to-all) + alltoall_time_s of T/G tokens per GPU + c_layer·layers.
+    This is SGLang's "DP attention" with EP MoE and DeepSeek-V3's own decode deployment (technical report
+    sec. 3.4.2: attention TP4 with DP80, experts EP320); costs a measured table has not checked, so the
+    roofline's efficiencies are those fitted on tensor-parallel runs (calibrate). With dp = 1 and ep = 1 it
+    equals the tensor-parallel roofline (tests/test_roofline.py). Shapes: [] -> [].
+    """
+    f = jnp.result_type(float)
+    G = jnp.asarray(hw.tp, f)
+    dp, ep = jnp.asarray(dp, f), jnp.asarray(ep, f)
+    tp_a = G / dp
+    T = jnp.asarray(T, f)
+    routed = model.routed_active_params
+    dense_bytes = model.weight_bytes - model.expert_bytes
+    lin = (2.0 * (model.active_params - routed) * T + 2.0 * routed * T) / G
+    w = dense_bytes / tp_a + (weight_bytes_touched(T, model) - dense_bytes) / G
+    one = hw._replace(tp=1.0)
+    flops_per_s = one.peak_flops * compute_efficiency(one, eff)
+    if decode_step:
+        t = decode_roofline_s(lin, att_flops / G, w, kv_bytes / G, flops_per_s, one.hbm_bw, eff)
+    else:
+        t = jnp.maximum((lin + att_flops / G) / flops_per_s, (w + kv_bytes / G) / (one.hbm_bw * eff.eta_memory))
+    attn_comm = allreduce_time_s(T / dp, model, hw._replace(tp=tp_a), eff)
+    attn_comm = jnp.where(ep > 1.0, 0.5 * attn_comm, attn_comm)
+    return t + attn_comm + alltoall_time_s(T / G, model, hw, eff, ep) + layer_overhead_s(model, eff)
+
+
+def ep_decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0):
+    """Decode step (s) of B sequences at mean context ctx on a (dp, ep) instance of hw.tp GPUs
+    (ep_forward_s; `model` built for the attention group's tp = G/dp, so kv_bytes_per_token carries that
+    group's kv_replication):  ep_forward_s(B, A, B·ctx·kv) + c1 + c_seq·B.   Shapes: [] -> []."""
+    B = jnp.asarray(B, jnp.result_type(float))
+    return (ep_forward_s(B, decode_attention_flops(B, ctx, model), B * ctx * model.kv_bytes_per_token,
+                         model, hw, eff, dp, ep, True) + eff.c_decode_s + eff.c_decode_seq_s * B)
+
+
+def ep_prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0, batch=1):
+    """Prefill (s) of `batch` requests of L tokens on a (dp, ep) instance: ep_forward_s over b·L tokens with
+    the causal attention FLOPs 2·layers·b·L²·d_attn and the KV written b·L·kv, + c0.  Shapes: [] -> []."""
+    L = jnp.asarray(L, jnp.result_type(float))
+    T = batch * L
+    return (ep_forward_s(T, 2.0 * model.layers * batch * L * L * model.attn_dim, T * model.kv_bytes_per_token,
+                         model, hw, eff, dp, ep, False) + eff.c_prefill_s)
+
+
 # --- the one vmap over candidates ------------------------------------------------------------
 
 
@@ -263,6 +382,8 @@ prefill_time_s_batched = jax.jit(over_candidates(prefill_time_s))  # ([C], Model
 decode_step_s_batched = jax.jit(over_candidates(decode_step_s))  # ([C], [C], ...) -> [C]
 max_batch_memory_batched = jax.jit(over_candidates(max_batch_memory))  # -> [C]
 e2e_latency_s_batched = jax.jit(over_candidates(e2e_latency_s))  # -> [C]
+ep_prefill_time_s_batched = jax.jit(over_candidates(ep_prefill_time_s))  # ([C], ModelShape[C], ..., dp, ep, b [C])
+ep_decode_step_s_batched = jax.jit(over_candidates(ep_decode_step_s))  # ([C], [C], ..., dp [C], ep [C]) -> [C]
 
 
 # --- builders from catalog records (plain Python, run once at the edge) ----------------------
@@ -328,7 +449,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         per_expert_b = (params_b - active_b) / (experts - k)
         expert_bytes = memory.weight_bytes(experts * per_expert_b, wbytes)
     else:
-        experts, k, expert_bytes = 1.0, 1.0, 0.0
+        experts, k, expert_bytes, per_expert_b = 1.0, 1.0, 0.0, 0.0
     heads = model.get("heads")
     head_dim = model.get("head_dim") or (model["hidden_size"] // heads if heads else None)
     kv = memory.kv_bytes_per_token(
@@ -357,6 +478,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         experts_per_token=float(k),
         act_bytes=2.0,
         attn_flops_per_ctx_token=float(attn_flops),
+        routed_active_params=k * per_expert_b * 1e9 if expert_bytes else 0.0,
     )
 
 
