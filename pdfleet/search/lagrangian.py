@@ -129,7 +129,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
     # bound (the old pair LP's rounding: 1.15%).
     plan = None
     for choice in candidates or [None]:
-        trial = _primal(problem, bound, choice)
+        trial = _primal(problem, bound, choice, tol)
         if plan is None or trial.objective_usd < plan.objective_usd:
             plan = trial
     repaired = [bound.prices]  # prices whose plan was computed (the same prices give the same plan)
@@ -158,7 +158,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
                 eta, stall, prices, bound = eta / 2.0, 0, best_bound.prices, best_bound
         if it % repair_every == 0 and not _seen_prices(repaired, bound.prices):
             repaired.append(bound.prices)
-            trial = _primal(problem, bound)
+            trial = _primal(problem, bound, tol=tol)
             if trial.objective_usd < plan.objective_usd:
                 plan = trial
         if progress:
@@ -166,7 +166,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         if eta < 1e-3 or since_best >= patience:
             break
     if not _seen_prices(repaired, best_bound.prices):
-        trial = _primal(problem, best_bound)
+        trial = _primal(problem, best_bound, tol=tol)
         if trial.objective_usd < plan.objective_usd:
             plan = trial
     if gap(plan.objective_usd, best_bound.value_usd) > POLISH_GAP:
@@ -188,11 +188,16 @@ def _seen_prices(seen: list, prices: np.ndarray) -> bool:
     return any(np.array_equal(p, prices) for p in seen)
 
 
-def _primal(problem: FleetProblem, bound: fleet.Bound, choice: tuple | None = None) -> fleet.FleetPlan:
+def _primal(problem: FleetProblem, bound: fleet.Bound, choice: tuple | None = None,
+            tol: float = 1e-4) -> fleet.FleetPlan:
     """A feasible plan from the paths of a bound (or another choice (pair_c, pair_d)) at its prices:
-    repair, improve, then tidy and improve again while that lowers the cost (at most TIDY_ROUNDS)."""
+    repair; unless that is within tol of the bound, improve, then tidy and improve again while that lowers
+    the cost (at most TIDY_ROUNDS)."""
     c, d = (bound.pair_c, bound.pair_d) if choice is None else choice
-    plan = fleet.improve(problem, fleet.repair(problem, c, d, bound.prices), rounds=IMPROVE_ROUNDS)
+    plan = fleet.repair(problem, c, d, bound.prices)
+    if gap(plan.objective_usd, bound.value_usd) <= tol:
+        return plan  # already within the search's tolerance of the bound (the master's rounding, at scale)
+    plan = fleet.improve(problem, plan, rounds=IMPROVE_ROUNDS)
     for _ in range(TIDY_ROUNDS):
         trial = fleet.improve(problem, fleet.tidy(problem, plan, bound.prices), rounds=IMPROVE_ROUNDS)
         if trial.objective_usd >= plan.objective_usd - fleet.EPS * max(1.0, abs(plan.objective_usd)):

@@ -43,13 +43,14 @@ def inputs(problem, lo: int = 0, hi: int | None = None) -> PathInputs:
 
 
 def counts32(n: np.ndarray) -> np.ndarray:
-    """Instance counts in float32 when that is exact (whole numbers below 2**24, or inf): half the memory
-    of the largest arrays on the device (gen_fleet 1,000,000 rows: pre_n is 2 GB in float64), the same
-    values. Prices and costs stay float64 under x64 (path_costs, pair_costs promote)."""
-    finite = n[np.isfinite(n)]
-    if n.dtype == np.float32 or (np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**24)):
-        return n.astype(np.float32, copy=False)
-    return n
+    """Instance counts in float32 when that is exact (every value, inf included, the same after the cast:
+    whole counts below 2**24 always are): half the memory of the largest arrays (gen_fleet 1,000,000 rows:
+    pre_n is 2 GB in float64), the same values. Prices and costs stay float64 under x64 (path_costs and
+    pair_costs promote)."""
+    if n.dtype == np.float32:
+        return n
+    n32 = n.astype(np.float32)
+    return n32 if np.array_equal(n32, n) else n
 
 
 def pair_costs(x: PathInputs, prices, hours):
