@@ -68,6 +68,16 @@ def build(case: dict, folder: Path) -> Path:
     return fleet
 
 
+def make_unreadable(path: Path) -> None:
+    """A file whose reading fails: no read permission, or for root (who reads it anyway) a link to
+    /proc/self/mem, whose read fails with an I/O error (EIO), as a failing disk would."""
+    if ROOT_USER:
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+    else:
+        path.chmod(0)
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -91,9 +101,7 @@ def test_corpus_is_large_and_its_base_is_valid(tmp_path):
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
     fleet = build(case, tmp_path)
     if "unreadable" in case:
-        if ROOT_USER:
-            pytest.skip("root reads a file without read permission")
-        (tmp_path / case["unreadable"]).chmod(0)
+        make_unreadable(tmp_path / case["unreadable"])
     before = _listing(tmp_path)
     # validate: the real command line in its own interpreter
     proc = subprocess.run([sys.executable, "-m", "pdfleet", "validate", str(fleet)], capture_output=True, text=True,
