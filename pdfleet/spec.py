@@ -70,6 +70,8 @@ class Planning(Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
     tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
+    # MoE models: also predict expert-parallel shapes of g GPUs (dp = ep = g, g > 1 from tp_degrees, one node)
+    expert_parallel: bool = True
     calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
     # serving engine whose calibration entry predicts roofline candidates (any: the sku's pooled entry)
     engine: Literal["vllm", "sglang", "tensorrt-llm", "any"] = "any"
@@ -168,6 +170,11 @@ class Model(Strict):
         return self
 
     @property
+    def moe(self) -> bool:
+        """A mixture-of-experts model: more than one routed expert per layer."""
+        return (self.experts or 0) > 1
+
+    @property
     def weight_dtype_bytes(self) -> float:
         return DTYPE_BYTES[self.weight_dtype]
 
@@ -233,9 +240,18 @@ class DecodeTable(Strict):
 
 
 class Profile(Strict):
+    """Measured (or predicted) tables of one instance shape. The shape: gpus_per_instance GPUs as `dp`
+    attention groups of gpus_per_instance / dp tensor-parallel GPUs each, and `ep` = 1 (experts
+    tensor-parallel with the rest: plain TP, the default) or ep = gpus_per_instance (whole routed experts
+    spread over every GPU: expert parallelism, MoE models only). dp > 1 needs ep = gpus_per_instance (dp
+    groups without expert parallelism are dp separate instances). The same rule as `pdfleet estimate`'s
+    dp/ep columns (pdfleet.estimate.check)."""
+
     model: str
     sku: str
     gpus_per_instance: Count
+    dp: Count = 1
+    ep: Count = 1
     engine: str | None = None
     source: str | None = None
     origin: Literal["profile", "roofline"] = "profile"  # measured tables, or tables predicted by pdfleet
@@ -247,6 +263,25 @@ class Profile(Strict):
         if self.prefill is None and self.decode is None:
             raise ValueError("a profile needs prefill, decode or both")
         return self
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Profile":
+        g = self.gpus_per_instance
+        if g % self.dp:
+            raise ValueError(f"dp {self.dp} does not divide gpus_per_instance {g}: the instance is dp attention "
+                             f"groups of gpus_per_instance / dp GPUs; use a divisor of {g}")
+        if self.ep not in (1, g):
+            raise ValueError(f"ep {self.ep} must be 1 (experts tensor-parallel) or gpus_per_instance {g} (experts "
+                             "spread over every GPU)")
+        if self.dp > 1 and self.ep == 1:
+            raise ValueError(f"dp {self.dp} with ep 1 is {self.dp} separate instances; use dp 1, or ep {g} for "
+                             "data-parallel attention with expert-parallel MoE layers")
+        return self
+
+    @property
+    def tensor_parallel(self) -> bool:
+        """The plain tensor-parallel shape (dp = ep = 1)."""
+        return self.dp == 1 and self.ep == 1
 
 
 Quantile = Annotated[float, Field(gt=0, lt=1)]
@@ -433,6 +468,9 @@ def _check_references(fleet: Fleet) -> None:
             raise SpecError(f"profiles[{i}].model", f"unknown model '{p.model}'; {known('models', fleet.models)}")
         if p.sku not in fleet.skus:
             raise SpecError(f"profiles[{i}].sku", f"unknown sku '{p.sku}'; {known('skus', fleet.skus)}")
+        if p.ep > 1 and not fleet.models[p.model].moe:
+            raise SpecError(f"profiles[{i}].ep", f"ep {p.ep} needs a mixture-of-experts model; {p.model} has no "
+                            "routed experts (models.*.experts); use ep 1")
     for name, w in fleet.workloads.items():
         if w.overhead_s >= w.slo.ttft_s:
             raise SpecError(f"workloads.{name}.overhead_s", f"{w.overhead_s:g} s is not below slo.ttft_s "
