@@ -239,6 +239,19 @@ class DecodeTable(Strict):
         return out
 
 
+def check_shape(gpus: int, dp: int, ep: int) -> None:
+    """The instance-shape rule of profiles and deploy pools (Profile's docstring); ValueError saying what to fix."""
+    if gpus % dp:
+        raise ValueError(f"dp {dp} does not divide gpus_per_instance {gpus}: the instance is dp attention "
+                         f"groups of gpus_per_instance / dp GPUs; use a divisor of {gpus}")
+    if ep not in (1, gpus):
+        raise ValueError(f"ep {ep} must be 1 (experts tensor-parallel) or gpus_per_instance {gpus} (experts "
+                         "spread over every GPU)")
+    if dp > 1 and ep == 1:
+        raise ValueError(f"dp {dp} with ep 1 is {dp} separate instances; use dp 1, or ep {gpus} for "
+                         "data-parallel attention with expert-parallel MoE layers")
+
+
 class Profile(Strict):
     """Measured (or predicted) tables of one instance shape. The shape: gpus_per_instance GPUs as `dp`
     attention groups of gpus_per_instance / dp tensor-parallel GPUs each, and `ep` = 1 (experts
@@ -266,16 +279,7 @@ class Profile(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> "Profile":
-        g = self.gpus_per_instance
-        if g % self.dp:
-            raise ValueError(f"dp {self.dp} does not divide gpus_per_instance {g}: the instance is dp attention "
-                             f"groups of gpus_per_instance / dp GPUs; use a divisor of {g}")
-        if self.ep not in (1, g):
-            raise ValueError(f"ep {self.ep} must be 1 (experts tensor-parallel) or gpus_per_instance {g} (experts "
-                             "spread over every GPU)")
-        if self.dp > 1 and self.ep == 1:
-            raise ValueError(f"dp {self.dp} with ep 1 is {self.dp} separate instances; use dp 1, or ep {g} for "
-                             "data-parallel attention with expert-parallel MoE layers")
+        check_shape(self.gpus_per_instance, self.dp, self.ep)
         return self
 
     @property
@@ -372,7 +376,14 @@ class Pool(Strict):
 
     sku: str
     gpus_per_instance: Count
+    dp: Count = 1  # the instance shape, as a profile's (Profile)
+    ep: Count = 1
     instances: Annotated[int, Field(ge=1, le=1_000_000)]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Pool":
+        check_shape(self.gpus_per_instance, self.dp, self.ep)
+        return self
 
 
 class Deploy(Strict):

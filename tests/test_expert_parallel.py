@@ -156,3 +156,14 @@ def test_estimate_matches_a_measured_profile_by_its_shape():
     out = estimate.estimate(queries, ctx)
     assert list(out["prefill_source"]) == ["profile", "roofline"]
     assert out["prefill_s"].iloc[0] == pytest.approx(INPUT / 1000.0)
+
+
+@pytest.mark.parametrize("dp_ep", [(1, 1), (8, 8)])
+def test_a_deployment_is_pinned_to_its_own_shape(dp_ep):
+    doc = copy.deepcopy(DOC)
+    dp, ep = dp_ep
+    pool = {"sku": "H200-SXM", "gpus_per_instance": 8, "dp": dp, "ep": ep}
+    doc["workloads"]["chat"]["deploy"] = {"prefill": {**pool, "instances": 3}, "decode": {**pool, "instances": 5}}
+    plan = optimize.run(fleet_of(doc)).plan
+    assert list(plan["dp"]) == [dp, dp] and list(plan["ep"]) == [ep, ep]
+    assert list(plan["instances"]) == [3, 5] and plan["deployed"].all()
