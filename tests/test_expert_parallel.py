@@ -167,3 +167,19 @@ def test_a_deployment_is_pinned_to_its_own_shape(dp_ep):
     plan = optimize.run(fleet_of(doc)).plan
     assert list(plan["dp"]) == [dp, dp] and list(plan["ep"]) == [ep, ep]
     assert list(plan["instances"]) == [3, 5] and plan["deployed"].all()
+
+
+def test_diff_and_report_name_an_expert_parallel_allocation():
+    import pandas as pd
+
+    from pdfleet import report
+    from pdfleet.output import diff
+
+    frame = pd.DataFrame({"sku_a": ["H200-SXM", "H200-SXM"], "instances_a": [4, 1], "gpus_per_instance_a": [8, 8],
+                          "dp_a": [1, 8], "ep_a": [1, 8]})
+    assert list(diff._alloc(frame, "a")) == ["4 x H200-SXM/8", "1 x H200-SXM/8 dp8 ep8"]
+    old = diff._shaped(frame.rename(columns=lambda c: c[:-2]).drop(columns=["dp", "ep"]))  # a schema-2 plan
+    assert list(old["dp"]) == [1, 1] and list(old["ep"]) == [1, 1]
+    row = pd.Series({"sku": "H200-SXM", "instances": 1, "gpus_per_instance": 8, "dp": 8, "ep": 8})
+    assert report._alloc(row) == "1 x H200-SXM/8 dp8 ep8"
+    assert report._alloc(row.drop(["dp", "ep"])) == "1 x H200-SXM/8"

@@ -105,7 +105,8 @@ DIFF = pa.schema([
     _f("cost_usd_per_hour_a", F, False, "USD per hour in plan A"),
     _f("cost_usd_per_hour_b", F, False, "USD per hour in plan B"),
     _f("cost_delta_usd_per_hour", F, False, "cost_usd_per_hour_b - cost_usd_per_hour_a"),
-    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (`-`: not served) (kind workload)"),
+    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (followed by ` dpD epE` for an "
+       "expert-parallel shape; `-`: not served) (kind workload)"),
     _f("allocation_b", S, True, "plan B's allocation (kind workload)"),
     _f("reasons", S, True, "input changes that explain it: demand, slo, price, inventory, budget, "
        "`price (another sku)`, `inventory (another sku)` or `other` (kind workload)"),
