@@ -14,7 +14,8 @@ import numpy as np
 
 from pdfleet import spec as S
 from pdfleet.perf import decode, queueing
-from pdfleet.perf.memory import instance_memory_bytes, kv_bytes_per_token, kv_replication, weight_bytes
+from pdfleet.perf.memory import (held_weight_bytes, instance_memory_bytes, kv_bytes_per_token, kv_replication,
+                                 weight_bytes)
 
 F = np.float32
 UNMEASURED_TPOT_MS = 1e9  # fills decode tables a profile lacks (finite, so padded arithmetic stays NaN-free)
@@ -146,11 +147,11 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
     for i, p in enumerate(ps):
         sku, model = fleet.skus[p.sku], fleet.models[p.model]
         out["memory_bytes"][i] = instance_memory_bytes(p.gpus_per_instance, sku.memory_gib, util)
-        out["weight_bytes"][i] = weight_bytes(model.params_b, model.weight_dtype_bytes)
+        out["weight_bytes"][i] = _held_weights(model, p)
         out["kv_bytes_per_token"][i] = kv_bytes_per_token(
             model.layers, model.kv_heads or 0, model.head_dim or 0, model.kv_dtype_bytes,
             model.kv_lora_rank or 0, model.qk_rope_head_dim,
-        ) * kv_replication(p.gpus_per_instance, model.kv_heads, bool(model.kv_lora_rank))
+        ) * kv_replication(p.gpus_per_instance // p.dp, model.kv_heads, bool(model.kv_lora_rank))
         out["price_per_hour"][i] = p.gpus_per_instance * sku.price_usd_per_gpu_hour
         if p.prefill is not None:
             xs, ys = p.prefill.points()
@@ -165,6 +166,18 @@ def profile_arrays(fleet: S.Fleet) -> Profiles:
             out["decode_ctx"][i, j] = decode.mean_context(d.input_tokens, d.output_tokens)
             out["decode_valid"][i, j] = True
     return Profiles(**out)
+
+
+def _held_weights(model: S.Model, p: S.Profile) -> float:
+    """Weight bytes one instance of profile p holds: all weights, or with dp > 1 attention groups
+    memory.held_weight_bytes (the routed-expert bytes from the roofline's MoE split)."""
+    total = weight_bytes(model.params_b, model.weight_dtype_bytes)
+    if p.dp == 1:
+        return total
+    from pdfleet.perf import roofline
+
+    experts = roofline.model_shape_from_catalog(model.model_dump()).expert_bytes
+    return held_weight_bytes(total, experts, p.dp)
 
 
 CHUNK = 4096  # workload rows per compiled block of work; larger fleets are solved in chunks of it

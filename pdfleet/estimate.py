@@ -32,8 +32,8 @@ and combine included), weights_gib counts the attention/dense weights once per g
 max_batch_memory uses the whole instance's memory. Efficiencies are those fitted on tensor-parallel runs:
 no EP measurement has been fitted or checked (pdfleet.measured_sources refuses the TensorRT-LLM DEP rows).
 
-A profile matches a query when its model, sku and gpus_per_instance equal the query's model, sku and
-tp and the query runs at the model's own weight dtype (profiles do not record a precision); the first
+A profile matches a query when its model, sku and shape equal the query's (gpus_per_instance = tp x dp,
+the same dp and ep) and the query runs at the model's own weight dtype (profiles do not record a precision); the first
 matching profile with a prefill (decode) table is used for prefill (decode).
 
 Every query is evaluated in one batched call per kernel; Python only builds the input arrays.
@@ -318,7 +318,8 @@ def cannot_run(model: dict, q: Query, gpus_per_node: int, batch_memory: float) -
 
 def _matching(ctx: Context, q: Query, role: str):
     for p in ctx.profiles:
-        if p.model == q.model and p.sku == q.sku and p.gpus_per_instance == q.tp and getattr(p, role) is not None:
+        same_shape = p.gpus_per_instance == q.tp * q.dp and (p.dp, p.ep) == (q.dp, q.ep)
+        if p.model == q.model and p.sku == q.sku and same_shape and getattr(p, role) is not None:
             return p
     return None
 
@@ -403,7 +404,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         roof_step = np.where(tp_only, roof_step, np.asarray(roofline.ep_decode_step_s_batched(
             to32(batch), to32(ctx_mean), model_b, hw_b, eff_b, to32(dp), to32(ep)), np.float64))
     # weights the instance holds: the attention/dense part once per data-parallel group, the experts once
-    held = f64([float(s.weight_bytes) + (q.dp - 1) * float(s.weight_bytes - s.expert_bytes)
+    held = f64([memory.held_weight_bytes(float(s.weight_bytes), float(s.expert_bytes), q.dp)
                 for s, q in zip(shapes, queries)])
     mem_total = f64([q.tp * q.dp * float(ctx.skus[q.sku]["memory_gib"]) * memory.GIB for q in queries])
     b_mem = np.asarray(roofline.max_batch_memory_batched(

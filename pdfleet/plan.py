@@ -65,7 +65,8 @@ def _label(fleet: S.Fleet, profile: int) -> str | None:
     if profile < 0:
         return None
     p = fleet.profiles[profile]
-    return f"{p.sku}/{p.gpus_per_instance}"
+    shape = "" if p.tensor_parallel else f" dp{p.dp} ep{p.ep}"
+    return f"{p.sku}/{p.gpus_per_instance}{shape}"
 
 
 def gpu_cost(fp, plan) -> np.ndarray:
@@ -152,6 +153,8 @@ def _row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi,
         "role": role,
         "sku": prof.sku if served else None,
         "gpus_per_instance": gpi,
+        "dp": prof.dp if served else 0,
+        "ep": prof.ep if served else 0,
         "profile_index": prof_i,
         "engine": (prof.engine if served else None),
         "source": (prof.origin if served else None),

@@ -1,4 +1,10 @@
-"""Profiles predicted by the calibrated roofline for (model, sku, TP) combinations nobody measured.
+"""Profiles predicted by the calibrated roofline for (model, sku, shape) combinations nobody measured.
+
+Shapes (shapes_of): tensor-parallel TP g for g in planning.tp_degrees within a node; for MoE models also,
+with planning.expert_parallel, the expert-parallel dp = ep = g (g > 1): g one-GPU attention groups, the routed
+experts spread over the g GPUs, evaluated by roofline.ep_prefill_time_s / ep_decode_step_s and holding
+memory.held_weight_bytes (the rules of `pdfleet estimate`'s dp/ep queries: a shape whose weights do not fit,
+or that spans nodes, is not generated).
 
 Each predicted profile is an ordinary profile (origin 'roofline') whose tables the roofline fills:
 - prefill: max_tokens_per_s = L / prefill_time(L) at the model's workload input lengths (up to 32 of
@@ -9,8 +15,11 @@ Each predicted profile is an ordinary profile (origin 'roofline') whose tables t
   batch 1, 2, 4, ... up to the KV-memory limit. The roofline step time is a maximum of linear functions
   of the batch (convex), so reading it back by linear interpolation between grid batches can only
   overstate TPOT: SLO-safe.
-A measured profile of the same (model, sku, gpus_per_instance) always wins. Host-side; the roofline
-kernels run in one batched call per role.
+A measured profile of the same (model, sku, gpus_per_instance) always wins, per role, over every predicted
+shape of that many GPUs: a measurement records the instance as deployed (an older profile does not say its
+layout), and the expert-parallel roofline is not fitted on EP measurements, so it does not second-guess one
+(the paper's measured 8-GPU H200 DeepSeek instance, configs/paper.yaml, keeps its plan). Host-side; the
+roofline kernels run in one batched call per role and kernel.
 Efficiencies come from calibrate.lookup(sku, planning.engine); both tables are planned with the service
 times x (1 + margin) (`margin_of`: planning.prediction_margin, 'auto' = the serving calibration entry's
 cross-validated error per role), and the profile's `source` names the fit, whether it was borrowed from
@@ -21,12 +30,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from pdfleet import spec as S
 from pdfleet.perf.decode import mean_context
-from pdfleet.perf.memory import instance_memory_bytes
+from pdfleet.perf.memory import held_weight_bytes, instance_memory_bytes
 
 MAX_PREFILL_POINTS = 32
 PREFILL_GROUPS = 16
@@ -79,19 +89,54 @@ def _missing(model: S.Model, sku: S.Sku, precision: str) -> str | None:
     return None
 
 
+class Job(NamedTuple):
+    """One (model, sku, shape) to predict: what _tables evaluates."""
+
+    model: str
+    sku: str
+    gpus: int  # GPUs of the instance (gpus_per_instance)
+    dp: int  # attention data-parallel groups (1: tensor parallel)
+    ep: int  # expert parallelism (1, or gpus)
+    shape: object  # roofline.ModelShape, built for the attention group's tp = gpus / dp
+    hw: object  # roofline.Hardware of the whole instance
+    eff: object  # roofline.Efficiency
+    lengths: tuple  # (prefill lengths, groups) from _prefill_points; ([], []) when measured
+    pairs: list  # decode (input, output) contexts; [] when measured
+    memory: float  # instance memory, bytes (before planning.memory_utilization)
+    held: float  # weight bytes the instance holds (memory.held_weight_bytes)
+    margins: tuple  # (prefill, decode)
+    label: str
+
+
+def shapes_of(model: S.Model, sku: S.Sku, planning: S.Planning) -> list[tuple[int, int, int]]:
+    """(gpus, dp, ep) shapes to predict on one sku: tensor-parallel (g, 1, 1) for every g in tp_degrees within
+    a node, then for MoE models (with planning.expert_parallel) expert-parallel (g, g, g) for every such g > 1:
+    g attention groups of one GPU (data-parallel attention), the routed experts spread over all g GPUs."""
+    degrees = [g for g in planning.tp_degrees if g <= sku.gpus_per_node]
+    out = [(g, 1, 1) for g in degrees]
+    if model.moe and planning.expert_parallel:
+        out += [(g, g, g) for g in degrees if g > 1]
+    return out
+
+
+def _shape_name(gpus: int, dp: int, ep: int) -> str:
+    return f"TP{gpus}" if dp == ep == 1 else f"DP{dp} EP{ep}"
+
+
 def predict(fleet: S.Fleet) -> Prediction:
-    """Roofline profiles for every (model in use, sku, TP) without a measured profile."""
+    """Roofline profiles for every (model in use, sku, shape of shapes_of) without a measured profile."""
     out = Prediction()
     if not fleet.planning.roofline:
         return out
     from pdfleet import calibrate, catalog
     from pdfleet.perf import roofline
 
+    # a measured instance of g GPUs, whatever its shape, stands for every predicted shape of g GPUs (per role)
     measured_prefill = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.prefill}
     measured_decode = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.decode}
     sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
     util = fleet.planning.memory_utilization
-    jobs = []  # (model name, sku name, tp, shape, hw, eff, input grid, contexts)
+    jobs = []
     by_model: dict[str, list[S.Workload]] = {}
     for w in fleet.workloads.values():
         by_model.setdefault(w.model, []).append(w)
@@ -106,22 +151,24 @@ def predict(fleet: S.Fleet) -> Prediction:
             served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
             eff = served.efficiency
             margins, label = _margins(calibrate, served, fleet.planning)
-            for tp in fleet.planning.tp_degrees:
-                key = (m_name, s_name, tp)
-                if tp > sku.gpus_per_node or (key in measured_prefill and key in measured_decode):
+            for gpus, dp, ep in shapes_of(model, sku, fleet.planning):
+                key = (m_name, s_name, gpus)
+                if key in measured_prefill and key in measured_decode:
                     continue
-                if tp > 1 and sku.link_gbps is None:
-                    out.skipped.append(f"{m_name} on {s_name} TP{tp}: sku needs link_gbps for tensor parallelism")
+                if gpus > 1 and sku.link_gbps is None:
+                    out.skipped.append(f"{m_name} on {s_name} {_shape_name(gpus, dp, ep)}: sku needs link_gbps "
+                                       f"for {'tensor' if dp == 1 else 'expert'} parallelism")
                     continue
-                shape = roofline.model_shape_from_catalog(model.model_dump(), tp=tp)
-                if shape.weight_bytes >= instance_memory_bytes(tp, sku.memory_gib, util):
+                shape = roofline.model_shape_from_catalog(model.model_dump(), tp=gpus // dp)
+                held = float(held_weight_bytes(shape.weight_bytes, shape.expert_bytes, dp))
+                if held >= instance_memory_bytes(gpus, sku.memory_gib, util):
                     continue  # the weights alone do not fit: not a candidate
-                hw = roofline.hardware_from_sku(sku.model_dump(), tp, precision)
+                hw = roofline.hardware_from_sku(sku.model_dump(), gpus, precision)
                 lengths = ([], []) if key in measured_prefill else _prefill_points([w.input_tokens for w in workloads])
                 pairs = ([] if key in measured_decode
                          else _contexts([(w.input_tokens, w.output_tokens) for w in workloads], MAX_DECODE_TABLES))
-                jobs.append((m_name, s_name, tp, shape, hw, eff, lengths, pairs, instance_memory_bytes(tp, sku.memory_gib),
-                             margins, label))
+                jobs.append(Job(m_name, s_name, gpus, dp, ep, shape, hw, eff, lengths, pairs,
+                                instance_memory_bytes(gpus, sku.memory_gib), held, margins, label))
     if jobs:
         out.profiles = _tables(jobs, util)
     return out
@@ -158,34 +205,33 @@ def _margins(calibrate, served, planning) -> tuple[tuple[float, float], str]:
     return m, label
 
 
-def _tables(jobs, util: float) -> list[S.Profile]:
-    """Evaluate every job's prefill points and decode grids in one batched roofline call per role."""
+def _tables(jobs: list[Job], util: float) -> list[S.Profile]:
+    """Evaluate every job's prefill points and decode grids in one batched roofline call per role and kernel
+    (tensor-parallel jobs: prefill_time_s / decode_step_s; expert-parallel: ep_prefill_time_s / ep_decode_step_s)."""
     from pdfleet.perf import decode, roofline
 
-    pre_args, dec_args, dec_index = [], [], []
-    layouts = []
-    for j, (_, _, _, shape, hw, eff, (lengths, _groups), pairs, memory, _m, _label) in enumerate(jobs):
-        for L in lengths:
-            pre_args.append((float(L), shape, hw, eff))
+    pre_args, dec_args, layouts = [], [], []
+    for job in jobs:
+        shape, hw, eff, ep_args = job.shape, job.hw, job.eff, (float(job.dp), float(job.ep))
+        for L in job.lengths[0]:
+            pre_args.append(((float(L), shape, hw, eff), ep_args))
         tables = []
-        for inp, outp in pairs:
-            bmem = float(decode.max_batch_memory(util * memory, shape.weight_bytes, shape.kv_bytes_per_token,
-                                                  inp + outp))
+        for inp, outp in job.pairs:
+            bmem = float(decode.max_batch_memory(util * job.memory, job.held, shape.kv_bytes_per_token, inp + outp))
             top = int(min(MAX_BATCH, bmem))
             if top < 1:
                 continue
             batches = sorted({2**k for k in range(int(math.log2(top)) + 1)} | {top})
             tables.append((inp, outp, batches))
             for b in batches:
-                dec_args.append((float(b), mean_context(inp, outp), shape, hw, eff))
-                dec_index.append(j)
+                dec_args.append(((float(b), mean_context(inp, outp), shape, hw, eff), ep_args))
         layouts.append(tables)
-    pre_s = _batched(roofline.prefill_time_s_batched, pre_args)
-    dec_s = _batched(roofline.decode_step_s_batched, dec_args)
+    pre_s = _by_kernel(roofline.prefill_time_s_batched, roofline.ep_prefill_time_s_batched, pre_args, (1.0,))
+    dec_s = _by_kernel(roofline.decode_step_s_batched, roofline.ep_decode_step_s_batched, dec_args, ())
     profiles, pi, di = [], 0, 0
-    for (m_name, s_name, tp, *_rest), tables in zip(jobs, layouts):
-        lengths, groups = _rest[3]
-        (pre_m, dec_m), label = _rest[6], _rest[7]
+    for job, tables in zip(jobs, layouts):
+        lengths, groups = job.lengths
+        pre_m, dec_m = job.margins
         # margin: the service times the planner sees are (1 + margin) x the roofline's (capacity / (1 + margin))
         tps = [L / (pre_s[pi + i] * (1.0 + pre_m)) for i, L in enumerate(lengths)]
         pi += len(lengths)
@@ -203,10 +249,20 @@ def _tables(jobs, util: float) -> list[S.Profile]:
             prefill = S.PrefillTable(max_tokens_per_s=tps[0]) if tps else None
         if prefill is None and not decode_tables:
             continue
-        profiles.append(S.Profile(model=m_name, sku=s_name, gpus_per_instance=tp, engine="roofline",
-                                  source=label, origin="roofline",
+        profiles.append(S.Profile(model=job.model, sku=job.sku, gpus_per_instance=job.gpus, dp=job.dp, ep=job.ep,
+                                  engine="roofline", source=job.label, origin="roofline",
                                   prefill=prefill, decode=decode_tables or None))
     return profiles
+
+
+def _by_kernel(tp_kernel, ep_kernel, args: list[tuple], ep_tail: tuple) -> np.ndarray:
+    """Each (arguments, (dp, ep)) through tp_kernel(*arguments) when dp = ep = 1, else through
+    ep_kernel(*arguments, dp, ep, *ep_tail); one batched call per kernel, results in the order of args."""
+    tp_only = np.array([a[1] == (1.0, 1.0) for a in args], bool)
+    out = np.zeros(len(args))
+    out[tp_only] = _batched(tp_kernel, [a[0] for a, keep in zip(args, tp_only) if keep])
+    out[~tp_only] = _batched(ep_kernel, [a[0] + a[1] + ep_tail for a, keep in zip(args, tp_only) if not keep])
+    return out
 
 
 def _increasing(values: list[float]) -> list[float]:

@@ -17,7 +17,9 @@ from pdfleet.plan import STATUS_TEXT
 def _alloc(row) -> str:
     if row is None or row["sku"] is None or pd.isna(row["sku"]):
         return "-"
-    return escape(f"{row['instances']} x {row['sku']}/{row['gpus_per_instance']}")
+    dp, ep = int(row.get("dp", 1)), int(row.get("ep", 1))  # a plan written before dp/ep: tensor-parallel
+    shape = f" dp{dp} ep{ep}" if dp > 1 or ep > 1 else ""
+    return escape(f"{row['instances']} x {row['sku']}/{row['gpus_per_instance']}{shape}")
 
 
 def _num(x, fmt: str) -> str:

@@ -70,6 +70,8 @@ class Planning(Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
     tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
+    # MoE models: also predict expert-parallel shapes of g GPUs (dp = ep = g, g > 1 from tp_degrees, one node)
+    expert_parallel: bool = True
     calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
     # serving engine whose calibration entry predicts roofline candidates (any: the sku's pooled entry)
     engine: Literal["vllm", "sglang", "tensorrt-llm", "any"] = "any"
@@ -168,6 +170,11 @@ class Model(Strict):
         return self
 
     @property
+    def moe(self) -> bool:
+        """A mixture-of-experts model: more than one routed expert per layer."""
+        return (self.experts or 0) > 1
+
+    @property
     def weight_dtype_bytes(self) -> float:
         return DTYPE_BYTES[self.weight_dtype]
 
@@ -232,10 +239,32 @@ class DecodeTable(Strict):
         return out
 
 
+def check_shape(gpus: int, dp: int, ep: int) -> None:
+    """The instance-shape rule of profiles and deploy pools (Profile's docstring); ValueError saying what to fix."""
+    if gpus % dp:
+        raise ValueError(f"dp {dp} does not divide gpus_per_instance {gpus}: the instance is dp attention "
+                         f"groups of gpus_per_instance / dp GPUs; use a divisor of {gpus}")
+    if ep not in (1, gpus):
+        raise ValueError(f"ep {ep} must be 1 (experts tensor-parallel) or gpus_per_instance {gpus} (experts "
+                         "spread over every GPU)")
+    if dp > 1 and ep == 1:
+        raise ValueError(f"dp {dp} with ep 1 is {dp} separate instances; use dp 1, or ep {gpus} for "
+                         "data-parallel attention with expert-parallel MoE layers")
+
+
 class Profile(Strict):
+    """Measured (or predicted) tables of one instance shape. The shape: gpus_per_instance GPUs as `dp`
+    attention groups of gpus_per_instance / dp tensor-parallel GPUs each, and `ep` = 1 (experts
+    tensor-parallel with the rest: plain TP, the default) or ep = gpus_per_instance (whole routed experts
+    spread over every GPU: expert parallelism, MoE models only). dp > 1 needs ep = gpus_per_instance (dp
+    groups without expert parallelism are dp separate instances). The same rule as `pdfleet estimate`'s
+    dp/ep columns (pdfleet.estimate.check)."""
+
     model: str
     sku: str
     gpus_per_instance: Count
+    dp: Count = 1
+    ep: Count = 1
     engine: str | None = None
     source: str | None = None
     origin: Literal["profile", "roofline"] = "profile"  # measured tables, or tables predicted by pdfleet
@@ -247,6 +276,16 @@ class Profile(Strict):
         if self.prefill is None and self.decode is None:
             raise ValueError("a profile needs prefill, decode or both")
         return self
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Profile":
+        check_shape(self.gpus_per_instance, self.dp, self.ep)
+        return self
+
+    @property
+    def tensor_parallel(self) -> bool:
+        """The plain tensor-parallel shape (dp = ep = 1)."""
+        return self.dp == 1 and self.ep == 1
 
 
 Quantile = Annotated[float, Field(gt=0, lt=1)]
@@ -337,7 +376,14 @@ class Pool(Strict):
 
     sku: str
     gpus_per_instance: Count
+    dp: Count = 1  # the instance shape, as a profile's (Profile)
+    ep: Count = 1
     instances: Annotated[int, Field(ge=1, le=1_000_000)]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Pool":
+        check_shape(self.gpus_per_instance, self.dp, self.ep)
+        return self
 
 
 class Deploy(Strict):
@@ -433,6 +479,9 @@ def _check_references(fleet: Fleet) -> None:
             raise SpecError(f"profiles[{i}].model", f"unknown model '{p.model}'; {known('models', fleet.models)}")
         if p.sku not in fleet.skus:
             raise SpecError(f"profiles[{i}].sku", f"unknown sku '{p.sku}'; {known('skus', fleet.skus)}")
+        if p.ep > 1 and not fleet.models[p.model].moe:
+            raise SpecError(f"profiles[{i}].ep", f"ep {p.ep} needs a mixture-of-experts model; {p.model} has no "
+                            "routed experts (models.*.experts); use ep 1")
     for name, w in fleet.workloads.items():
         if w.overhead_s >= w.slo.ttft_s:
             raise SpecError(f"workloads.{name}.overhead_s", f"{w.overhead_s:g} s is not below slo.ttft_s "

@@ -55,7 +55,14 @@ def _alloc(frame: pd.DataFrame, side: str) -> pd.Series:
     sku = frame[f"sku_{side}"]
     text = (frame[f"instances_{side}"].fillna(0).astype(int).astype(str) + " x " + sku.astype(object).fillna("")
             + "/" + frame[f"gpus_per_instance_{side}"].fillna(0).astype(int).astype(str))
+    dp, ep = (frame[f"{k}_{side}"].fillna(1).astype(int) for k in ("dp", "ep"))
+    text = text + (" dp" + dp.astype(str) + " ep" + ep.astype(str)).where((dp > 1) | (ep > 1), "")
     return text.where(sku.notna() & (frame[f"instances_{side}"].fillna(0) > 0), "-")
+
+
+def _shaped(plan: pd.DataFrame) -> pd.DataFrame:
+    """A plan with dp and ep columns (a schema-2 plan, written before them, is tensor-parallel: 1, 1)."""
+    return plan if "dp" in plan.columns else plan.assign(dp=1, ep=1)
 
 
 def sku_rows(a: PlanDir, b: PlanDir) -> pd.DataFrame:
@@ -71,7 +78,7 @@ def sku_rows(a: PlanDir, b: PlanDir) -> pd.DataFrame:
 
 def workload_rows(a: PlanDir, b: PlanDir) -> pd.DataFrame:
     keys = ["quarter", "workload", "role"]
-    p = a.plan.merge(b.plan, on=keys, how="outer", suffixes=("_a", "_b"), sort=False)
+    p = _shaped(a.plan).merge(_shaped(b.plan), on=keys, how="outer", suffixes=("_a", "_b"), sort=False)
     p["allocation_a"], p["allocation_b"] = _alloc(p, "a"), _alloc(p, "b")
     p = p[p["allocation_a"] != p["allocation_b"]].copy()
     why = {

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: prediction_error, headroom, deployed; mean token lengths as float; simulate
+SCHEMA_VERSION = "3"  # 2: prediction_error, headroom, deployed; mean token lengths as float; simulate. 3: plan dp, ep
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -29,7 +29,11 @@ PLAN = pa.schema([
     _f("model", S, False, "model the workload runs"),
     _f("role", S, False, "`prefill` or `decode`"),
     _f("sku", S, True, "GPU sku of this role's instances; null when the row is not served"),
-    _f("gpus_per_instance", I, False, "GPUs per instance (tensor-parallel degree); 0 when not served"),
+    _f("gpus_per_instance", I, False, "GPUs per instance (tensor-parallel degree x dp); 0 when not served"),
+    _f("dp", I, False, "attention data-parallel groups of the instance, each of gpus_per_instance / dp tensor-parallel "
+       "GPUs (1: plain tensor parallelism); 0 when not served"),
+    _f("ep", I, False, "expert parallelism: 1 (experts tensor-parallel) or gpus_per_instance (the routed experts "
+       "spread over every GPU; MoE models); 0 when not served"),
     _f("profile_index", I, False, "index of the chosen profile in the resolved spec's profiles (-1: none)"),
     _f("engine", S, True, "serving engine of the chosen profile, when it names one"),
     _f("source", S, True, "where the profile came from: `profile` (measured) or `roofline` (predicted)"),
@@ -61,8 +65,10 @@ PLAN = pa.schema([
     _f("output_tokens", F, False, "output tokens per request: the mean of a distribution or trace"),
     _f("pd_ratio", F, True, "fractional prefill / fractional decode instances"),
     _f("kv_transfer_s", F, True, "seconds to move one prompt's KV cache from prefill to decode"),
-    _f("pair_sku", S, True, "the other role's sku/gpus_per_instance"),
-    _f("runner_up", S, True, "best other candidate for this role (sku/gpus_per_instance), the other role kept"),
+    _f("pair_sku", S, True, "the other role's sku/gpus_per_instance (followed by ` dpD epE` for an expert-parallel "
+       "shape)"),
+    _f("runner_up", S, True, "best other candidate for this role (sku/gpus_per_instance, as pair_sku), the other role "
+       "kept"),
     _f("runner_up_extra_usd_per_hour", F, True, "USD per hour the runner-up would cost more at the plan's prices"),
     _f("status", S, False, "`ok`, `no_demand`, `over_slo`, `inventory`, `budget`, `no_partner`, `no_profile`, "
        "`ttft_unreachable`, `tpot_unreachable`, `kv_memory` or `cost_overflow`"),
@@ -99,7 +105,8 @@ DIFF = pa.schema([
     _f("cost_usd_per_hour_a", F, False, "USD per hour in plan A"),
     _f("cost_usd_per_hour_b", F, False, "USD per hour in plan B"),
     _f("cost_delta_usd_per_hour", F, False, "cost_usd_per_hour_b - cost_usd_per_hour_a"),
-    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (`-`: not served) (kind workload)"),
+    _f("allocation_a", S, True, "plan A's `instances x sku/gpus_per_instance` (followed by ` dpD epE` for an "
+       "expert-parallel shape; `-`: not served) (kind workload)"),
     _f("allocation_b", S, True, "plan B's allocation (kind workload)"),
     _f("reasons", S, True, "input changes that explain it: demand, slo, price, inventory, budget, "
        "`price (another sku)`, `inventory (another sku)` or `other` (kind workload)"),

@@ -45,3 +45,10 @@ def instance_memory_bytes(gpus, memory_gib, utilization=1.0):
 def weight_bytes(params_b, weight_dtype_bytes):
     """Bytes of the weights: total parameters (billions, all experts of a MoE) x bytes per parameter."""
     return params_b * 1e9 * weight_dtype_bytes
+
+
+def held_weight_bytes(weight_bytes, expert_bytes, dp=1):
+    """Bytes of weights one instance of dp data-parallel attention groups holds, the routed experts spread
+    once over all its GPUs (expert parallelism): W + (dp − 1)·(W − W_e), the attention and dense part
+    (W − W_e) once per group (SGLang's DP attention; DeepSeek-V3 technical report sec. 3.4). dp = 1: W."""
+    return weight_bytes + (dp - 1) * (weight_bytes - expert_bytes)

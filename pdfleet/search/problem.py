@@ -226,7 +226,8 @@ def _deployed_column(fleet: S.Fleet, name: str, role: str, pool, profiles_of_row
     profile exists but cannot serve the role (e.g. the TTFT SLO is out of reach)."""
     model = fleet.workloads[name].model
     matches = [k for k, p in enumerate(fleet.profiles) if p.model == model and p.sku == pool.sku
-               and p.gpus_per_instance == pool.gpus_per_instance and getattr(p, role) is not None]
+               and p.gpus_per_instance == pool.gpus_per_instance and (p.dp, p.ep) == (pool.dp, pool.ep)
+               and getattr(p, role) is not None]
     if not matches:
         raise S.SpecError(f"workloads.{name}.deploy.{role}", f"no measured profile or roofline prediction of {model} "
                           f"on {pool.sku} with {pool.gpus_per_instance} GPUs per instance; add a profiles: entry "

@@ -1,0 +1,185 @@
+"""Expert-parallel candidates of MoE models (issue #8 item 2): the roofline predicts dp = ep = g shapes beside the
+tensor-parallel ones, their tables are roofline.ep_* exactly, the plan picks them where TP's replicated MLA cache
+limits the batch, and switching them off gives back the tensor-parallel plan."""
+
+import copy
+
+import jax
+import numpy as np
+import pytest
+
+from pdfleet import calibrate, catalog, optimize, predicted, spec
+from pdfleet.perf import memory, roofline
+
+INPUT, OUTPUT = 3500, 500
+# DeepSeek-V3 on 8 H200, 3500 + 500 tokens, TPOT SLO 150 ms: TP8's KV cache (MLA latent on every rank) holds 186
+# sequences, DP8/EP8's (one latent per attention group) 1078, and neither reaches the SLO at its limit.
+DOC = {"planning": {"tp_degrees": [4, 8]}, "skus": ["H200-SXM"], "models": ["deepseek-v3"],
+       "workloads": {"chat": {"model": "deepseek-v3", "rate_rps": 20, "input_tokens": INPUT, "output_tokens": OUTPUT,
+                              "slo": {"ttft_s": 3, "tpot_ms": 150}}}}
+# The plan of DOC at commit c478ec4 (before expert-parallel shapes), columns COMPARED, one tuple per row.
+COMPARED = ["role", "gpus_per_instance", "instances", "cost_usd_per_hour", "capacity_rps", "decode_batch_max",
+            "predicted_ttft_s", "predicted_tpot_ms"]
+BEFORE = [("prefill", 8, 2, 57.44, 10.528379582660929, np.nan, 1.1610021592544513, np.nan),
+          ("decode", 8, 4, 114.88, 6.288985848655058, 186.0, np.nan, 52.63876274520975)]
+
+
+def fleet_of(doc):
+    return spec.from_dict(copy.deepcopy(doc))
+
+
+def shape_of(profiles, gpus, dp, ep):
+    return [p for p in profiles if (p.gpus_per_instance, p.dp, p.ep) == (gpus, dp, ep)]
+
+
+def test_moe_gets_the_dp8_ep8_shape_and_its_tables_are_the_ep_roofline():
+    pred = predicted.predict(fleet_of(DOC))
+    assert sorted((p.gpus_per_instance, p.dp, p.ep) for p in pred.profiles) == [(8, 1, 1), (8, 8, 8)]  # 4 GPUs: no fit
+    (prof,) = shape_of(pred.profiles, 8, 8, 8)
+    model, sku = catalog.load_models()["deepseek-v3"], catalog.load_skus()["H200-SXM"]
+    shape = roofline.model_shape_from_catalog(model, tp=1)  # attention groups of one GPU
+    hw = roofline.hardware_from_sku(sku, 8, "fp8")
+    eff = calibrate.lookup("H200-SXM", "any", skus=catalog.load_skus()).efficiency
+    (table,) = prof.decode
+    with jax.enable_x64(True):
+        want_tpot = [1e3 * float(roofline.ep_decode_step_s(float(b), INPUT + OUTPUT / 2, shape, hw, eff, 8.0, 8.0))
+                     for b in table.batch]
+        want_prefill = INPUT / float(roofline.ep_prefill_time_s(float(INPUT), shape, hw, eff, 8.0, 8.0))
+    np.testing.assert_allclose(table.tpot_ms, want_tpot, rtol=1e-5)
+    assert prof.prefill.max_tokens_per_s == pytest.approx(want_prefill, rel=1e-5)
+    # the grid ends at the KV limit: 8 GPUs' memory less the attention weights once per group and the experts once
+    held = shape.weight_bytes + 7 * (shape.weight_bytes - shape.expert_bytes)
+    free = 8 * sku["memory_gib"] * memory.GIB * 0.9 - held
+    assert table.batch[-1] == int(free // (shape.kv_bytes_per_token * (INPUT + OUTPUT))) == 1078
+
+
+def test_decode_capacity_at_a_tpot_slo_is_the_ep_roofline_by_hand():
+    pred = predicted.predict(fleet_of(DOC))
+    (table,) = shape_of(pred.profiles, 8, 8, 8)[0].decode
+    b = 512
+    slo = table.tpot_ms[table.batch.index(b)]  # the SLO is the predicted TPOT at batch 512: B* = 512
+    doc = copy.deepcopy(DOC)
+    doc["workloads"]["chat"]["slo"]["tpot_ms"] = slo
+    plan = optimize.run(fleet_of(doc)).plan
+    row = plan[plan["role"] == "decode"].iloc[0]
+    assert (row["dp"], row["ep"]) == (8, 8)
+    model, sku = catalog.load_models()["deepseek-v3"], catalog.load_skus()["H200-SXM"]
+    eff = calibrate.lookup("H200-SXM", "any", skus=catalog.load_skus()).efficiency
+    with jax.enable_x64(True):
+        step = float(roofline.ep_decode_step_s(float(b), INPUT + OUTPUT / 2, roofline.model_shape_from_catalog(model),
+                                               roofline.hardware_from_sku(sku, 8, "fp8"), eff, 8.0, 8.0))
+    assert row["decode_batch_max"] == pytest.approx(b, rel=1e-4)
+    assert row["capacity_tokens_per_s"] == pytest.approx(b / step, rel=1e-4)
+
+
+def test_a_dense_model_gets_no_expert_parallel_shape():
+    doc = copy.deepcopy(DOC)
+    doc["models"] = ["llama-3.1-70b"]
+    doc["workloads"]["chat"]["model"] = "llama-3.1-70b"
+    pred = predicted.predict(fleet_of(doc))
+    assert sorted(p.gpus_per_instance for p in pred.profiles) == [4, 8]
+    assert all((p.dp, p.ep) == (1, 1) for p in pred.profiles)
+
+
+def test_kv_limited_tp8_loses_to_dp8_ep8():
+    pred = predicted.predict(fleet_of(DOC))
+    (tp8,), (dep8,) = shape_of(pred.profiles, 8, 1, 1), shape_of(pred.profiles, 8, 8, 8)
+    slo = DOC["workloads"]["chat"]["slo"]["tpot_ms"]
+    # TP8's batch is bounded by its KV memory, not by the SLO: its TPOT at that batch is well inside the SLO
+    assert tp8.decode[0].batch[-1] == 186 and tp8.decode[0].tpot_ms[-1] < slo
+    assert dep8.decode[0].batch[-1] == 1078
+    plan = optimize.run(fleet_of(DOC)).plan
+    dec = plan[plan["role"] == "decode"].iloc[0]
+    assert (dec["gpus_per_instance"], dec["dp"], dec["ep"], dec["status"]) == (8, 8, 8, "ok")
+    assert dec["decode_batch_max"] == 1078 and dec["source"] == "roofline"
+    # the TP8 decode shape is the runner-up, dearer at the plan's prices
+    assert dec["runner_up"] == "H200-SXM/8" and dec["runner_up_extra_usd_per_hour"] > 0
+    before = next(r for r in BEFORE if r[0] == "decode")
+    assert dec["cost_usd_per_hour"] < before[COMPARED.index("cost_usd_per_hour")]
+
+
+def test_expert_parallel_off_gives_the_plan_before_ep_shapes():
+    doc = copy.deepcopy(DOC)
+    doc["planning"]["expert_parallel"] = False
+    assert all(p.tensor_parallel for p in predicted.predict(fleet_of(doc)).profiles)
+    plan = optimize.run(fleet_of(doc)).plan
+    assert (plan["dp"] == 1).all() and (plan["ep"] == 1).all()
+    got = [tuple(r) for r in plan[COMPARED].itertuples(index=False)]
+    for have, want in zip(got, BEFORE, strict=True):
+        assert have[:3] == want[:3]
+        np.testing.assert_array_equal(np.array(have[3:], float), np.array(want[3:], float))
+
+
+def test_a_measured_profile_of_eight_gpus_stands_for_every_shape_of_eight():
+    doc = copy.deepcopy(DOC)
+    doc["profiles"] = [{"model": "deepseek-v3", "sku": "H200-SXM", "gpus_per_instance": 8,
+                        "decode": [{"input_tokens": INPUT, "output_tokens": OUTPUT, "batch": [1, 64],
+                                    "tpot_ms": [20, 40]}]}]
+    pred = predicted.predict(fleet_of(doc))
+    assert all(p.decode is None and p.prefill is not None for p in pred.profiles)  # prefill still predicted
+    assert sorted((p.dp, p.ep) for p in pred.profiles) == [(1, 1), (8, 8)]
+
+
+@pytest.mark.parametrize("shape, path, words", [
+    ({"dp": 3, "ep": 8}, "profiles[0]", "dp 3 does not divide gpus_per_instance 8"),
+    ({"dp": 2}, "profiles[0]", "dp 2 with ep 1"),
+    ({"ep": 4}, "profiles[0]", "ep 4 must be 1"),
+    ({"dp": 0}, "profiles[0].dp", "greater than or equal to 1"),
+])
+def test_bad_profile_shapes_are_refused_in_one_line(shape, path, words):
+    doc = copy.deepcopy(DOC)
+    doc["profiles"] = [{"model": "deepseek-v3", "sku": "H200-SXM", "gpus_per_instance": 8, **shape,
+                        "prefill": {"max_tokens_per_s": 1000}}]
+    with pytest.raises(spec.SpecError) as err:
+        spec.from_dict(doc)
+    assert err.value.path == path and words in err.value.message and "\n" not in str(err.value)
+
+
+def test_expert_parallelism_on_a_dense_model_is_refused():
+    doc = copy.deepcopy(DOC)
+    doc["models"] = ["deepseek-v3", "llama-3.1-70b"]
+    doc["profiles"] = [{"model": "llama-3.1-70b", "sku": "H200-SXM", "gpus_per_instance": 8, "dp": 8, "ep": 8,
+                        "prefill": {"max_tokens_per_s": 1000}}]
+    with pytest.raises(spec.SpecError) as err:
+        spec.from_dict(doc)
+    assert err.value.path == "profiles[0].ep" and "mixture-of-experts" in err.value.message
+
+
+def test_estimate_matches_a_measured_profile_by_its_shape():
+    from pdfleet import estimate
+
+    ctx = estimate.context()
+    ctx.profiles = [spec.Profile(model="deepseek-v3", sku="H200-SXM", gpus_per_instance=8, dp=8, ep=8,
+                                 prefill=spec.PrefillTable(max_tokens_per_s=1000.0))]
+    queries = [estimate.Query("deepseek-v3", "H200-SXM", 1, None, INPUT, OUTPUT, 1, dp=8, ep=8),
+               estimate.Query("deepseek-v3", "H200-SXM", 8, None, INPUT, OUTPUT, 1)]
+    out = estimate.estimate(queries, ctx)
+    assert list(out["prefill_source"]) == ["profile", "roofline"]
+    assert out["prefill_s"].iloc[0] == pytest.approx(INPUT / 1000.0)
+
+
+@pytest.mark.parametrize("dp_ep", [(1, 1), (8, 8)])
+def test_a_deployment_is_pinned_to_its_own_shape(dp_ep):
+    doc = copy.deepcopy(DOC)
+    dp, ep = dp_ep
+    pool = {"sku": "H200-SXM", "gpus_per_instance": 8, "dp": dp, "ep": ep}
+    doc["workloads"]["chat"]["deploy"] = {"prefill": {**pool, "instances": 3}, "decode": {**pool, "instances": 5}}
+    plan = optimize.run(fleet_of(doc)).plan
+    assert list(plan["dp"]) == [dp, dp] and list(plan["ep"]) == [ep, ep]
+    assert list(plan["instances"]) == [3, 5] and plan["deployed"].all()
+
+
+def test_diff_and_report_name_an_expert_parallel_allocation():
+    import pandas as pd
+
+    from pdfleet import report
+    from pdfleet.output import diff
+
+    frame = pd.DataFrame({"sku_a": ["H200-SXM", "H200-SXM"], "instances_a": [4, 1], "gpus_per_instance_a": [8, 8],
+                          "dp_a": [1, 8], "ep_a": [1, 8]})
+    assert list(diff._alloc(frame, "a")) == ["4 x H200-SXM/8", "1 x H200-SXM/8 dp8 ep8"]
+    old = diff._shaped(frame.rename(columns=lambda c: c[:-2]).drop(columns=["dp", "ep"]))  # a schema-2 plan
+    assert list(old["dp"]) == [1, 1] and list(old["ep"]) == [1, 1]
+    row = pd.Series({"sku": "H200-SXM", "instances": 1, "gpus_per_instance": 8, "dp": 8, "ep": 8})
+    assert report._alloc(row) == "1 x H200-SXM/8 dp8 ep8"
+    assert report._alloc(row.drop(["dp", "ep"])) == "1 x H200-SXM/8"
