@@ -145,3 +145,15 @@ def test_the_warm_started_master_equals_a_cold_solve(seed):
     assert len(b.weights) == len(everything.owner)
     assert b.weights @ everything.cost <= b.value_usd + 1e-6
     np.testing.assert_allclose(np.bincount(everything.owner, weights=b.weights), 1.0, atol=1e-7)
+
+
+def test_a_master_stopped_by_its_round_limit_still_rounds_every_workload():
+    """After the last round's pricing the columns outnumber the last LP's weights: they weigh 0, and
+    every workload still gets a path (its heaviest column among those the LP saw)."""
+    fp = problem_of(random_economics_doc(11, n_skus=3, n_workloads=4, n_quarters=3))
+    got = master.generate(fp, lagrangian.start_prices(fp), rounds=1, tol=0.0)
+    assert len(got.weights) == len(got.columns.owner)
+    c, d = master.round_paths(fp, got.columns, got.weights)
+    assert c.shape == fp.demand_rps.shape
+    np.testing.assert_allclose(np.bincount(got.columns.owner, weights=got.weights), 1.0, atol=1e-7)
+    assert got.best.value_usd <= milp.solve(fp).plan.objective_usd * (1 + 1e-6) + 1e-6

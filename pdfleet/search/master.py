@@ -253,11 +253,14 @@ def generate(problem: FleetProblem, start: np.ndarray, rounds: int = 40, supply_
     model = WarmLP(problem, cols, supply_max) if warm else None
     for r in range(1, rounds + 1):
         t = time.perf_counter()
-        lp = model.solve() if warm else solve_lp(problem, cols, supply_max)
+        got = model.solve() if warm else solve_lp(problem, cols, supply_max)
         seconds["lp"] += time.perf_counter() - t
-        if progress and lp is not None:
+        if got is None:  # HiGHS failed: keep the last LP solved (its weights cover the columns it had)
+            break
+        lp = got
+        if progress:
             progress(r, rounds, max(0.0, lp.value_usd - best.value_usd) / max(1.0, abs(lp.value_usd)))
-        if lp is None or best.value_usd >= lp.value_usd - tol * max(1.0, abs(lp.value_usd)):
+        if best.value_usd >= lp.value_usd - tol * max(1.0, abs(lp.value_usd)):
             break
         t = time.perf_counter()
         added = 0
@@ -278,7 +281,9 @@ def generate(problem: FleetProblem, start: np.ndarray, rounds: int = 40, supply_
         seconds["pricing"] += time.perf_counter() - t
         if not added:
             break
-    weights = lp.weights if lp is not None else np.zeros(len(cols.owner))
+    weights = np.zeros(len(cols.owner))  # columns added after the last LP weigh 0
+    if lp is not None:
+        weights[:len(lp.weights)] = lp.weights
     return Master(best, bounds, cols, weights, lp.value_usd if lp is not None else np.inf, r, seconds)
 
 
