@@ -67,7 +67,7 @@ INTEGER_COLUMNS = 5_000
 # POLISH_PAIRS), whole lagrangian: 1 node 17 s, 20 nodes 26 s, 100 nodes 73 s, 2,000 nodes ~215 s, the same
 # plan from 1 to 100 nodes (gap 0.41%); without the polish 2.9 s and gap 2.0%.
 POLISH_NODES = 20
-# The polish runs only when the plan is further than this from the bound. gen_fleet 1,000 rows: after the
+# The polish runs only when the plan is further than this (and than the solver's tol) from the bound. gen_fleet 1,000 rows: after the
 # path master the plan is 0.25% above the bound; the polish took 30 s there and found nothing cheaper.
 POLISH_GAP = 0.005
 IMPROVE_ROUNDS = 16  # fleet.improve rounds per primal
@@ -104,13 +104,15 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
     candidates = []  # (pair_c, pair_d) [Q, W] the first plans start from
     if master_rounds > 0:
         start = master.generate(problem, prices, rounds=master_rounds, supply_max=supply_max, progress=progress)
-        seen = None
-        for visited in start.bounds:
-            seen = _visit(seen, visited)
-        seen["keep"] = master.pairs_of(start.columns, problem.options.pre_n.shape[1:])  # for the polish
+        # the polish keeps the columns' pairs (every entering path) and the best bound's paths; the paths of
+        # every priced point are not kept (at 1,000,000 rows that would be ~0.7 GB for a polish that never runs)
+        seen = _visit(None, start.best)
+        seen["keep"] = master.pairs_of(start.columns, problem.options.pre_n.shape[1:])
         bound = start.best
         prices = bound.prices
-        candidates.append(master.round_paths(problem, start.columns, start.weights))
+        # the master's solution rounded; when HiGHS solved no master LP, bound's own paths (None)
+        candidates.append(master.round_paths(problem, start.columns, start.weights) if np.isfinite(start.lp_usd)
+                          else None)
         if len(start.columns.owner) <= INTEGER_COLUMNS:
             whole = master.solve_integer(problem, start.columns, start.weights, supply_max, POLISH_NODES,
                                          free=np.ones(problem.demand_rps.shape[1], bool))
@@ -169,7 +171,7 @@ def solve(problem: FleetProblem, max_iter: int = 80, tol: float = 1e-4, repair_e
         trial = _primal(problem, best_bound, tol=tol)
         if trial.objective_usd < plan.objective_usd:
             plan = trial
-    if gap(plan.objective_usd, best_bound.value_usd) > POLISH_GAP:
+    if gap(plan.objective_usd, best_bound.value_usd) > max(tol, POLISH_GAP):
         plan = polish(problem, plan, seen, best_bound.prices, polish_pairs, polish_nodes,
                       bound_usd=best_bound.value_usd)
     if prune:

@@ -105,8 +105,9 @@ def path_costs(x: PathInputs, c, d, prices, hours, switch):
     qi, wi = jnp.arange(q)[:, None], jnp.arange(w)[None, :]
     served = c >= 0
     cc, dd = jnp.maximum(c, 0), jnp.maximum(d, 0)
-    pn = jnp.where(served, x.pre_n[qi, wi, cc, dd], 0.0).astype(prices.dtype)  # counts may be float32 (counts32)
-    dn = jnp.where(served, x.dec_n[qi, wi, dd], 0.0).astype(prices.dtype)
+    dtype = jnp.result_type(prices, x.unserved)  # counts may be float32 (counts32): cost in the prices' precision
+    pn = jnp.where(served, x.pre_n[qi, wi, cc, dd], 0.0).astype(dtype)
+    dn = jnp.where(served, x.dec_n[qi, wi, dd], 0.0).astype(dtype)
     pg = pn * x.pre_gpi[wi, cc] * prices[x.pre_sku[wi, cc], qi]
     dg = dn * x.dec_gpi[wi, dd] * prices[x.dec_sku[wi, dd], qi]
     per_q = jnp.where(served, hours * (pg + dg), x.unserved)
@@ -135,7 +136,8 @@ def best_paths(x: PathInputs, prices, hours, switch):
     """Cheapest path per workload at prices [S, Q]: (pair_c [Q, W], pair_d [Q, W] with -1 = unserved,
     value [W] in USD over the horizon incl. switches)."""
     cost = pair_costs(x, prices, hours)
-    pn, dn = _counts(x)
+    pn, dn = (a.astype(cost.dtype) for a in _counts(x))  # counts may be float32 (counts32): switch terms
+    # in the costs' precision, so that a bound summed from these values is not rounded up
 
     def forward(prev, inp):
         c, p, d = inp
