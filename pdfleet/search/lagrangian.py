@@ -2,7 +2,7 @@
 
 The problem is first pruned of dominated candidates (search/prune.py, exact) and the prices come from
 column generation over whole workload paths (search/master.py, Dantzig-Wolfe), whose master LP reaches
-the maximum of L itself: on gen_fleet 20,000 rows 35,225.9 USD/h in 18 rounds, where column generation
+the maximum of L itself: on gen_fleet 20,000 rows 35,222.9 USD/h in 13 rounds, where column generation
 over single pairs without switch costs stopped at 35,147.6 and the subgradient ascent alone 26% short.
 
 L(lambda) (search/fleet.py) is concave and piecewise linear; its subgradient at lambda is
@@ -67,8 +67,9 @@ INTEGER_COLUMNS = 5_000
 # POLISH_PAIRS), whole lagrangian: 1 node 17 s, 20 nodes 26 s, 100 nodes 73 s, 2,000 nodes ~215 s, the same
 # plan from 1 to 100 nodes (gap 0.41%); without the polish 2.9 s and gap 2.0%.
 POLISH_NODES = 20
-# The polish runs only when the plan is further than this (and than the solver's tol) from the bound. gen_fleet 1,000 rows: after the
-# path master the plan is 0.25% above the bound; the polish took 30 s there and found nothing cheaper.
+# The polish runs only when the plan is further than this (and than the solver's tol) from the bound.
+# gen_fleet 1,000 rows: after the path master the plan is 0.25% above the bound; the polish took 30 s
+# there and found nothing cheaper.
 POLISH_GAP = 0.005
 IMPROVE_ROUNDS = 16  # fleet.improve rounds per primal
 TIDY_ROUNDS = 3  # fleet.tidy + improve rounds per primal, while the cost falls
