@@ -100,7 +100,8 @@ def schema() -> None:
               help="Scale every workload's demand by X (with --scenarios: on top of each scenario's).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object on stdout (per-quarter costs, a row per quarter x workload, "
-                   "the written files) instead of the table; warnings still go to stderr.")
+                   "the written files; each row names its prefill/decode sku, gpus_per_instance, dp, ep and instances) "
+                   "instead of the table; warnings still go to stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table and no progress (warnings still go to stderr).")
 @click.option("--simulate", "then_simulate", is_flag=True,
               help="Then simulate the plan (as `pdfleet simulate OUT`: Poisson arrivals, an hour per row) and "

@@ -61,12 +61,20 @@ def _status(reason: int, limited: str, served: bool, demand: float, predicted: f
     return "ok"
 
 
+def shape_label(sku, gpus_per_instance, dp=1, ep=1) -> str:
+    """How plans name an instance shape: 'H100-SXM/8' (tensor-parallel), 'H200-SXM/8 dp8 ep8' (data-parallel
+    attention with expert-parallel MoE layers). One place for the plan's pair_sku / runner_up, the terminal
+    report, `optimize --json` and the HTML report."""
+    dp, ep = int(dp), int(ep)
+    shape = f" dp{dp} ep{ep}" if dp > 1 or ep > 1 else ""
+    return f"{sku}/{gpus_per_instance}{shape}"
+
+
 def _label(fleet: S.Fleet, profile: int) -> str | None:
     if profile < 0:
         return None
     p = fleet.profiles[profile]
-    shape = "" if p.tensor_parallel else f" dp{p.dp} ep{p.ep}"
-    return f"{p.sku}/{p.gpus_per_instance}{shape}"
+    return shape_label(p.sku, p.gpus_per_instance, p.dp, p.ep)
 
 
 def gpu_cost(fp, plan) -> np.ndarray:

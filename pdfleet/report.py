@@ -11,15 +11,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pdfleet.plan import STATUS_TEXT
+from pdfleet.plan import STATUS_TEXT, shape_label
 
 
 def _alloc(row) -> str:
     if row is None or row["sku"] is None or pd.isna(row["sku"]):
         return "-"
-    dp, ep = int(row.get("dp", 1)), int(row.get("ep", 1))  # a plan written before dp/ep: tensor-parallel
-    shape = f" dp{dp} ep{ep}" if dp > 1 or ep > 1 else ""
-    return escape(f"{row['instances']} x {row['sku']}/{row['gpus_per_instance']}{shape}")
+    # a plan written before dp/ep (schema < 3) is tensor-parallel
+    return escape(f"{row['instances']} x {shape_label(row['sku'], row['gpus_per_instance'], row.get('dp', 1), row.get('ep', 1))}")
+
+
+def _parallel(row, key: str) -> int | None:
+    """dp or ep of a plan row for JSON: None where no instance is planned, 1 for a plan written before
+    dp/ep (schema < 3: tensor-parallel only)."""
+    if row["sku"] is None or pd.isna(row["sku"]):
+        return None
+    return int(row.get(key, 1))
 
 
 def _num(x, fmt: str) -> str:
@@ -72,6 +79,7 @@ def summary_dict(plan: pd.DataFrame, fleet: pd.DataFrame, manifest: dict) -> dic
             "quarter": quarter, "workload": workload,
             **{f"{role}_{k}": _value(r[k]) for role, r in (("prefill", pre), ("decode", dec))
                for k in ("sku", "gpus_per_instance", "instances")},
+            **{f"{role}_{k}": _parallel(r, k) for role, r in (("prefill", pre), ("decode", dec)) for k in ("dp", "ep")},
             "pd_instances": pd_instances(pre, dec),
             "ttft_statistic": pre["ttft_statistic"], "predicted_ttft_s": _value(pre["predicted_ttft_s"]),
             "slo_ttft_s": float(pre["slo_ttft_s"]), "predicted_tpot_ms": _value(dec["predicted_tpot_ms"]),

@@ -3,6 +3,7 @@ tensor-parallel ones, their tables are roofline.ep_* exactly, the plan picks the
 limits the batch, and switching them off gives back the tensor-parallel plan."""
 
 import copy
+import re
 
 import jax
 import numpy as np
@@ -183,3 +184,30 @@ def test_diff_and_report_name_an_expert_parallel_allocation():
     row = pd.Series({"sku": "H200-SXM", "instances": 1, "gpus_per_instance": 8, "dp": 8, "ep": 8})
     assert report._alloc(row) == "1 x H200-SXM/8 dp8 ep8"
     assert report._alloc(row.drop(["dp", "ep"])) == "1 x H200-SXM/8"
+
+
+def test_json_summary_and_html_report_show_the_expert_parallel_shape(tmp_path):
+    """`optimize --json` rows and the HTML report (plan table, instances chart) carry dp/ep: the DOC plan's decode
+    runs DP8/EP8, its prefill TP8; a plan written before dp/ep (schema 2) reads as tensor-parallel."""
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from pdfleet.cli import main
+    from pdfleet.output import html, reader
+
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(DOC))
+    res = CliRunner().invoke(main, ["optimize", str(tmp_path / "fleet.yaml"), "-o", str(tmp_path / "plan"), "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)["rows"]
+    assert (row["prefill_dp"], row["prefill_ep"], row["decode_dp"], row["decode_ep"]) == (1, 1, 8, 8)
+    plan = reader.read(tmp_path / "plan").plan
+    chart = html.instances_chart(plan)
+    assert list(chart.data[0].customdata) == ["H200-SXM/8"] and list(chart.data[1].customdata) == ["H200-SXM/8 dp8 ep8"]
+    table = html.plan_table(plan)
+    cells = [c for tr in re.findall(r"<tr>(.*?)</tr>", table) if (c := re.findall(r"<td>(.*?)</td>", tr))]
+    dp, ep = html.TABLE_COLUMNS.index("dp"), html.TABLE_COLUMNS.index("ep")
+    assert [(c[dp], c[ep]) for c in cells] == [("1", "1"), ("8", "8")]
+    old = plan.drop(columns=["dp", "ep"])
+    assert list(html.instances_chart(old).data[1].customdata) == ["H200-SXM/8"]

@@ -14,12 +14,13 @@ import math
 import pandas as pd
 
 from pdfleet.output.reader import PlanDir
+from pdfleet.plan import shape_label
 
 TOP_WORKLOADS = 40  # per-workload charts show the costliest this many (all when fewer)
 TABLE_ROWS = 2000  # plan table rows shown (the parquet has them all)
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:")
-TABLE_COLUMNS = ("quarter", "workload", "role", "sku", "gpus_per_instance", "instances", "gpus", "cost_usd_per_hour",
+TABLE_COLUMNS = ("quarter", "workload", "role", "sku", "gpus_per_instance", "dp", "ep", "instances", "gpus", "cost_usd_per_hour",
                  "demand_rps", "utilization", "predicted_ttft_s", "slo_ttft_s", "predicted_tpot_ms", "slo_tpot_ms",
                  "status")
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac",
@@ -108,11 +109,11 @@ def instances_chart(plan: pd.DataFrame):
     label = [f"{p}P/{d}D" for p, d in zip(pairs["instances_p"], pairs["instances_d"])]
     fig = go.Figure()
     fig.add_bar(x=x, y=pairs["instances_p"], name="prefill instances", marker_color=COLORS[0],
-                customdata=pairs["sku_p"].astype(object).fillna("-") + "/" + pairs["gpus_per_instance_p"].astype(str),
+                customdata=_shapes(pairs, "_p"),
                 hovertemplate="%{x}: %{y} prefill on %{customdata}")
     fig.add_bar(x=x, y=pairs["instances_d"], name="decode instances", marker_color=COLORS[1], text=label,
                 textposition="outside",
-                customdata=pairs["sku_d"].astype(object).fillna("-") + "/" + pairs["gpus_per_instance_d"].astype(str),
+                customdata=_shapes(pairs, "_d"),
                 hovertemplate="%{x}: %{y} decode on %{customdata}")
     fig.update_layout(barmode="group")
     return _layout(fig, "Instances and P/D per workload" + note, "instances", height=460)
@@ -179,8 +180,15 @@ def _cell(v) -> str:
     return html.escape(str(v))
 
 
+def _shapes(pairs: pd.DataFrame, suffix: str) -> list[str]:
+    """Hover labels of one role's instance shape per pair ('H200-SXM/8 dp8 ep8'; '-' where none is planned)."""
+    one = pd.Series(1, index=pairs.index)  # a plan written before dp/ep (schema < 3) is tensor-parallel
+    cols = [pairs.get(f"{k}{suffix}", one) for k in ("sku", "gpus_per_instance", "dp", "ep")]
+    return ["-" if sku is None or pd.isna(sku) else shape_label(sku, g, dp, ep) for sku, g, dp, ep in zip(*cols)]
+
+
 def plan_table(plan: pd.DataFrame) -> str:
-    rows = plan[list(TABLE_COLUMNS)].head(TABLE_ROWS)
+    rows = plan.reindex(columns=list(TABLE_COLUMNS)).head(TABLE_ROWS)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS)
     body = "\n".join("<tr" + ("" if r[-1] in ("ok", "no_demand") else ' class="bad"') + ">" +
                      "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in rows.itertuples(index=False))
