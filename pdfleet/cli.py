@@ -428,8 +428,15 @@ def _check_engine(engine: str | None, calibration) -> None:
 @click.option("--input-tokens", default=None, metavar="N", help="Input (prompt) tokens per request.")
 @click.option("--output-tokens", default=None, metavar="N", help="Output tokens per request.")
 @click.option("--batch", default=None, metavar="B", help="Decode batch (concurrent sequences).")
+@click.option("--dp", default=None, metavar="N",
+              help="Attention data-parallel groups of --tp GPUs each (MoE models): the instance has tp x dp GPUs "
+                   "[default: 1].")
+@click.option("--ep", default=None, metavar="N",
+              help="Expert parallelism: 1 (experts tensor-parallel) or tp x dp (whole experts spread over every "
+                   "GPU; DeepSeek-V3 / Qwen3-235B as served disaggregated, e.g. --tp 1 --dp 8 --ep 8) [default: 1].")
 @click.option("--queries", default=None, type=click.Path(dir_okay=False),
-              help="CSV of many queries: model, sku, tp, precision, input_tokens, output_tokens, batch.")
+              help="CSV of many queries: model, sku, tp, precision, input_tokens, output_tokens, batch, and "
+                   "optional dp, ep.")
 @click.option("--fleet", "fleet_yaml", default=None, type=click.Path(dir_okay=False),
               help="Resolve names in this fleet.yaml too (its skus/models override the catalog) and use its "
                    "measured profiles and planning.memory_utilization.")
@@ -440,7 +447,7 @@ def _check_engine(engine: str | None, calibration) -> None:
               "which entry served and whether it was borrowed from another sku or engine [default: any].")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON records.")
-def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, queries, fleet_yaml, calibration,
+def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, dp, ep, queries, fleet_yaml, calibration,
              engine, out, as_json) -> None:
     """Prefill time, TPOT, KV-memory batch limit and sizes of a model on a sku.
 
@@ -458,8 +465,9 @@ def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, quer
     from pdfleet import spec
 
     given = {f: v for f, v in zip(_SINGLE_FLAGS, (model, sku, tp, input_tokens, output_tokens, batch)) if v is not None}
-    if queries is not None and (given or precision is not None):
-        _fail(f"give --queries FILE.csv or the single-query flags ({', '.join(given) or '--precision'}), not both")
+    extra = [f for f, v in (("--precision", precision), ("--dp", dp), ("--ep", ep)) if v is not None]
+    if queries is not None and (given or extra):
+        _fail(f"give --queries FILE.csv or the single-query flags ({', '.join([*given, *extra])}), not both")
     if queries is None:
         missing = [f for f in _SINGLE_FLAGS if f not in given]
         if missing:
@@ -475,7 +483,8 @@ def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, quer
             qs = [est.check(est.Query(model, sku, _number("--tp", tp), precision,
                                       _number("--input-tokens", input_tokens),
                                       _number("--output-tokens", output_tokens),
-                                      _number("--batch", batch, whole=False)), ctx)]
+                                      _number("--batch", batch, whole=False),
+                                      _number("--dp", dp or "1"), _number("--ep", ep or "1")), ctx)]
         df = est.estimate(qs, ctx)
     except spec.SpecError as exc:
         _fail(f"{fleet_yaml}: {exc}" if exc.path else str(exc))

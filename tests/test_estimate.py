@@ -337,6 +337,11 @@ def test_data_parallel_attention_with_expert_parallel_moe(tmp_path):
     dense = float(m.weight_bytes - m.expert_bytes)
     assert dep8["weights_gib"] == pytest.approx((float(m.weight_bytes) + 7 * dense) / GIB, rel=1e-6)
     assert dep8["max_batch_memory"] > 4 * tp8["max_batch_memory"]  # 8 latent copies per token -> 1
+    flags = ["--model", "deepseek-v3", "--sku", "H200-SXM", "--tp", "1", "--input-tokens", "3200",
+             "--output-tokens", "800", "--batch", "64"]
+    assert records([*flags, "--dp", "8", "--ep", "8"]) == [dep8]  # the single-query flags ask the same
+    one_line_error(run([*flags, "--dp", "8", "--ep", "4"], ok=False), "ep must be 1")
+    one_line_error(run(["--queries", str(path), "--dp", "8"], ok=False), "--dp", "not both")
 
 
 @pytest.mark.parametrize("row,needle", [
