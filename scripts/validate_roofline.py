@@ -179,7 +179,8 @@ def ep_report(calibration) -> None:
               f"{r.alltoall_ms / r.step_ms * 100:4.0f}% {bound:>7s} {r.prefill_share * 100:6.0f}%")
     above = int((t["measured"] > t["ideal"]).sum())
     if above:
-        print(f"  {above} rows measured faster than the ideal EP roofline (efficiencies 1): their batch mapping is wrong")
+        print(f"  {above} rows measured faster than the ideal EP roofline (efficiencies 1): "
+              "their batch mapping is wrong")
     # the same model's tensor-parallel rows of the same table on the same sku (kind 'e2e'; throughput error)
     tp, _ = measured_sources.read_trtllm_throughput()
     tp = tp[tp.set_index(["model", "sku"]).index.isin(t.set_index(["model", "sku"]).index)].reset_index(drop=True)
