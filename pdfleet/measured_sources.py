@@ -56,7 +56,9 @@ How each kind of measurement becomes a row:
     (TP degree, instances per system, max batch) nor the per-request lengths; Offline rows are kept
     as a separate validation table by `read_mlperf_offline` (pdfleet.mlperf_check).
   - pipeline-parallel (PP > 1) and attention-DP + expert-parallel (DEPn) TensorRT-LLM rows are
-    refused: the roofline models tensor parallelism only.
+    refused for fitting: the calibration is fitted on tensor-parallel rows only. The DEPn rows on catalog
+    skus and models are kept as a separate validation table of the expert-parallel roofline by
+    `read_trtllm_ep` (predicted.ep_throughput_check).
 """
 
 from __future__ import annotations
@@ -114,24 +116,29 @@ def _catalogs():
 
 
 def kv_capacity(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: str, tokens_per_seq: float,
-                engine: str = "vllm") -> int:
+                engine: str = "vllm", dp: int = 1) -> int:
     """Sequences of `tokens_per_seq` tokens whose KV cache fits beside the weights on tp GPUs; 0 if
     the weights do not fit. KV bytes per token include pdfleet.perf.memory.kv_replication.
       vLLM / SGLang:  KV = MEMORY_FRACTION · tp · memory − weights     (gpu_memory_utilization = 0.9)
       TensorRT-LLM:   KV = MEMORY_FRACTION · (tp · memory − weights)    (kv_cache_free_gpu_mem_fraction
                       = 0.9 of the memory left after the weights)
-    capacity = floor(KV / (kv_bytes_per_token · tokens_per_seq))."""
+    capacity = floor(KV / (kv_bytes_per_token · tokens_per_seq)).
+    dp > 1: an instance of dp data-parallel attention groups of tp GPUs each (tp·dp GPUs, experts spread over
+    all of them): the instance holds memory.held_weight_bytes(W, W_e, dp), each group keeps its own KV cache
+    (KV bytes per token at the group's tp) beside its 1/dp share of those weights, and the capacity is
+    dp × the capacity of one group. dp = 1 is the tensor-parallel rule above."""
     from pdfleet.perf import roofline
 
     shape = roofline.model_shape_from_catalog(model, weight_dtype=weight_dtype, kv_dtype=kv_dtype or None, tp=tp)
+    weights = memory.held_weight_bytes(shape.weight_bytes, shape.expert_bytes, dp) / dp  # per attention group
     total = memory.instance_memory_bytes(tp, float(sku["memory_gib"]))
     if engine == "tensorrt-llm":
-        free = MEMORY_FRACTION * (total - shape.weight_bytes)
+        free = MEMORY_FRACTION * (total - weights)
     else:
-        free = MEMORY_FRACTION * total - shape.weight_bytes
+        free = MEMORY_FRACTION * total - weights
     if free <= 0:
         return 0
-    return int(math.floor(free / (shape.kv_bytes_per_token * max(tokens_per_seq, 1.0))))
+    return int(dp) * int(math.floor(free / (shape.kv_bytes_per_token * max(tokens_per_seq, 1.0))))
 
 
 def trtllm_running_batch(kv_cap: float, input_tokens: float, output_tokens: float) -> float:
@@ -219,6 +226,83 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
         "weight_dtype": g["weight_dtype"], "kv_dtype": g["kv_dtype"],
     })
     return rows, _concat_refused(refused)
+
+
+EP_COLUMNS = ["source", "doc_version", "model", "sku", "gpus", "tp", "dp", "ep", "weight_dtype", "kv_dtype",
+              "input_tokens", "output_tokens", "batch", "tokens_per_s_per_gpu", "time_s"]
+
+
+def read_trtllm_ep(path=None, skus=None, models=None):
+    """TensorRT-LLM perf-overview rows with attention data parallelism + expert parallelism ('DEPn') → a
+    VALIDATION table of the expert-parallel roofline (predicted.ep_throughput_check), never fit rows:
+    read_trtllm_throughput still refuses these rows and read_everything does not contain them.
+
+    Returns (table, refused); table has EP_COLUMNS, one row per (doc version, model, sku, layout, ISL, OSL).
+    Mapping decisions (beyond the module docstring's names and precisions):
+      - 'DEPn' (n = gpus) is one instance of n GPUs in pdfleet's expert-parallel shape dp = ep = n: n attention
+        groups of tp = 1 GPU (enable_attention_dp), every routed expert whole on one of the n GPUs
+        (trtllm-bench --tp n --ep n; the page's "Reproducing" section). Rows with PP > 1 ('DEP2,PP2') are
+        refused: the roofline has no pipeline stages. A 'DEPn' whose n is not the row's gpus is refused too.
+      - measured throughput: the page prints output tokens/s PER GPU; the instance's is that × gpus.
+      - running batch (instance-wide, B sequences summed over the dp groups): each attention-DP rank has its own
+        KV cache and scheduler, so B = dp · trtllm_running_batch(KV capacity of one group, ISL, OSL), the
+        group's capacity from kv_capacity(tp=1, dp=n, engine 'tensorrt-llm') / n (weights held per
+        memory.held_weight_bytes: attention and dense part on every GPU, experts once). ASSUMPTION: trtllm-bench's
+        max_batch_size / max_num_tokens caps (tensorrt_llm/bench/build/tuning.py, sized from the whole
+        instance) bind per attention-DP rank, as the PyTorch executor schedules each rank's requests itself;
+        the KV capacity is reached before the per-rank 4096 cap on every catalog row. The page says it "in
+        many cases" raised kv_cache_free_gpu_mem_fraction to 0.95; the 0.9 default (MEMORY_FRACTION) is kept.
+        time_s = B·OSL / (tokens/s per GPU · gpus), as for the TP rows.
+      - KV dtype from the page's llm_options: DeepSeek-R1 'kv_cache_config: dtype fp8' → fp8; GPT-OSS fp8 on
+        Blackwell but 'Hopper: use auto' → the catalog's KV dtype (bf16) on H100/H200; Qwen3 (no kv option,
+        ModelOpt FP8/FP4 checkpoints with FP8 KV scales) → fp8 as in read_trtllm_throughput (ASSUMPTION).
+        Weights: the table's precision (FP8 → fp8, FP4 → fp4, applied to every parameter: NVFP4 checkpoints
+        keep attention in higher precision, a few % of the bytes); gpt-oss keeps its catalog MXFP4 weights.
+      - refused with a reason: model or sku not in the catalogs (GB200, RTX 6000, Llama 4), PP > 1, a dense
+        model (nothing to spread), more GPUs than a node, or weights that do not fit (B < 1).
+    """
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "trtllm-perf"
+    raw = pd.read_csv(Path(path) if path else measured.DEFAULT_PERF_DIR / "trtllm_perf_overview_throughput.csv")
+    raw = raw[raw["parallelism"].astype(str).str.contains("DEP")]
+    df, refused = _names(raw, "model", "gpu", src, skus, models)
+    n = df["parallelism"].str.extract(r"DEP(\d+)", expand=False).astype(float)
+    pp = df["pp"].fillna(1) > 1
+    refused.append(_refuse(df, pp, src, "pipeline parallel (PP > 1): the roofline has no pipeline stages"))
+    odd = ~pp & (n != df["gpus"])
+    refused.append(_refuse(df, odd, src, "DEPn layout whose n is not the row's GPU count"))
+    dense = ~pp & ~odd & ~df["model"].map(lambda m: float(models[m].get("experts") or 0) > 1)
+    refused.append(_refuse(df, dense, src, "dense model: no experts to spread"))
+    wide = ~pp & ~odd & ~dense & (df["gpus"] > df["sku"].map(lambda s: skus[s].get("gpus_per_node") or 8))
+    refused.append(_refuse(df, wide, src, "instance spans nodes"))
+    df = df[~(pp | odd | dense | wide)].copy()
+    df["gpus"] = df["gpus"].astype(int)
+    df["tput"] = df["output_throughput_tokens_per_s_per_gpu"].fillna(df["output_throughput_tokens_per_s"] / df["gpus"])
+    df["weight_dtype"] = df["precision"].map(PRECISION)
+    df.loc[df["model"].str.startswith("gpt-oss"), "weight_dtype"] = ""
+    hopper = df["sku"].isin(["H100-SXM", "H200-SXM"])
+    quant = df["precision"].map(PRECISION).isin(["fp8", "fp4"])
+    df["kv_dtype"] = np.where(quant & ~(df["model"].str.startswith("gpt-oss") & hopper), "fp8", "")
+    batch = []
+    for r in df.itertuples():
+        cap = kv_capacity(models[r.model], skus[r.sku], 1, r.weight_dtype, r.kv_dtype,
+                          r.input_tokens + r.output_tokens, "tensorrt-llm", dp=r.gpus)
+        batch.append(r.gpus * trtllm_running_batch(cap // r.gpus, r.input_tokens, r.output_tokens))
+    df["batch"] = np.asarray(batch, float)
+    nofit = df["batch"] < 1
+    refused.append(_refuse(df, nofit, src, "model does not fit the instance (catalog memory)"))
+    df = df[~nofit]
+    g = df.groupby(["doc_version", "model", "sku", "gpus", "weight_dtype", "kv_dtype", "input_tokens",
+                    "output_tokens", "batch"], as_index=False)["tput"].mean()
+    out = pd.DataFrame({
+        "source": src, "doc_version": g["doc_version"], "model": g["model"], "sku": g["sku"], "gpus": g["gpus"],
+        "tp": 1, "dp": g["gpus"], "ep": g["gpus"], "weight_dtype": g["weight_dtype"], "kv_dtype": g["kv_dtype"],
+        "input_tokens": g["input_tokens"].astype(float), "output_tokens": g["output_tokens"].astype(float),
+        "batch": g["batch"], "tokens_per_s_per_gpu": g["tput"],
+        "time_s": g["batch"] * g["output_tokens"] / (g["tput"] * g["gpus"]),
+    }, columns=EP_COLUMNS)
+    return out.reset_index(drop=True), _concat_refused(refused)
 
 
 def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):

@@ -358,3 +358,104 @@ def mlperf_offline_check(calibration=None, input_tokens: float | None = None, pe
     df["measured_rank"] = df["measured_per_usd"].rank(ascending=False).astype(int)
     df["predicted_rank"] = df["predicted_per_usd"].rank(ascending=False).astype(int)
     return df
+
+
+# --- offline throughput of expert-parallel instances (TensorRT-LLM DEPn rows; scripts/validate_roofline.py) -----
+
+
+def ep_offline_batch_s(batch, input_tokens, output_tokens, model, hw, eff, dp, ep):
+    """Time (s) of one offline batch of `batch` requests on a (dp, ep) instance: the expert-parallel counterpart of
+    roofline.e2e_latency_s (pdfleet.calibrate's 'e2e' kind), the prefill of the batch then L_out decode steps at the
+    mean context:
+        ep_prefill_time_s(L_in, batch=b, dp, ep) + L_out · ep_decode_step_s(b, L_in + L_out/2, dp, ep)
+    `model` built for the attention group's tp = hw.tp / dp. Shapes: [] -> []. (Its home would be beside
+    roofline.e2e_latency_s; kept here while roofline.py is edited elsewhere.)"""
+    from pdfleet.perf import roofline
+
+    ctx = mean_context(input_tokens, output_tokens)
+    return (roofline.ep_prefill_time_s(input_tokens, model, hw, eff, dp, ep, batch)
+            + output_tokens * roofline.ep_decode_step_s(batch, ctx, model, hw, eff, dp, ep))
+
+
+_EP_KERNELS: dict = {}
+
+
+def _ep_kernel(name: str):
+    """Jitted, vmapped kernels of ep_throughput_check, built on first use."""
+    if not _EP_KERNELS:
+        import jax
+
+        from pdfleet.perf import roofline
+
+        _EP_KERNELS["batch"] = jax.jit(roofline.over_candidates(ep_offline_batch_s))
+        _EP_KERNELS["alltoall"] = jax.jit(roofline.over_candidates(roofline.alltoall_time_s))
+    return _EP_KERNELS[name]
+
+
+IDEAL_EFFICIENCY_FIELDS = {"eta_compute": 1.0, "eta_memory": 1.0, "eta_link": 1.0}  # everything else 0
+
+
+def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
+    """TensorRT-LLM's measured DEPn offline throughput (measured_sources.read_trtllm_ep) against the expert-parallel
+    roofline: each row's batch time ep_offline_batch_s with calibrate.lookup(sku, 'tensorrt-llm') on `calibration`
+    (default the shipped file, fitted on tensor-parallel rows only: these rows are never fitted). The shape is the
+    row's dp = ep = gpus, attention groups of tp = 1 (roofline.model_shape_from_catalog at tp 1 and the row's weight
+    and KV dtypes; roofline.hardware_from_sku of the gpus at the weights' compute precision).
+    Columns: model, sku, gpus, dp, ep, weight_dtype, kv_dtype, input_tokens, output_tokens, batch, fit, measured and
+    predicted (output tokens/s PER GPU), error (predicted / measured − 1), ideal (tokens/s per GPU of the same
+    kernel at efficiencies 1 and no overheads: a measured value above it means the batch mapping is wrong),
+    prefill_share (the prefill's share of the predicted batch time) and, for one decode step at the mean context
+    (ms): step_ms, alltoall_ms (roofline.alltoall_time_s of the step's B/gpus tokens per GPU), compute_ms and
+    memory_ms (the step's compute and memory roofline terms each alone, without all-to-all and fixed overheads),
+    overhead_ms (c1 + c_seq·B + c_layer·layers)."""
+    import pandas as pd
+
+    from pdfleet import calibrate, catalog, measured_sources
+    from pdfleet.perf import roofline
+
+    if skus is None or models is None:
+        skus, models = catalog.load_skus(), catalog.load_models()
+    table, _ = measured_sources.read_trtllm_ep(path, skus, models)
+    if table.empty:
+        return table
+    rows, args, steps, a2a = [], [], [], []
+    for r in table.itertuples():
+        served = calibrate.lookup(r.sku, "tensorrt-llm", path=calibration, skus=skus)
+        eff = served.efficiency
+        shape = roofline.model_shape_from_catalog(models[r.model], weight_dtype=r.weight_dtype or None,
+                                                  kv_dtype=r.kv_dtype or None, tp=r.tp)
+        precision = roofline.compute_precision(r.weight_dtype or models[r.model].get("weight_dtype", "bf16"))
+        hw = roofline.hardware_from_sku(skus[r.sku], r.gpus, precision)
+        ideal = roofline.Efficiency(**{f: IDEAL_EFFICIENCY_FIELDS.get(f, 0.0) for f in roofline.Efficiency._fields})
+        no_fixed = eff._replace(c_decode_s=0.0, c_decode_seq_s=0.0, c_layer_s=0.0)
+        lay = (float(r.dp), float(r.ep))
+        io = (float(r.batch), r.input_tokens, r.output_tokens)
+        args += [io + (shape, hw, eff) + lay, io + (shape, hw, ideal) + lay]
+        ctx = float(mean_context(r.input_tokens, r.output_tokens))
+        steps += [(float(r.batch), ctx, shape, hw, eff) + lay,
+                  (float(r.batch), ctx, shape, hw, no_fixed) + lay,
+                  (float(r.batch), ctx, shape, hw._replace(hbm_bw=1e30), no_fixed) + lay,
+                  (float(r.batch), ctx, shape, hw._replace(peak_flops=1e30), no_fixed) + lay]
+        a2a.append((float(r.batch) / r.gpus, shape, hw, eff, float(r.ep)))
+        rows.append({"fit": served.fit + (" (borrowed)" if served.borrowed else "")})
+    t = _batched(_ep_kernel("batch"), args).reshape(-1, 2)
+    s = _batched(roofline.ep_decode_step_s_batched, steps).reshape(-1, 4)
+    comm = _batched(_ep_kernel("alltoall"), a2a)
+    pre = _batched(roofline.ep_prefill_time_s_batched,
+                   [(r.input_tokens, a[3], a[4], a[5], a[6], a[7], float(r.batch))
+                    for r, a in zip(table.itertuples(), args[::2])])
+    per_gpu = table["batch"].to_numpy() * table["output_tokens"].to_numpy() / table["gpus"].to_numpy()
+    out = table[["model", "sku", "gpus", "dp", "ep", "weight_dtype", "kv_dtype", "input_tokens", "output_tokens",
+                 "batch"]].copy()
+    out["fit"] = [r["fit"] for r in rows]
+    out["measured"] = table["tokens_per_s_per_gpu"].to_numpy()
+    out["predicted"] = per_gpu / t[:, 0]
+    out["error"] = out["predicted"] / out["measured"] - 1.0
+    out["ideal"] = per_gpu / t[:, 1]
+    out["prefill_share"] = pre / t[:, 0]
+    out["step_ms"] = s[:, 0] * 1e3
+    out["alltoall_ms"] = comm * 1e3
+    out["compute_ms"] = (s[:, 2] - comm) * 1e3
+    out["memory_ms"] = (s[:, 3] - comm) * 1e3
+    out["overhead_ms"] = (s[:, 0] - s[:, 1]) * 1e3
+    return out.reset_index(drop=True)

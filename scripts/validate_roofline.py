@@ -30,7 +30,13 @@ the best TP layout by predicted.offline_layouts, with the calibration file given
 tokens/s per dollar (catalog prices), at measured_sources.MLPERF_INPUT_TOKENS and, for sensitivity, at 128 and
 1,023 input tokens. Line `MLPERF within_20pct=<yes|no> same_ranking=<yes|no> worst_error=<%>`.
 
-Run:  .venv/bin/python scripts/validate_roofline.py [--steps N] [--calibration FILE] [--only shipped|mlperf]
+Expert-parallel check (no refit; these rows are never fitted): TensorRT-LLM's DEPn offline throughput rows
+(measured_sources.read_trtllm_ep: attention data parallel + expert parallel over n GPUs) against the expert-parallel
+roofline (predicted.ep_throughput_check), per row and per (model, sku) beside the error of the same model's
+tensor-parallel rows of that table on that sku (in-sample for the shipped calibration, which is fitted on them).
+Line `EP rows=<n> mape=<%> worst=<%>` (worst = largest |error|).
+
+Run:  .venv/bin/python scripts/validate_roofline.py [--steps N] [--calibration FILE] [--only shipped|mlperf|ep]
                                                     [--quick] [--split NAME] [--worst N]
 --quick runs only QUICK_SPLITS (the splits that were worst at issue #8's second round; a few minutes instead of
 the full run: the reported figures come from the full run). Ends with
@@ -156,18 +162,57 @@ def mlperf_report(calibration) -> None:
           f"worst_error={main_t['error'].abs().max() * 100:.1f}")
 
 
+def ep_report(calibration) -> None:
+    """The expert-parallel check (module docstring): each DEPn row, then EP against TP per (model, sku)."""
+    from pdfleet import predicted
+
+    t = predicted.ep_throughput_check(calibration)
+    print("\nExpert parallel (TensorRT-LLM DEPn, trtllm-bench offline max throughput), output tokens/s per GPU; "
+          "no refit\n(decode step at the mean context: a2a = all-to-all share of the step, bound = the larger of the "
+          "step's compute and memory terms)")
+    print(f"{'model':16s} {'sku':9s} {'layout':>9s} {'ISL/OSL':>11s} {'batch':>6s} {'measured':>9s} {'predicted':>9s} "
+          f"{'error':>7s} {'step ms':>8s} {'a2a':>5s} {'bound':>7s} {'prefill':>7s}")
+    for r in t.itertuples():
+        bound = "compute" if r.compute_ms >= r.memory_ms else "memory"
+        print(f"{r.model:16s} {r.sku:9s} {f'DP{r.dp}EP{r.ep}':>9s} {f'{r.input_tokens:g}/{r.output_tokens:g}':>11s} "
+              f"{r.batch:6.0f} {r.measured:9.0f} {r.predicted:9.0f} {r.error * 100:+6.1f}% {r.step_ms:8.1f} "
+              f"{r.alltoall_ms / r.step_ms * 100:4.0f}% {bound:>7s} {r.prefill_share * 100:6.0f}%")
+    above = int((t["measured"] > t["ideal"]).sum())
+    if above:
+        print(f"  {above} rows measured faster than the ideal EP roofline (efficiencies 1): "
+              "their batch mapping is wrong")
+    # the same model's tensor-parallel rows of the same table on the same sku (kind 'e2e'; throughput error)
+    tp, _ = measured_sources.read_trtllm_throughput()
+    tp = tp[tp.set_index(["model", "sku"]).index.isin(t.set_index(["model", "sku"]).index)].reset_index(drop=True)
+    tp = tp.assign(error=tp["time_s"].to_numpy() / predict_with(calibration, tp) - 1.0)
+    print(f"\n{'model':16s} {'sku':9s} {'EP n':>5s} {'EP mape':>8s} {'EP mean':>8s}   {'TP layouts':12s} {'TP n':>5s} "
+          f"{'TP mape':>8s} {'TP mean':>8s}")
+    for (model, sku), g in t.groupby(["model", "sku"]):
+        h = tp[(tp["model"] == model) & (tp["sku"] == sku)]
+        tps = ",".join(f"TP{x}" for x in sorted(h["tp"].unique())) or "-"
+        tp_cols = (f"{len(h):5d} {h['error'].abs().mean() * 100:7.1f}% {h['error'].mean() * 100:+7.1f}%" if len(h)
+                   else f"{0:5d} {'n/a':>8s} {'n/a':>8s}")
+        print(f"{model:16s} {sku:9s} {len(g):5d} {g['error'].abs().mean() * 100:7.1f}% {g['error'].mean() * 100:+7.1f}%"
+              f"   {tps:12s} {tp_cols}")
+    print("  (error = predicted / measured tokens/s - 1; TP rows are in-sample for the shipped calibration)")
+    print(f"EP rows={len(t)} mape={t['error'].abs().mean() * 100:.1f} worst={t['error'].abs().max() * 100:.1f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000, help="Adam steps per fit (shipped fit: 3000)")
     ap.add_argument("--calibration", default=None, help="calibration file of the 'shipped' split")
-    ap.add_argument("--only", choices=["shipped", "mlperf"], default=None,
-                    help="only the no-refit baseline, or only the MLPerf table")
+    ap.add_argument("--only", choices=["shipped", "mlperf", "ep"], default=None,
+                    help="only the no-refit baseline, only the MLPerf table, or only the expert-parallel check")
     ap.add_argument("--quick", action="store_true", help=f"only the splits {', '.join(QUICK_SPLITS)}")
     ap.add_argument("--split", default=None, help="only this split, e.g. source=dstack-405b")
     ap.add_argument("--worst", type=int, default=0, help="print each split's N worst held-out rows")
     args = ap.parse_args(argv)
     if args.only == "mlperf":
         mlperf_report(args.calibration)
+        return 0
+    if args.only == "ep":
+        ep_report(args.calibration)
         return 0
 
     df, refused = measured_sources.read_everything()
@@ -197,6 +242,7 @@ def main(argv=None) -> int:
     scored = [r for r in rows if r[2]] or rows[:1]
     worst = lambda k: max((r[1][k][0] for r in scored if r[1][k][1] >= MIN_ROWS), default=float("nan"))
     mlperf_report(args.calibration)
+    ep_report(args.calibration)
     print("goals on every held-out split: decode <= 15 %, prefill/TTFT <= 20 %")
     print(f"RESULT decode_mape={worst('decode'):.1f} prefill_mape={worst('prefill'):.1f}")
     return 0

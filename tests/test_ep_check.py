@@ -1,0 +1,81 @@
+"""The expert-parallel check: TensorRT-LLM's DEPn rows read as a validation table (measured_sources.read_trtllm_ep,
+never fit rows) and predicted through the EP roofline (predicted.ep_throughput_check), pinned by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from pdfleet import calibrate, catalog, measured_sources as ms, predicted
+from pdfleet.perf import roofline
+
+GIB = 1024.0**3
+COLUMNS = ["doc_version", "model", "gpu", "precision", "parallelism", "tp", "pp", "gpus", "input_tokens",
+           "output_tokens", "output_throughput_tokens_per_s", "output_throughput_tokens_per_s_per_gpu"]
+ROWS = [
+    ("new", "Qwen3 235B A22B", "H200", "FP8", "DEP4", None, 1, 4, 1000, 1000, None, 3288.0),  # mapped
+    ("new", "GPT-OSS 120B", "H100", "FP8", "DEP4", None, 1, 4, 1024, 1024, None, 4715.0),  # mapped, Hopper KV 'auto'
+    ("new", "Qwen3 235B A22B", "GB200", "FP4", "DEP4", None, 1, 4, 1000, 1000, None, 6172.0),  # sku not in catalog
+    ("new", "LLaMA v4 Maverick", "B200", "FP4", "DEP4", None, 1, 4, 1000, 1000, None, 11337.0),  # model not in catalog
+    ("new", "Qwen3 235B A22B", "B200", "FP4", "DEP2,PP2", None, 2, 4, 1000, 1000, None, 1731.0),  # pipeline stages
+    ("new", "LLaMA v3.3 70B", "H200", "FP8", "DEP2", None, 1, 2, 1000, 1000, None, 2587.0),  # dense: nothing to spread
+    ("new", "Qwen3 235B A22B", "H200", "FP8", "TP8", 8, 1, 8, 1000, 1000, None, 1000.0),  # TP row: not this reader's
+]
+
+
+@pytest.fixture()
+def csv(tmp_path):
+    path = tmp_path / "trtllm.csv"
+    pd.DataFrame(ROWS, columns=COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_reader_maps_dep_rows_and_refuses_with_reasons(csv):
+    table, refused = ms.read_trtllm_ep(csv)
+    assert list(table.columns) == ms.EP_COLUMNS
+    assert sorted(zip(table["model"], table["sku"])) == [("gpt-oss-120b", "H100-SXM"), ("qwen3-235b-a22b", "H200-SXM")]
+    assert (table["dp"] == table["gpus"]).all() and (table["ep"] == table["gpus"]).all() and (table["tp"] == 1).all()
+    reasons = sorted(refused["reason"])
+    assert reasons == sorted(["sku not in catalog", "model not in catalog",
+                              "pipeline parallel (PP > 1): the roofline has no pipeline stages",
+                              "dense model: no experts to spread"])
+    oss = table[table["model"] == "gpt-oss-120b"].iloc[0]
+    assert oss["weight_dtype"] == "" and oss["kv_dtype"] == ""  # catalog MXFP4 weights; 'Hopper: use auto' KV
+    # the DEP rows stay refused for fitting by the tensor-parallel reader
+    tp_rows, tp_refused = ms.read_trtllm_throughput(csv)
+    assert list(tp_rows["tp"]) == [8]
+    assert (tp_refused["reason"] == "pipeline or attention-DP/expert parallel (roofline models TP only)").sum() == 4
+
+
+def test_dp_batch_is_each_attention_groups_kv_capacity_by_hand(csv):
+    table, _ = ms.read_trtllm_ep(csv)
+    r = table[table["model"] == "qwen3-235b-a22b"].iloc[0]
+    # Qwen3-235B-A22B fp8 on 4 H200 (141 GiB) as DP4/EP4: 128 routed experts of (235 - 22) / (128 - 8) B params each;
+    # held weights = W + 3 (W - W_e) (attention/dense on every GPU, experts once), a quarter per attention group
+    w = 235e9
+    w_e = 128 * (235 - 22) / (128 - 8) * 1e9
+    per_group_weights = (w + 3 * (w - w_e)) / 4
+    free = 0.9 * (141 * GIB - per_group_weights)  # TensorRT-LLM: 0.9 of what the weights leave, per GPU
+    per_seq = 2 * 94 * 4 * 128 * 1 * 2000  # K and V, 94 layers, 4 KV heads (not replicated at tp 1), fp8, 2000 tokens
+    per_group = math.floor(free / per_seq)  # far below the 4096 and 32768 / 2 token caps
+    assert r["batch"] == 4 * per_group
+    assert ms.kv_capacity(catalog.load_models()["qwen3-235b-a22b"], catalog.load_skus()["H200-SXM"], 1, "fp8", "fp8",
+                          2000, "tensorrt-llm", dp=4) == 4 * per_group
+    assert r["time_s"] == pytest.approx(4 * per_group * 1000 / (3288.0 * 4), rel=1e-12)
+
+
+def test_prediction_is_the_ep_roofline_by_hand(csv):
+    t = predicted.ep_throughput_check(path=csv)
+    r = t[t["model"] == "qwen3-235b-a22b"].iloc[0]
+    skus, models = catalog.load_skus(), catalog.load_models()
+    eff = calibrate.lookup("H200-SXM", "tensorrt-llm").efficiency
+    shape = roofline.model_shape_from_catalog(models["qwen3-235b-a22b"], weight_dtype="fp8", kv_dtype="fp8", tp=1)
+    hw = roofline.hardware_from_sku(skus["H200-SXM"], 4, "fp8")
+    b = float(r["batch"])
+    t_batch = (float(roofline.ep_prefill_time_s(1000.0, shape, hw, eff, 4.0, 4.0, b))
+               + 1000.0 * float(roofline.ep_decode_step_s(b, 1500.0, shape, hw, eff, 4.0, 4.0)))
+    assert r["predicted"] == pytest.approx(b * 1000.0 / (4 * t_batch), rel=1e-4)
+    assert r["measured"] == 3288.0 and r["error"] == pytest.approx(r["predicted"] / 3288.0 - 1.0)
+    a2a = float(roofline.alltoall_time_s(b / 4, shape, hw, eff, 4.0))
+    assert r["alltoall_ms"] == pytest.approx(1e3 * a2a, rel=1e-4)
+    assert r["ideal"] > r["predicted"]
