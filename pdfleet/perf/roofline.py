@@ -355,10 +355,15 @@ def ep_forward_s(T, att_flops, kv_bytes, model: ModelShape, hw: Hardware, eff: E
 def ep_decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0):
     """Decode step (s) of B sequences at mean context ctx on a (dp, ep) instance of hw.tp GPUs
     (ep_forward_s; `model` built for the attention group's tp = G/dp, so kv_bytes_per_token carries that
-    group's kv_replication):  ep_forward_s(B, A, B·ctx·kv) + c1 + c_seq·B.   Shapes: [] -> []."""
+    group's kv_replication):  ep_forward_s(B, A, B·ctx·kv) + c1 + c_seq·B/dp.
+    The per-sequence cost is paid by each attention group for its own B/dp sequences, in parallel: every DP rank
+    runs its own scheduler, sampler and block tables (SGLang's DP attention, TensorRT-LLM's attention DP), so the
+    instance's step carries one rank's share. Charged on all B it was 44 of a 136 ms DeepSeek-V3 step on 8 H200
+    at B = 5,432 (scripts/validate_roofline.py --only ep). Shapes: [] -> []."""
     B = jnp.asarray(B, jnp.result_type(float))
+    per_rank = B / jnp.asarray(dp, B.dtype)
     return (ep_forward_s(B, decode_attention_flops(B, ctx, model), B * ctx * model.kv_bytes_per_token,
-                         model, hw, eff, dp, ep, True) + eff.c_decode_s + eff.c_decode_seq_s * B)
+                         model, hw, eff, dp, ep, True) + eff.c_decode_s + eff.c_decode_seq_s * per_rank)
 
 
 def ep_prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0, batch=1):
