@@ -407,7 +407,7 @@ def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
     prefill_share (the prefill's share of the predicted batch time) and, for one decode step at the mean context
     (ms): step_ms, alltoall_ms (roofline.alltoall_time_s of the step's B/gpus tokens per GPU), compute_ms and
     memory_ms (the step's compute and memory roofline terms each alone, without all-to-all and fixed overheads),
-    overhead_ms (c1 + c_seq·B + c_layer·layers)."""
+    overhead_ms (c1 + c_seq·B/dp + c_layer·layers)."""
     import pandas as pd
 
     from pdfleet import calibrate, catalog, measured_sources
