@@ -51,7 +51,15 @@ How each kind of measurement becomes a row:
     refused ("TTFT under load includes queueing"). (Tried in issue #8's second round and reverted: a 'ttft'
     kind = prefill + 1.5 decode iterations of the sequences already running, Orca-style iteration-level
     scheduling. Physically plausible, but the small-batch decode step it adds is predicted from fits of
-    offline large-batch rows, and the worst held-out TTFT MAPE rose from 39 % to 66 %.)
+    offline large-batch rows, and the worst held-out TTFT MAPE rose from 39 % to 66 %. Tried in issue #8's fifth
+    round and reverted, both on TensorRT-LLM rows only: (a) the wait for the iteration in progress, min(1,
+    n)·step(n)/2 with n = output tokens/s × ITL the sequences decoding when a request arrives (Poisson arrivals
+    see time averages; residual life of a fixed iteration s/2), added to the predicted TTFT: held-out
+    source=trtllm-online 25.0 → 39.4 % (15.5 → 28.2 % with roofline.prefill_roofline_s), for the same reason
+    (the held-out 70B TP4 step is predicted ~2x the measured ITL); (b) the same wait taken off the measured TTFT
+    with the block's own ITL, which makes the two 467-token TTFTs per model and GPU agree (e.g. 18 and 21 ms →
+    17.6 and 18.0 ms): held-out source=trtllm-online 25.0 → 38.5 % (15.5 → 25.8 % with
+    roofline.prefill_roofline_s), as the held-out prediction of these TTFTs is already too slow.)
   - MLPerf (v4.1, v5.1): refused for fitting — the summary does not publish the instance layout
     (TP degree, instances per system, max batch) nor the per-request lengths; Offline rows are kept
     as a separate validation table by `read_mlperf_offline` (pdfleet.mlperf_check).

@@ -76,8 +76,10 @@ def test_roofline_numbers_match_the_hand_formula():
 
     L, out, B = 2048, 256, 32
     overhead = e["c_layer_s"] * layers  # per-layer cost of every forward pass
-    prefill = max((2 * N * L + 2 * layers * L * L * d_attn) / (tp * peak * e["eta_compute"]),
-                  (W + L * KV) / (tp * bw * e["eta_memory"])) + comm(L) + e["c_prefill_s"] + overhead
+    t_c = (2 * N * L + 2 * layers * L * L * d_attn) / (tp * peak * e["eta_compute"])
+    t_m = (W + L * KV) / (tp * bw * e["eta_memory"])
+    # compute and memory combined by the 1.5-norm (roofline.prefill_roofline_s)
+    prefill = (t_c**1.5 + t_m**1.5) ** (1 / 1.5) + comm(L) + e["c_prefill_s"] + overhead
     ctx = L + out / 2
     attn_flops = B * ctx * 4 * layers * d_attn  # QK^T and AV over the KV cache
     linear = max(2 * N * B / (tp * peak * e["eta_compute"]), W / (tp * bw * e["eta_memory"]))

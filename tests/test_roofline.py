@@ -59,8 +59,9 @@ def test_prefill_hand_calculation():
     t_compute = flops / (4 * 989.4e12 * 0.5)  # 148.9 ms
     t_memory = (141.2e9 + 2048 * 327680) / (4 * 3.35e12 * 0.8)  # weights + KV written: 13.2 ms
     comm = 2 * 80 * (4 * 5e-6 + (2 * 3) * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))  # 28.77 ms
-    expected = max(t_compute, t_memory) + comm + 0.010
-    assert expected == pytest.approx(0.18768, rel=1e-4)
+    # compute/memory combined by the p-norm, p = 1.5 (prefill_roofline_s): 148.9 · (1 + 0.0887^1.5)^(2/3) = 151.5 ms
+    expected = (t_compute**1.5 + t_memory**1.5) ** (1 / 1.5) + comm + 0.010
+    assert expected == pytest.approx(0.19030, rel=1e-4)
     with enable_x64():
         got = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF))
         assert float(got) == pytest.approx(expected, rel=1e-12)
@@ -68,9 +69,24 @@ def test_prefill_hand_calculation():
         flops4 = 4 * flops
         bytes4 = 141.2e9 + 4 * 2048 * 327680
         comm4 = 2 * 80 * (4 * 5e-6 + 6 * 4 * 2048 * 8192 * 2 / (4 * 450e9 * 0.7))
-        exp4 = max(flops4 / (4 * 989.4e12 * 0.5), bytes4 / (4 * 3.35e12 * 0.8)) + comm4 + 0.010
+        tc4, tm4 = flops4 / (4 * 989.4e12 * 0.5), bytes4 / (4 * 3.35e12 * 0.8)
+        exp4 = (tc4**1.5 + tm4**1.5) ** (1 / 1.5) + comm4 + 0.010
         got4 = roofline.prefill_time_s(2048.0, ModelShape(**LLAMA70), Hardware(**H100_TP4), Efficiency(**EFF), 4.0)
         assert float(got4) == pytest.approx(exp4, rel=1e-12)
+
+
+def test_prefill_roofline_is_the_p15_norm_by_hand():
+    """prefill_roofline_s = (t_c^1.5 + t_m^1.5)^(1/1.5): 2^(2/3) x the max at t_c = t_m, the max when one term is 0,
+    symmetric, and a finite gradient where one term is 0."""
+    assert roofline.PREFILL_OVERLAP_P == 1.5
+    with enable_x64():
+        assert float(roofline.prefill_roofline_s(0.010, 0.010)) == pytest.approx(0.010 * 2 ** (2 / 3), rel=1e-12)
+        # 8 ms compute, 6 ms memory: (8^1.5 + 6^1.5)^(2/3) = (22.627 + 14.697)^(2/3) = 11.168 ms
+        assert float(roofline.prefill_roofline_s(0.008, 0.006)) == pytest.approx(0.0111685, rel=1e-5)
+        assert float(roofline.prefill_roofline_s(0.006, 0.008)) == pytest.approx(0.0111685, rel=1e-5)
+        assert float(roofline.prefill_roofline_s(0.0, 0.008)) == pytest.approx(0.008, rel=1e-12)
+        g = jax.grad(lambda c: roofline.prefill_roofline_s(c, 0.008))(0.0)
+        assert np.isfinite(float(g))
 
 
 def test_catalog_builders_match_hand_numbers():
@@ -299,10 +315,11 @@ def test_low_precision_compute_efficiency_hand_calculation():
     # prefill of 8192 tokens, compute-bound: F = 2·70.6e9·8192 + 2·80·8192²·8192 = 1.2446e15 FLOP
     L = 8192.0
     flops = 2 * 70.6e9 * L + 2 * 80 * L * L * 8192
-    t_compute = flops / (4 * 1978.9e12 * 0.4)  # 0.39311 s (memory: ~71 GB / (4·3.35e12·0.8) = 6.6 ms)
+    t_compute = flops / (4 * 1978.9e12 * 0.4)  # 0.39311 s
+    t_memory = (70.6e9 + L * 327680) / (4 * 3.35e12 * 0.8)  # fp8 weights + bf16 KV written: 6.84 ms
     comm = 2 * 80 * (2 * 3) * (L * 8192 * 2 / (4 * 450e9 * 0.7))  # α = 0: 0.10226 s
-    expected = t_compute + comm
-    assert expected == pytest.approx(0.495368, rel=1e-4)
+    expected = (t_compute**1.5 + t_memory**1.5) ** (1 / 1.5) + comm  # the p-norm adds 0.15 % to t_compute
+    assert expected == pytest.approx(0.495969, rel=1e-5)
     with enable_x64():
         got = float(roofline.prefill_time_s(L, m8, hw8, eff))
     assert got == pytest.approx(expected, rel=1e-9)
