@@ -29,6 +29,7 @@ MODELS = {
 TRUE = Efficiency(
     eta_compute=0.45, eta_memory=0.8, eta_link=0.6, c_prefill_s=0.02, c_decode_s=0.008,
     alpha_link_s=8e-6, c_decode_seq_s=1.5e-4, c_layer_s=2e-5, eta_attn=0.6, eta_compute_lowp=0.35, eta_expert=0.4,
+    c_moe_layer_s=1e-4,
 )
 
 

@@ -70,6 +70,7 @@ class ModelShape(NamedTuple):
     act_bytes: Array = 2.0  # bytes per activation element in the all-reduce (bf16)
     attn_flops_per_ctx_token: Array = 0.0  # decode attention FLOPs per query token per context token
     routed_active_params: Array = 0.0  # parameters of the k routed experts a token uses (0 for dense)
+    moe_layers: Array = 0.0  # layers with routed experts (0 for dense; layer_overhead_s)
 
 
 class Efficiency(NamedTuple):
@@ -86,6 +87,7 @@ class Efficiency(NamedTuple):
     eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; <= ETA_ATTN_OFF: one roofline
     eta_compute_lowp: Array = 0.0  # achieved / peak FLOP/s of fp8/fp4 GEMMs; <= ETA_ATTN_OFF: eta_compute serves them
     eta_expert: Array = 0.0  # achieved / peak HBM bandwidth of routed-expert weight reads; <= ETA_ATTN_OFF: eta_memory
+    c_moe_layer_s: Array = 0.0  # overhead per MoE layer of one forward pass (s), prefill and decode (layer_overhead_s)
 
 
 # η_attn at or below this means "no separate attention roofline" (the design's formula); 0.1 % of the HBM
@@ -93,7 +95,7 @@ class Efficiency(NamedTuple):
 ETA_ATTN_OFF = 1e-3
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
-NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0, 0.0, 0.0)
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def compute_efficiency(hw: Hardware, eff: Efficiency):
@@ -209,15 +211,23 @@ def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1)
 
 
 def layer_overhead_s(model: ModelShape, eff: Efficiency):
-    """Fixed cost per transformer layer of one forward pass: c_layer · layers (s).
+    """Fixed cost per layer of one forward pass: c_layer · layers + c_moe · moe_layers (s).
 
-    Kernel launches, norms, rotary and the small memory-bound kernels of a layer cost about the
+    c_layer: kernel launches, norms, rotary and the small memory-bound kernels of a layer cost about the
     same per layer whatever the batch (the launch-overhead argument of CUDA Graphs, which vLLM and
     TensorRT-LLM capture per decode batch to cut exactly this cost); one flat constant c1 cannot
     serve models of 24 and 126 layers at once. c_layer is fitted (pdfleet.calibrate); its held-out
-    effect is printed by scripts/validate_roofline.py. Shapes: [] -> [].
+    effect is printed by scripts/validate_roofline.py.
+    c_moe: what a MoE layer costs beyond its weight bytes and FLOPs whatever the batch: the router GEMM and its
+    top-k, the token permute (sort by expert, gather) and un-permute (scatter, weighted sum) and the launches of
+    the grouped GEMMs over E experts (vLLM's fused_moe: moe_align_block_size, two grouped GEMMs, the activation
+    and moe_sum, five or more kernels where a dense MLP has two GEMMs). Evidence: DeepSeek-R1 TP8 on H200 with
+    early-2025 engines (dstack) steps 26-55 ms at batch 4, where the expert bytes its 4 tokens touch (~79 GB over
+    8 GPUs) take ~2 ms at the datasheet bandwidth: bytes at any plausible η_e cannot carry it. moe_layers =
+    layers for a model with routed experts (DeepSeek-V3's first 3 dense layers of 61 counted: the catalog does not
+    list them), 0 for a dense one. Served like η_e (pdfleet.calibrate.lookup). Shapes: [] -> [].
     """
-    return eff.c_layer_s * model.layers
+    return eff.c_layer_s * model.layers + eff.c_moe_layer_s * model.moe_layers
 
 
 def decode_attention_flops(B, ctx, model: ModelShape):
@@ -505,6 +515,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         act_bytes=2.0,
         attn_flops_per_ctx_token=float(attn_flops),
         routed_active_params=k * per_expert_b * 1e9 if expert_bytes else 0.0,
+        moe_layers=float(model["layers"]) if expert_bytes else 0.0,
     )
 
 
