@@ -1,8 +1,8 @@
 """Fit roofline efficiencies to measured tables (DESIGN.md data flow: measured → calibrate).
 
 What is fitted, per group of rows (a sku, a (sku, engine) pair, or everything pooled):
-    η_c, η_m, η_link, η_attn, η_c,lowp ∈ (0, 1)  through a sigmoid of an unconstrained number
-    c0, c1, α, c_seq, c_layer (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs)
+    η_c, η_m, η_link, η_attn, η_c,lowp, η_e ∈ (0, 1)  through a sigmoid of an unconstrained number
+    c0, c1, α, c_seq, c_layer, c_moe (s) ≥ 0 through softplus × a scale (10 ms, 10 ms, 10 µs, 100 µs, 10 µs, 1 ms)
 (see `pdfleet.perf.roofline.Efficiency`). Loss (loss_fn): mean over rows of huber(log(predicted/measured))
 plus a pull of each group's parameters towards its parent fit (fit_engine_aware), minimised by Adam (optax)
 with a cosine-decayed step for a fixed number of steps from a fixed start, inside one jit-compiled
@@ -55,13 +55,13 @@ ALL = "*"  # wildcard key: every sku or every engine
 KIND_CODE = {"prefill": 0, "decode": 1, "e2e": 2, "itl": 3}
 
 # Scales of the softplus-parametrised quantities: c0, c1 in 10 ms, α in 10 µs, c_seq in 100 µs, c_layer in 10 µs,
-# learned input lengths in 1k tokens.
-_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0, 1.0])
-_IS_ETA = np.array([True, True, True, False, False, False, False, False, True, True])
+# c_moe (per MoE layer) in 1 ms, learned input lengths in 1k tokens. The η (sigmoid) fields: η_c, η_m, η_link, η_attn, η_c,lowp, η_e (eta_expert).
+_SCALE = np.array([1.0, 1.0, 1.0, 1e-2, 1e-2, 1e-5, 1e-4, 1e-5, 1.0, 1.0, 1.0, 1e-3])
+_IS_ETA = np.array([True, True, True, False, False, False, False, False, True, True, True, False])
 _N_PARAMS = len(Efficiency._fields)
 _INPUT_SCALE = 1000.0
 # Start of every fit (a typical tuned engine); the fit is deterministic from here.
-START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5, 0.5)
+START = Efficiency(0.5, 0.7, 0.5, 0.01, 0.005, 5e-6, 1e-5, 1e-5, 0.5, 0.5, 0.5, 1e-4)
 # Loss: Huber of log(pred/meas) with this knee (|log ratio| 0.2 ~ 22 %): quadratic like the squared relative error
 # for ordinary rows, linear beyond, so a few rows off by 3-5x (a mislabelled run, a batch the source does not
 # publish) cannot drag a whole sku's parameters; symmetric in over- and under-prediction.
@@ -270,10 +270,13 @@ class Prior(NamedTuple):
 
 def loss_fn(params, rows: Rows, prior: Prior):
     """Robust loss, weighted per row (balance_weights), plus the pull of each group to its parent fit:
-        (Σ_rows w·huber(log(pred/meas)) + Σ_groups weight_g · mean_p (u_gp − prior_gp)²) / Σ_rows w."""
+        (Σ_rows w·huber(log(pred/meas)) + Σ_groups weight_g · mean_p (u_gp − prior_gp)²) / Σ_rows w,
+    the mean over the parameters but MOE_FIELDS (fitted on the group's own MoE rows only, from the parent's value:
+    lookup never serves them from a parent, so a pull to one has no meaning)."""
     u, v = params
     log_ratio = jnp.log(jnp.maximum(predict_rows(u, v, rows), 1e-12) / rows.time_s)
-    pull = jnp.sum(prior.weight * jnp.mean((u - prior.u) ** 2, axis=-1))
+    pulled = jnp.asarray(_PULLED, u.dtype)  # MOE_FIELDS are not pulled: lookup never moves them from a parent
+    pull = jnp.sum(prior.weight * jnp.sum(pulled * (u - prior.u) ** 2, axis=-1) / jnp.sum(pulled))
     w = jnp.broadcast_to(jnp.asarray(rows.weight, log_ratio.dtype), log_ratio.shape)
     return (jnp.sum(w * huber(log_ratio)) + pull) / jnp.sum(w)
 
@@ -338,6 +341,7 @@ def fit(
     pred = np.asarray(predict_rows(u, v, rows), dtype=np.float64)
     table = used.drop(columns="_pos")
     table["low_precision"] = np.asarray(rows.hw.low_precision) > 0
+    table["moe"] = np.asarray(rows.model.expert_bytes) > 0
     table["pred_s"] = pred
     table["rel_err"] = pred / table["time_s"].to_numpy() - 1.0
     effs = {k: Efficiency(*[float(x) for x in to_efficiency(u[i])]) for i, k in enumerate(keys)}
@@ -400,6 +404,9 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         blind.append("eta_compute")  # only fp8/fp4 compute rows: they inform eta_compute_lowp instead
     if not low.any():
         blind.append("eta_compute_lowp")
+    moe = t["moe"] if "moe" in t else pd.Series(False, t.index)
+    if not moe.any():
+        blind += list(MOE_FIELDS)  # no mixture-of-experts row: nothing read routed experts
     return {
         "params": {f: float(f"{getattr(eff, f):.6g}") for f in Efficiency._fields},
         "not_identified": blind,
@@ -409,6 +416,8 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         "rows_by_kind": {k: int(n) for k, n in t.groupby("kind").size().items()},
         "rows_by_source": {k: int(n) for k, n in t.groupby("source").size().items()},
         "models": sorted(t["model"].unique().tolist()),
+        # decode steps of MoE models: what lets this entry's eta_expert serve another engine (lookup)
+        "moe_decode_rows": int((moe & t["kind"].isin(["decode", "itl"])).sum()),
     }
 
 
@@ -503,7 +512,18 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
     the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
     pooled over every sku and engine. `borrowed` is False only for an exact (sku, engine) entry (or
     (sku, '*') when no engine was asked for). Parameters an entry's rows could not inform
-    ("not_identified") come from the reference sku's entry, moved to this sku.
+    ("not_identified") come from the reference sku's entry, moved to this sku. eta_expert is the exception
+    (and c_moe_layer_s, served the same way, MOE_FIELDS):
+    it measures MoE kernels on one sku, so it is never moved from the reference sku nor served by the pooled fit;
+    a (sku, '*') entry serves it to an engine without its own entry only where MoE decode steps informed it
+    ("moe_decode_rows", _entry; offline throughput rows leave it close to its prior); else it is unset (0: the
+    routed experts are read at eta_memory, roofline.expert_read_scale). Evidence: DeepSeek-R1 on H200 with
+    early-2025 engines (dstack) reads experts at about half of eta_memory, DeepSeek-V3 on B200 with late-2025
+    vLLM (ML.ENERGY) at eta_memory. Served from the pooled fit or a sku entry informed by offline rows only, it
+    made the held-out MAPE of ML.ENERGY 20.8 -> 28.6 %; never moved across engines, engine=sglang 34.7 -> 39.4 %;
+    unset also in exact entries informed by offline rows only, source=dstack-r1 45.1 -> 49.1 %
+    (scripts/validate_roofline.py, issue #8 round 5). Since the MoE fields are served from no parent, they are
+    not pulled to one either (loss_fn): pulled, c_moe_layer_s stayed at the pooled ~0 on every sku.
     engine None or 'any' asks for no particular engine.
     """
     engine = None if engine in (None, "any", ALL) else engine
@@ -528,15 +548,19 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
             borrowed = e != (engine or ALL)
             if reference is not None:
                 # what this sku's rows could not inform comes from the reference sku, moved to it
-                own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])})
+                own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])
+                                      if f not in MOE_FIELDS})
             own = _unset_unmeasured_lowp(own, entry, ref_entry)
+            if borrowed and not entry.get("moe_decode_rows", 0):
+                own = own._replace(**MOE_UNSET)  # another engine's, informed by offline rows only: not moved
             return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
-        return Served(_unset_unmeasured_lowp(reference, ref_entry, None), f"{REFERENCE_SKU}/{ref_key}", True,
-                      dict(ref_entry.get("cv_error", {})))
+        return Served(_unset_unmeasured_lowp(reference, ref_entry, None)._replace(**MOE_UNSET),
+                      f"{REFERENCE_SKU}/{ref_key}", True, dict(ref_entry.get("cv_error", {})))
     if ALL in table and ALL in table[ALL]:
         entry = table[ALL][ALL]
-        return Served(_unset_unmeasured_lowp(Efficiency(**entry["params"]), entry, None), f"{ALL}/{ALL}", True,
+        return Served(_unset_unmeasured_lowp(Efficiency(**entry["params"]), entry, None)._replace(**MOE_UNSET),
+                      f"{ALL}/{ALL}", True,
                       dict(entry.get("cv_error", {})))
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
 
@@ -551,14 +575,25 @@ def engines_in(path=None) -> set[str]:
     return {e for entries in table.values() for e in entries} - {ALL, "unspecified"}
 
 
+# What only mixture-of-experts rows inform, and lookup serves only from the asked sku (lookup): unset = 0.
+MOE_FIELDS = ("eta_expert", "c_moe_layer_s")
+MOE_UNSET = {f: 0.0 for f in MOE_FIELDS}
+_PULLED = np.array([f not in MOE_FIELDS for f in Efficiency._fields])
+
+
 def _unset_unmeasured_lowp(eff: Efficiency, entry: dict, ref_entry: dict | None) -> Efficiency:
     """eta_compute_lowp informed by no fp8/fp4 row, neither the entry's nor the reference entry's that fills
     its gaps, is unset (0): eta_compute then serves fp8/fp4 GEMMs too (roofline.compute_efficiency), rather
-    than the fit's start value."""
-    def blind(e):
-        return e is None or "eta_compute_lowp" in e.get("not_identified", [])
+    than the fit's start value. eta_expert informed by no mixture-of-experts row of the entry itself is unset
+    too (never filled from the reference sku): eta_memory then serves the routed experts (roofline.expert_read_scale)."""
+    def blind(e, field):
+        return e is None or field in e.get("not_identified", [])
 
-    return eff._replace(eta_compute_lowp=0.0) if blind(entry) and blind(ref_entry) else eff
+    if blind(entry, "eta_compute_lowp") and blind(ref_entry, "eta_compute_lowp"):
+        eff = eff._replace(eta_compute_lowp=0.0)
+    if blind(entry, "eta_expert"):  # never moved from another sku (lookup)
+        eff = eff._replace(**MOE_UNSET)
+    return eff
 
 
 def role_error(served: Served, role: str, path=None) -> tuple[float, str]:

@@ -37,6 +37,7 @@ How each kind of measurement becomes a row:
     at the measured throughput. Rows where the model does not fit (B < 1) are refused.
   - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
     when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
+    The same test refuses LLM-Inference-Bench batches (read_everything, refuse_lib_waves).
   - online serving: kind 'itl' (pdfleet.calibrate: one batch's prefill + its decode steps, per
     output token — the steps a client times carry the prefills of the requests that replace
     finished ones) with time_s = the mean TPOT/ITL and batch from Little's law,
@@ -614,10 +615,36 @@ def read_current(perf_dir=None, skus=None, models=None):
     return pd.concat(rows, ignore_index=True), _concat_refused(refused)
 
 
+def refuse_lib_waves(old: pd.DataFrame, skus=None, models=None):
+    """LLM-Inference-Bench rows (pdfleet.measured.read_llm_inference_bench) whose batch of L + L-token sequences does
+    not fit the KV cache beside the weights (kv_capacity, with the row's engine; catalog default dtypes): the engine
+    ran such a batch in waves or preempted and recomputed sequences (vLLM's default preemption), whose schedule the
+    file does not publish, so the row is not one batch's prefill + decode. The data show it: Llama-2-7B on one MI300X
+    (vLLM) takes 82 s at batch 128 and 254 s at batch 256 with L = 1024 (3.1x for 2x the batch; 256 sequences of
+    2,048 tokens need 268 GB of KV at 0.5 MB per token, 160 GB fit), Llama-2-70B on one MI300X 347 s at batch 64 and
+    950 s at 128 (2.7x; 52 sequences fit). Same reason and test as the dstack readers' refusals. Returns
+    (kept rows, refused)."""
+    if skus is None or models is None:
+        skus, models = _catalogs()
+    src = "llm-inference-bench"
+    lib = old["source"].eq(src) & old["model"].isin(list(models)) & old["sku"].isin(list(skus))
+    caps = {}
+    for key in old.loc[lib, ["model", "sku", "tp", "engine", "input_tokens", "output_tokens"]].drop_duplicates() \
+            .itertuples(index=False):
+        m, sk, tp, eng, i, o = key
+        caps[key] = kv_capacity(models[m], skus[sk], int(tp), models[m].get("weight_dtype") or "bf16", "", i + o, eng)
+    cap = pd.Series([caps.get((r.model, r.sku, r.tp, r.engine, r.input_tokens, r.output_tokens), np.inf)
+                     if ok else np.inf for r, ok in zip(old.itertuples(index=False), lib)], index=old.index)
+    waves = lib & (old["batch"] > cap)
+    refused = _refuse(old, waves, src, "offline batch larger than the KV capacity (ran in waves or preempted)")
+    return old[~waves].reset_index(drop=True), refused
+
+
 def read_everything(perf_dir=None):
     """pdfleet.measured.read_all (Splitwise, LLM-Inference-Bench, ML.ENERGY) + read_current; returns
-    (table, refused). The older readers' drops are documented in pdfleet.measured, not listed here."""
-    old = measured.read_all(perf_dir)
+    (table, refused). The older readers' drops are documented in pdfleet.measured, not listed here; the
+    LLM-Inference-Bench batches that exceed the KV capacity are refused here (refuse_lib_waves)."""
+    old, lib_refused = refuse_lib_waves(measured.read_all(perf_dir))
     old["kv_dtype"] = ""
     new, refused = read_current(perf_dir)
-    return pd.concat([old, new], ignore_index=True), refused
+    return pd.concat([old, new], ignore_index=True), _concat_refused([refused, lib_refused])

@@ -22,10 +22,14 @@ MODELS = {
                 head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
     "m8": dict(params_b=8.0, active_params_b=8.0, layers=32, hidden_size=4096, heads=32, kv_heads=8,
                head_dim=128, weight_dtype="bf16", kv_dtype="bf16"),
+    # a Mixtral-like MoE: its routed experts are read at eta_expert
+    "moe": dict(params_b=47.0, active_params_b=13.0, layers=32, hidden_size=4096, heads=32, kv_heads=8,
+                head_dim=128, experts=8, experts_per_token=2, weight_dtype="bf16", kv_dtype="bf16"),
 }
 TRUE = Efficiency(
     eta_compute=0.45, eta_memory=0.8, eta_link=0.6, c_prefill_s=0.02, c_decode_s=0.008,
-    alpha_link_s=8e-6, c_decode_seq_s=1.5e-4, c_layer_s=2e-5, eta_attn=0.6, eta_compute_lowp=0.35,
+    alpha_link_s=8e-6, c_decode_seq_s=1.5e-4, c_layer_s=2e-5, eta_attn=0.6, eta_compute_lowp=0.35, eta_expert=0.4,
+    c_moe_layer_s=1e-4,
 )
 
 
@@ -162,6 +166,43 @@ def test_unidentified_parameters_come_from_the_reference_sku():
                        catalog_skus()["H100-SXM"], catalog_skus()["B200"])
     assert b200.eta_compute == ref.eta_compute and b200.c_prefill_s == ref.c_prefill_s
     assert b200.eta_memory == own["params"]["eta_memory"]  # what its rows did inform stays its own
+
+
+def test_expert_efficiency_is_unset_where_no_moe_row_informed_it(tmp_path):
+    """A fit on dense models only cannot inform eta_expert: the entry says so and lookup unsets it (0), so the
+    routed experts of a MoE model planned with it are read at eta_memory (roofline.expert_read_scale)."""
+    df = synthetic_table()
+    dense = df[df["model"] != "moe"].reset_index(drop=True)
+    path = tmp_path / "dense.json"
+    data = calibrate.write_calibration(path, [calibrate.fit(dense, ("sku",), steps=200, skus=SKUS, models=MODELS)])
+    assert "eta_expert" in data["skus"]["GPU-X"]["*"]["not_identified"]
+    assert calibrate.load_calibration("GPU-X", path=path, skus=SKUS).eta_expert == 0.0
+    data = calibrate.write_calibration(path, [calibrate.fit(df, ("sku",), steps=200, skus=SKUS, models=MODELS)])
+    assert "eta_expert" not in data["skus"]["GPU-X"]["*"]["not_identified"]
+    assert calibrate.load_calibration("GPU-X", path=path, skus=SKUS).eta_expert > 0.0
+
+
+def test_expert_efficiency_is_served_by_its_own_sku_and_moved_across_engines_only_on_moe_steps(tmp_path):
+    """eta_expert measures MoE kernels on one sku: the exact (sku, engine) entry serves its own wherever MoE rows
+    informed it; (sku, '*') serves it to another engine only where MoE decode steps informed it (offline
+    throughput rows alone leave it near the pooled prior); the pooled fit and other skus never serve it (unset,
+    0: experts read at eta_memory), while their other parameters are served as before."""
+    df = synthetic_table().assign(engine="trt")
+    path = tmp_path / "cal.json"
+    calibrate.write_calibration(path, calibrate.fit_engine_aware(df, steps=300, skus=SKUS, models=MODELS))
+    exact = calibrate.lookup("GPU-X", "trt", path=path, skus=SKUS)
+    assert not exact.borrowed and exact.efficiency.eta_expert > 0.0
+    other = calibrate.lookup("GPU-X", "vllm", path=path, skus=SKUS)
+    assert other.borrowed and other.fit == "GPU-X/*" and other.efficiency.eta_expert > 0.0
+    pooled = calibrate.lookup("GPU-Z", "trt", path=path, skus=SKUS)
+    assert pooled.fit == "*/*" and pooled.efficiency.eta_expert == 0.0 and pooled.efficiency.eta_memory > 0.0
+    offline_only = df[(df["model"] != "moe") | (df["kind"] == "e2e")].reset_index(drop=True)
+    data = calibrate.write_calibration(path, calibrate.fit_engine_aware(offline_only, steps=300, skus=SKUS,
+                                                                        models=MODELS))
+    assert data["skus"]["GPU-X"]["*"]["moe_decode_rows"] == 0
+    assert calibrate.lookup("GPU-X", "trt", path=path, skus=SKUS).efficiency.eta_expert > 0.0
+    moved = calibrate.lookup("GPU-X", "vllm", path=path, skus=SKUS).efficiency
+    assert moved.eta_expert == 0.0 and moved.eta_memory == calibrate.lookup("GPU-X", path=path, skus=SKUS).efficiency.eta_memory
 
 
 def catalog_skus():

@@ -66,13 +66,15 @@ def test_calibrate_recovers_known_efficiencies(fitted):
     assert data["format"] == calibrate.FORMAT
     entry = data["skus"]["H100-SXM"]["*"]
     assert entry["rows"] == 144
-    assert entry["not_identified"] == ["eta_compute_lowp"]  # bf16 rows only: no fp8/fp4 GEMM measured
+    # bf16 rows only: no fp8/fp4 GEMM measured; dense models only: no routed expert read
+    assert entry["not_identified"] == ["eta_compute_lowp", "eta_expert", "c_moe_layer_s"]
     for name in Efficiency._fields:
         if name not in entry["not_identified"]:
             assert entry["params"][name] == pytest.approx(getattr(TRUE, name), rel=0.05), name
     # what no row measured is unset where it is used: eta_compute serves fp8/fp4 (TRUE has it unset too)
     served = calibrate.lookup("H100-SXM", path=out)
     assert served.efficiency.eta_compute_lowp == 0.0 == TRUE.eta_compute_lowp
+    assert served.efficiency.eta_expert == 0.0 == TRUE.eta_expert and served.efficiency.c_moe_layer_s == 0.0
     assert "H100-SXM" in stdout and "rows=  144" in stdout and "fit MAPE=" in stdout and "wrote" in stdout
 
 

@@ -137,3 +137,18 @@ def test_no_row_faster_than_the_datasheet_roofline(current):
     rows, _ = current
     bound = calibrate.predict(rows, Efficiency(1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
     assert np.all(rows["time_s"].to_numpy() >= bound)
+
+
+def test_lib_batches_beyond_the_kv_capacity_are_refused_by_hand():
+    # Llama-2-7B bf16 on one MI300X (vLLM), L = 1024 in + 1024 out: KV room 0.9 x 192 GiB - 6.74e9 x 2 B of weights,
+    # 2 x 32 layers x 32 kv heads x 128 x 2 B = 524,288 B per token, 2,048 tokens per sequence -> 160 sequences.
+    room = 0.9 * 192 * 2**30 - 6.74e9 * 2
+    cap = int(room // (524288 * 2048))
+    assert cap == 160
+    base = dict(model="llama-2-7b", sku="MI300X", tp=1, engine="vllm", kind="e2e", input_tokens=1024.0,
+                output_tokens=1024.0, context_tokens=1536.0, time_s=1.0, source="llm-inference-bench")
+    old = pd.DataFrame([dict(base, batch=float(cap)), dict(base, batch=float(cap + 1)),
+                        dict(base, batch=256.0, source="splitwise")])  # other sources are not screened here
+    kept, refused = ms.refuse_lib_waves(old)
+    assert kept["batch"].tolist() == [float(cap), 256.0]
+    assert len(refused) == 1 and "KV capacity" in refused["reason"].iloc[0]

@@ -175,11 +175,12 @@ def _random_candidates(n, seed=0):
         act_bytes=np.full(n, 2.0, np.float32),
         attn_flops_per_ctx_token=u(0, 2e7),
         routed_active_params=u(0, 5e8),
+        moe_layers=rng.integers(0, 128, n).astype(np.float32),
     )
     hw = Hardware(u(1e14, 2e15), u(1e12, 8e12), u(3e10, 9e11), rng.choice([1.0, 2.0, 4.0, 8.0], n).astype(np.float32),
                   (rng.random(n) < 0.5).astype(np.float32))
     eff = Efficiency(u(0.2, 1), u(0.2, 1), u(0.2, 1), u(0, 0.05), u(0, 0.02), u(0, 2e-5), u(0, 1e-3), u(0, 5e-5), u(0, 1),
-                     u(0, 1))
+                     u(0, 1), u(0, 1), u(0, 5e-4))
     return model, hw, eff, rng
 
 
@@ -411,3 +412,45 @@ def test_expert_parallel_decode_step_hand_calculation():
         assert tp8 > float(got)
     # no all-to-all at ep = 1
     assert float(roofline.alltoall_time_s(8.0, _deepseek(1), _h200(8), eff, 1.0)) == 0.0
+
+
+def test_routed_experts_read_at_their_own_bandwidth_by_hand():
+    # Mixtral-8x7B bf16 on one H100, B = 4 at ctx 1000, η_m 0.8 for dense weights and KV, η_e 0.4 for experts.
+    mix = roofline.model_shape_from_catalog(catalog.load_models()["mixtral-8x7b"])
+    hw = roofline.hardware_from_sku(catalog.load_skus()["H100-SXM"], 1, "bf16")
+    dense = float(mix.weight_bytes - mix.expert_bytes)
+    experts = float(mix.expert_bytes) * (1 - (1 - 2 / 8) ** 4)  # 68 % of the experts touched by 4 tokens
+    kv = 4 * 1000 * float(mix.kv_bytes_per_token)
+    eff = Efficiency(0.5, 0.8, 0.7, 0.0, 0.004, 0.0, eta_expert=0.4)
+    expected = (dense + kv) / (3.35e12 * 0.8) + experts / (3.35e12 * 0.4) + 0.004  # memory-bound at B = 4
+    with enable_x64():
+        assert float(roofline.decode_step_s(4.0, 1000.0, mix, hw, eff)) == pytest.approx(expected, rel=1e-9)
+        # unset (0): the experts are read at η_m, the design's single roofline
+        plain = (dense + experts + kv) / (3.35e12 * 0.8) + 0.004
+        assert float(roofline.decode_step_s(4.0, 1000.0, mix, hw, eff._replace(eta_expert=0.0))) == pytest.approx(
+            plain, rel=1e-9)
+        # a dense model ignores it
+        llama, h = ModelShape(**LLAMA70), Hardware(**H100_TP4)
+        base = Efficiency(**EFF)
+        assert float(roofline.decode_step_s(8.0, 500.0, llama, h, base._replace(eta_expert=0.2))) == pytest.approx(
+            float(roofline.decode_step_s(8.0, 500.0, llama, h, base)), rel=1e-12)
+
+
+def test_moe_layer_overhead_by_hand():
+    # Mixtral-8x7B (32 layers, all MoE) on one H100: c_moe = 0.2 ms per MoE layer adds 32 x 0.2 ms = 6.4 ms to a decode
+    # step and to a prefill; c_layer 20 µs adds 32 x 20 µs to both; a dense model pays c_layer only.
+    models, skus = catalog.load_models(), catalog.load_skus()
+    mix = roofline.model_shape_from_catalog(models["mixtral-8x7b"])
+    llama = roofline.model_shape_from_catalog(models["llama-3.1-8b"])
+    assert float(mix.moe_layers) == 32.0 and float(llama.moe_layers) == 0.0
+    hw = roofline.hardware_from_sku(skus["H100-SXM"], 1, "bf16")
+    base = Efficiency(0.5, 0.8, 0.7, 0.01, 0.004, 0.0, c_layer_s=2e-5)
+    eff = base._replace(c_moe_layer_s=2e-4)
+    with enable_x64():
+        assert float(roofline.layer_overhead_s(mix, eff)) == pytest.approx(32 * 2e-5 + 32 * 2e-4, rel=1e-12)
+        assert float(roofline.decode_step_s(4.0, 1000.0, mix, hw, eff) - roofline.decode_step_s(4.0, 1000.0, mix, hw, base)
+                     ) == pytest.approx(32 * 2e-4, rel=1e-9)
+        assert float(roofline.prefill_time_s(512.0, mix, hw, eff) - roofline.prefill_time_s(512.0, mix, hw, base)
+                     ) == pytest.approx(32 * 2e-4, rel=1e-9)
+        assert float(roofline.decode_step_s(4.0, 1000.0, llama, hw, eff)) == pytest.approx(
+            float(roofline.decode_step_s(4.0, 1000.0, llama, hw, base)), rel=1e-12)

@@ -17,7 +17,8 @@ Formulas (DESIGN.md, "Roofline"):
                     Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009; allreduce_time_s)
                     2·log2(tp)·α + 2(tp−1)/tp · size / (link_bw·η_link);  0 at tp = 1.
   W(T)            = bytes of weights one forward pass over T tokens reads (MoE: the experts
-                    touched, `weight_bytes_touched`).
+                    touched, `weight_bytes_touched`), the routed experts' share counted at their own
+                    bandwidth efficiency η_e where one is fitted (`weight_read_bytes`, issue #8 rounds 4-5).
 Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurements
 (Splitwise, llama-2-70b; see scripts/validate_roofline.py):
   - α, the latency of one all-reduce step: the decode step does not shrink from TP4 to TP8 although the
@@ -26,14 +27,10 @@ Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurem
   - c_seq·B, a decode cost per sequence in the batch (engine bookkeeping: sampling, scheduling,
     block tables): the step grows ~0.2–0.35 ms per added sequence where the roofline terms grow
     ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
-Both are 0 by default, which gives back the design's formulas exactly. Online ITL with its share of the
-interleaved prefills: `online_itl_s`. Data-parallel attention with expert-parallel MoE layers (all-to-all
-dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
-Tried in issue #8's fourth round and reverted: routed-expert weights read at their own fitted HBM efficiency
-η_e (grouped-GEMM kernels). It took DeepSeek-R1's slow early-2025 steps off H200's η_m (held out: worst decode
-44.7 → 39.9 %, source=trtllm-online 35.5 → 17.1 %) but moved others (mlenergy-v3 20.8 → 28.5 %, worst
-prefill 33.8 → 36.6 %) and the MLPerf MI300X check from −17.5 % to −20.0 %; tying η_e to η_m except per
-(sku, engine) gave MI300X −24.7 %. git history: commit 6ddfa4d.
+Both are 0 by default, which gives back the design's formulas exactly. So is η_e (eta_expert; unset: the
+experts are read at η_m; first tried in round 4, commit 6ddfa4d, reverted for the MLPerf MI300X check, kept in
+round 5 with calibrate.lookup's rule for where it is served and LLM-Inference-Bench's preempted batches refused). Online ITL with its share of interleaved prefills: `online_itl_s`. Data-parallel
+attention with expert-parallel MoE layers (all-to-all dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
 """
 
 from __future__ import annotations
@@ -73,6 +70,7 @@ class ModelShape(NamedTuple):
     act_bytes: Array = 2.0  # bytes per activation element in the all-reduce (bf16)
     attn_flops_per_ctx_token: Array = 0.0  # decode attention FLOPs per query token per context token
     routed_active_params: Array = 0.0  # parameters of the k routed experts a token uses (0 for dense)
+    moe_layers: Array = 0.0  # layers with routed experts (0 for dense; layer_overhead_s)
 
 
 class Efficiency(NamedTuple):
@@ -88,6 +86,8 @@ class Efficiency(NamedTuple):
     c_layer_s: Array = 0.0  # overhead per transformer layer of one forward pass (s), prefill and decode
     eta_attn: Array = 0.0  # decode attention's achieved / peak HBM bandwidth; <= ETA_ATTN_OFF: one roofline
     eta_compute_lowp: Array = 0.0  # achieved / peak FLOP/s of fp8/fp4 GEMMs; <= ETA_ATTN_OFF: eta_compute serves them
+    eta_expert: Array = 0.0  # achieved / peak HBM bandwidth of routed-expert weight reads; <= ETA_ATTN_OFF: eta_memory
+    c_moe_layer_s: Array = 0.0  # overhead per MoE layer of one forward pass (s), prefill and decode (layer_overhead_s)
 
 
 # η_attn at or below this means "no separate attention roofline" (the design's formula); 0.1 % of the HBM
@@ -95,7 +95,7 @@ class Efficiency(NamedTuple):
 ETA_ATTN_OFF = 1e-3
 
 # Used only where no calibration applies (tests, `pdfleet estimate` without data).
-NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0, 0.0)
+NOMINAL_EFFICIENCY = Efficiency(0.5, 0.8, 0.7, 0.01, 0.005, 5e-6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def compute_efficiency(hw: Hardware, eff: Efficiency):
@@ -131,6 +131,34 @@ def weight_bytes_touched(tokens, model: ModelShape):
     k = jnp.clip(jnp.asarray(model.experts_per_token, tokens.dtype), 0.0, e)
     untouched = jnp.power(1.0 - k / e, jnp.maximum(tokens, 1.0))
     return model.weight_bytes - model.expert_bytes * untouched
+
+
+def expert_read_scale(eff: Efficiency):
+    """η_m / η_e: how many η_m-bytes one routed-expert byte costs (1 when eta_expert <= ETA_ATTN_OFF, unset).
+
+    Why a separate efficiency: a routed expert is read by a grouped GEMM whose every group sees only the
+    few tokens routed to it (B·k/E on average: 0.1 to a few at decode batch sizes), so it runs as many small,
+    skinny GEMMs back to back rather than one large one, and the block-scaled fp8 experts of DeepSeek-V3 and
+    Qwen3 add their per-block dequantization (DeepSeek-V3 report sec. 3.3.2; vLLM's fused_moe Triton kernel,
+    MegaBlocks, Gale et al. 2023, on block-sparse grouped GEMMs). Dense GEMMs of the same bytes reach a
+    different share of HBM bandwidth. Evidence: DeepSeek-R1 TP8 on H200 (dstack, SGLang 0.4.3 / vLLM 0.7.4 /
+    TensorRT-LLM 0.17, early 2025) steps ~2x slower than one η_m for dense and expert weights predicts, at batch 4
+    and at batch 100 alike, while Llama-3.1 on the same GPUs and engines (TensorRT-LLM's online table) is predicted
+    within ~10 %; fitted into one η_m those rows pulled H200/tensorrt-llm's η_m from 0.76 to 0.37, and the
+    held-out Llama ITL 2x too slow. How much of it is the kernels' age is engine- and sku-specific (DeepSeek-V3 on
+    B200 with vLLM of late 2025, ML.ENERGY v3, is predicted within ~5 % at η_m), so pdfleet.calibrate.lookup
+    never moves η_e to another sku nor serves the pooled one (there: unset), and moves it to another engine of
+    the same sku only where MoE decode steps informed it. Shapes: [] -> []."""
+    on = jnp.asarray(eff.eta_expert) > ETA_ATTN_OFF
+    return jnp.where(on, eff.eta_memory / jnp.maximum(eff.eta_expert, 1e-9), 1.0)
+
+
+def weight_read_bytes(tokens, model: ModelShape, eff: Efficiency):
+    """η_m-equivalent bytes of the weights one forward pass over `tokens` tokens reads:
+        (W − W_e) + (W(T) − (W − W_e)) · η_m/η_e       (weight_bytes_touched, expert_read_scale)
+    = W(T) when eta_expert is unset or the model is dense. Shapes: [] -> []."""
+    dense = model.weight_bytes - model.expert_bytes
+    return dense + (weight_bytes_touched(tokens, model) - dense) * expert_read_scale(eff)
 
 
 def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
@@ -176,7 +204,7 @@ def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1)
     L = jnp.asarray(L, jnp.result_type(float))
     tokens = batch * L
     flops = prefill_flops(L, model, batch)
-    bytes_ = weight_bytes_touched(tokens, model) + tokens * model.kv_bytes_per_token
+    bytes_ = weight_read_bytes(tokens, model, eff) + tokens * model.kv_bytes_per_token
     t_compute = flops / (hw.tp * hw.peak_flops * compute_efficiency(hw, eff))
     t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
     return (prefill_roofline_s(t_compute, t_memory) + allreduce_time_s(tokens, model, hw, eff) + eff.c_prefill_s
@@ -213,15 +241,23 @@ def prefill_roofline_s(t_compute, t_memory):
 
 
 def layer_overhead_s(model: ModelShape, eff: Efficiency):
-    """Fixed cost per transformer layer of one forward pass: c_layer · layers (s).
+    """Fixed cost per layer of one forward pass: c_layer · layers + c_moe · moe_layers (s).
 
-    Kernel launches, norms, rotary and the small memory-bound kernels of a layer cost about the
+    c_layer: kernel launches, norms, rotary and the small memory-bound kernels of a layer cost about the
     same per layer whatever the batch (the launch-overhead argument of CUDA Graphs, which vLLM and
     TensorRT-LLM capture per decode batch to cut exactly this cost); one flat constant c1 cannot
     serve models of 24 and 126 layers at once. c_layer is fitted (pdfleet.calibrate); its held-out
-    effect is printed by scripts/validate_roofline.py. Shapes: [] -> [].
+    effect is printed by scripts/validate_roofline.py.
+    c_moe: what a MoE layer costs beyond its weight bytes and FLOPs whatever the batch: the router GEMM and its
+    top-k, the token permute (sort by expert, gather) and un-permute (scatter, weighted sum) and the launches of
+    the grouped GEMMs over E experts (vLLM's fused_moe: moe_align_block_size, two grouped GEMMs, the activation
+    and moe_sum, five or more kernels where a dense MLP has two GEMMs). Evidence: DeepSeek-R1 TP8 on H200 with
+    early-2025 engines (dstack) steps 26-55 ms at batch 4, where the expert bytes its 4 tokens touch (~79 GB over
+    8 GPUs) take ~2 ms at the datasheet bandwidth: bytes at any plausible η_e cannot carry it. moe_layers =
+    layers for a model with routed experts (DeepSeek-V3's first 3 dense layers of 61 counted: the catalog does not
+    list them), 0 for a dense one. Served like η_e (pdfleet.calibrate.lookup). Shapes: [] -> [].
     """
-    return eff.c_layer_s * model.layers
+    return eff.c_layer_s * model.layers + eff.c_moe_layer_s * model.moe_layers
 
 
 def decode_attention_flops(B, ctx, model: ModelShape):
@@ -255,7 +291,7 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
     """
     B = jnp.asarray(B, jnp.result_type(float))
     t = decode_roofline_s(2.0 * model.active_params * B, decode_attention_flops(B, ctx, model),
-                          weight_bytes_touched(B, model), B * ctx * model.kv_bytes_per_token,
+                          weight_read_bytes(B, model, eff), B * ctx * model.kv_bytes_per_token,
                           hw.tp * hw.peak_flops * compute_efficiency(hw, eff), hw.tp * hw.hbm_bw, eff)
     return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
             + eff.c_decode_seq_s * B + layer_overhead_s(model, eff))
@@ -371,7 +407,7 @@ def ep_forward_s(T, att_flops, kv_bytes, model: ModelShape, hw: Hardware, eff: E
     routed = model.routed_active_params
     dense_bytes = model.weight_bytes - model.expert_bytes
     lin = (2.0 * (model.active_params - routed) * T + 2.0 * routed * T) / G
-    w = dense_bytes / tp_a + (weight_bytes_touched(T, model) - dense_bytes) / G
+    w = dense_bytes / tp_a + (weight_read_bytes(T, model, eff) - dense_bytes) / G
     one = hw._replace(tp=1.0)
     flops_per_s = one.peak_flops * compute_efficiency(one, eff)
     if decode_step:
@@ -516,6 +552,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         act_bytes=2.0,
         attn_flops_per_ctx_token=float(attn_flops),
         routed_active_params=k * per_expert_b * 1e9 if expert_bytes else 0.0,
+        moe_layers=float(model["layers"]) if expert_bytes else 0.0,
     )
 
 
