@@ -404,8 +404,7 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         blind.append("eta_compute")  # only fp8/fp4 compute rows: they inform eta_compute_lowp instead
     if not low.any():
         blind.append("eta_compute_lowp")
-    moe = t["moe"] if "moe" in t else pd.Series(False, t.index)
-    if not moe.any():
+    if not (t["moe"] if "moe" in t else pd.Series(False, t.index)).any():
         blind += list(MOE_FIELDS)  # no mixture-of-experts row: nothing read routed experts
     return {
         "params": {f: float(f"{getattr(eff, f):.6g}") for f in Efficiency._fields},
@@ -416,8 +415,6 @@ def _entry(fit_: Fit, key: tuple) -> dict:
         "rows_by_kind": {k: int(n) for k, n in t.groupby("kind").size().items()},
         "rows_by_source": {k: int(n) for k, n in t.groupby("source").size().items()},
         "models": sorted(t["model"].unique().tolist()),
-        # decode steps of MoE models: what lets this entry's eta_expert serve another engine (lookup)
-        "moe_decode_rows": int((moe & t["kind"].isin(["decode", "itl"])).sum()),
     }
 
 
@@ -512,18 +509,17 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
     the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
     pooled over every sku and engine. `borrowed` is False only for an exact (sku, engine) entry (or
     (sku, '*') when no engine was asked for). Parameters an entry's rows could not inform
-    ("not_identified") come from the reference sku's entry, moved to this sku. eta_expert is the exception
-    (and c_moe_layer_s, served the same way, MOE_FIELDS):
-    it measures MoE kernels on one sku, so it is never moved from the reference sku nor served by the pooled fit;
-    a (sku, '*') entry serves it to an engine without its own entry only where MoE decode steps informed it
-    ("moe_decode_rows", _entry; offline throughput rows leave it close to its prior); else it is unset (0: the
-    routed experts are read at eta_memory, roofline.expert_read_scale). Evidence: DeepSeek-R1 on H200 with
-    early-2025 engines (dstack) reads experts at about half of eta_memory, DeepSeek-V3 on B200 with late-2025
-    vLLM (ML.ENERGY) at eta_memory. Served from the pooled fit or a sku entry informed by offline rows only, it
-    made the held-out MAPE of ML.ENERGY 20.8 -> 28.6 %; never moved across engines, engine=sglang 34.7 -> 39.4 %;
-    unset also in exact entries informed by offline rows only, source=dstack-r1 45.1 -> 49.1 %
-    (scripts/validate_roofline.py, issue #8 round 5). Since the MoE fields are served from no parent, they are
-    not pulled to one either (loss_fn): pulled, c_moe_layer_s stayed at the pooled ~0 on every sku.
+    ("not_identified") come from the reference sku's entry, moved to this sku. eta_expert and c_moe_layer_s
+    (MOE_FIELDS) are the exception: they measure MoE kernels on one sku, so they are served only by an entry of
+    the asked sku ((sku, engine), or (sku, '*') for an engine without its own entry) whose rows held a
+    mixture-of-experts model, never moved from the reference sku nor served by the pooled fit; else they are
+    unset (0: the routed experts are read at eta_memory and no MoE layer cost, roofline.expert_read_scale,
+    roofline.layer_overhead_s). Evidence: DeepSeek-R1 on H200 with early-2025 engines (dstack) steps ~2x slower
+    than one eta_memory predicts, DeepSeek-V3 on B200 with late-2025 vLLM (ML.ENERGY) does not. Served from the
+    pooled fit (eta_expert alone, pulled to the parent) they made the held-out MAPE of ML.ENERGY 20.8 -> 28.6 %;
+    never moved across engines, engine=sglang 34.7 -> 39.4 % (scripts/validate_roofline.py, issue #8 round 5).
+    Since they are served from no parent, they are not pulled to one either (loss_fn): pulled, c_moe_layer_s
+    stayed at the pooled ~0 on every sku.
     engine None or 'any' asks for no particular engine.
     """
     engine = None if engine in (None, "any", ALL) else engine
@@ -551,8 +547,6 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
                 own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])
                                       if f not in MOE_FIELDS})
             own = _unset_unmeasured_lowp(own, entry, ref_entry)
-            if borrowed and not entry.get("moe_decode_rows", 0):
-                own = own._replace(**MOE_UNSET)  # another engine's, informed by offline rows only: not moved
             return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
         return Served(_unset_unmeasured_lowp(reference, ref_entry, None)._replace(**MOE_UNSET),

@@ -3,6 +3,7 @@
 import itertools
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,27 +183,39 @@ def test_expert_efficiency_is_unset_where_no_moe_row_informed_it(tmp_path):
     assert calibrate.load_calibration("GPU-X", path=path, skus=SKUS).eta_expert > 0.0
 
 
-def test_expert_efficiency_is_served_by_its_own_sku_and_moved_across_engines_only_on_moe_steps(tmp_path):
-    """eta_expert measures MoE kernels on one sku: the exact (sku, engine) entry serves its own wherever MoE rows
-    informed it; (sku, '*') serves it to another engine only where MoE decode steps informed it (offline
-    throughput rows alone leave it near the pooled prior); the pooled fit and other skus never serve it (unset,
-    0: experts read at eta_memory), while their other parameters are served as before."""
+def test_moe_fields_are_served_by_their_own_sku_only(tmp_path):
+    """eta_expert and c_moe_layer_s measure MoE kernels on one sku: the exact (sku, engine) entry serves its own, and
+    (sku, '*') serves its own to another engine; the pooled fit and other skus never serve them (unset, 0: experts
+    read at eta_memory, no MoE layer cost), while their other parameters are served as before."""
     df = synthetic_table().assign(engine="trt")
     path = tmp_path / "cal.json"
     calibrate.write_calibration(path, calibrate.fit_engine_aware(df, steps=300, skus=SKUS, models=MODELS))
     exact = calibrate.lookup("GPU-X", "trt", path=path, skus=SKUS)
-    assert not exact.borrowed and exact.efficiency.eta_expert > 0.0
+    assert not exact.borrowed and exact.efficiency.eta_expert > 0.0 and exact.efficiency.c_moe_layer_s > 0.0
     other = calibrate.lookup("GPU-X", "vllm", path=path, skus=SKUS)
     assert other.borrowed and other.fit == "GPU-X/*" and other.efficiency.eta_expert > 0.0
     pooled = calibrate.lookup("GPU-Z", "trt", path=path, skus=SKUS)
-    assert pooled.fit == "*/*" and pooled.efficiency.eta_expert == 0.0 and pooled.efficiency.eta_memory > 0.0
-    offline_only = df[(df["model"] != "moe") | (df["kind"] == "e2e")].reset_index(drop=True)
-    data = calibrate.write_calibration(path, calibrate.fit_engine_aware(offline_only, steps=300, skus=SKUS,
-                                                                        models=MODELS))
-    assert data["skus"]["GPU-X"]["*"]["moe_decode_rows"] == 0
-    assert calibrate.lookup("GPU-X", "trt", path=path, skus=SKUS).efficiency.eta_expert > 0.0
-    moved = calibrate.lookup("GPU-X", "vllm", path=path, skus=SKUS).efficiency
-    assert moved.eta_expert == 0.0 and moved.eta_memory == calibrate.lookup("GPU-X", path=path, skus=SKUS).efficiency.eta_memory
+    assert pooled.fit == "*/*" and pooled.efficiency.eta_memory > 0.0
+    assert pooled.efficiency.eta_expert == 0.0 and pooled.efficiency.c_moe_layer_s == 0.0
+
+
+def test_moe_fields_are_not_pulled_to_the_parent_fit():
+    """loss_fn's pull leaves MOE_FIELDS out: moving c_moe_layer_s one unit away from its prior adds nothing to the
+    loss beyond the data term, moving eta_memory adds weight / 10 fields (the mean over the 10 pulled ones)."""
+    rows, _, _, _, _ = calibrate.prepare(synthetic_table(), ("sku",), SKUS, MODELS)
+    u0 = jnp.asarray(calibrate.from_efficiency(TRUE))[None, :]
+    v = jnp.zeros(1)
+    n_rows = float(jnp.sum(jnp.broadcast_to(jnp.asarray(rows.weight), rows.time_s.shape)))
+
+    def pull(field):
+        u = u0.at[0, Efficiency._fields.index(field)].add(1.0)
+        away = calibrate.loss_fn((u, v), rows, calibrate.Prior(u0, jnp.asarray([2.0])))
+        along = calibrate.loss_fn((u, v), rows, calibrate.Prior(u, jnp.asarray([2.0])))  # same data term, no pull
+        return float(away - along) * n_rows
+
+    assert pull("c_moe_layer_s") == pytest.approx(0.0, abs=1e-3)
+    assert pull("eta_expert") == pytest.approx(0.0, abs=1e-3)
+    assert pull("eta_memory") == pytest.approx(2.0 / 10, rel=1e-3)
 
 
 def catalog_skus():

@@ -147,8 +147,8 @@ def expert_read_scale(eff: Efficiency):
     within ~10 %; fitted into one η_m those rows pulled H200/tensorrt-llm's η_m from 0.76 to 0.37, and the
     held-out Llama ITL 2x too slow. How much of it is the kernels' age is engine- and sku-specific (DeepSeek-V3 on
     B200 with vLLM of late 2025, ML.ENERGY v3, is predicted within ~5 % at η_m), so pdfleet.calibrate.lookup
-    never moves η_e to another sku nor serves the pooled one (there: unset), and moves it to another engine of
-    the same sku only where MoE decode steps informed it. Shapes: [] -> []."""
+    never moves η_e to another sku nor serves the pooled one (there: unset); another engine of the same sku gets
+    the sku's. Shapes: [] -> []."""
     on = jnp.asarray(eff.eta_expert) > ETA_ATTN_OFF
     return jnp.where(on, eff.eta_memory / jnp.maximum(eff.eta_expert, 1e-9), 1.0)
 
