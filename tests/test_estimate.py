@@ -21,16 +21,16 @@ LLAMA_Q = LLAMA + ["--input-tokens", "2048", "--output-tokens", "256", "--batch"
 
 # Shipped calibration of H100-SXM (data/calibration/default.json, skus.H100-SXM."*".params), written out.
 H100_EFF = dict(
-    eta_compute=0.615773,
-    eta_memory=0.816765,
-    eta_link=0.544087,
-    c_prefill_s=0.0114374,
-    c_decode_s=0.00174098,
-    alpha_link_s=1.23088e-05,
-    c_decode_seq_s=1.34355e-05,
-    c_layer_s=6.42548e-08,
-    eta_attn=0.705638,
-    eta_compute_lowp=0.61306,
+    eta_compute=0.609214,
+    eta_memory=0.833555,
+    eta_link=0.545039,
+    c_prefill_s=0.00793725,
+    c_decode_s=0.00181425,
+    alpha_link_s=1.20219e-05,
+    c_decode_seq_s=1.30957e-05,
+    c_layer_s=3.68592e-07,
+    eta_attn=0.714891,
+    eta_compute_lowp=0.602015,
 )
 
 
