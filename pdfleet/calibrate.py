@@ -419,7 +419,7 @@ def _entry(fit_: Fit, key: tuple) -> dict:
 
 
 def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | None = None, note: str = "",
-                      cv_error: Mapping | None = None) -> dict:
+                      cv_error: Mapping | None = None, ep_error: Mapping | None = None) -> dict:
     """Write fitted parameters as JSON (atomically: temp file, then rename); returns the dict.
 
     Layout: {"format", "created", "fit": {...}, "sources", "skus": {sku: {engine: entry}},
@@ -427,7 +427,8 @@ def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | No
     by ('sku',) as (sku, '*'), by ('sku', 'engine') as (sku, engine). Each entry holds "params"
     (Efficiency fields), "not_identified" (parameters the rows cannot inform, left at START),
     "fit_mape_pct" (+ by kind), "rows" (+ by kind and source), "models", and where cross-validated
-    (calibrate_shipped) "cv_error": {role: relative error}, see cv_error_table.
+    (calibrate_shipped) "cv_error": {role: relative error}, see cv_error_table; and, where given, the top-level
+    EP_ERROR_KEY entry (ep_error_of).
     """
     out: dict = {
         "format": FORMAT,
@@ -446,6 +447,8 @@ def write_calibration(path, fits: Sequence[Fit], sources: Mapping[str, str] | No
         "dropped_rows": {},
         "note": note,
     }
+    if ep_error:
+        out[EP_ERROR_KEY] = dict(ep_error)
     for f in fits:
         for key in f.efficiencies:
             k = dict(zip(f.group_by, key))
@@ -590,16 +593,37 @@ def _unset_unmeasured_lowp(eff: Efficiency, entry: dict, ref_entry: dict | None)
     return eff
 
 
-def role_error(served: Served, role: str, path=None) -> tuple[float, str]:
+def role_error(served: Served, role: str, path=None, expert_parallel: bool = False) -> tuple[float, str]:
     """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
-    entry's cv_error[role], else the pooled ('*', '*') entry's, else (NaN, '') (file without cv_error)."""
+    entry's cv_error[role], else the pooled ('*', '*') entry's, else (NaN, '') (file without cv_error).
+    expert_parallel (a dp/ep > 1 shape): the larger of that and the file's EP_ERROR_KEY error, measured on
+    expert-parallel runs the tensor-parallel fit never saw (ep_error_of); the EP roofline is optimistic there."""
+    data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
     if role in served.error:
-        return float(served.error[role]), served.fit
-    table = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))["skus"]
-    pooled = table.get(ALL, {}).get(ALL, {}).get("cv_error", {})
-    if role in pooled:
-        return float(pooled[role]), f"{ALL}/{ALL}"
-    return float("nan"), ""
+        err, fit = float(served.error[role]), served.fit
+    else:
+        pooled = data["skus"].get(ALL, {}).get(ALL, {}).get("cv_error", {})
+        err, fit = (float(pooled[role]), f"{ALL}/{ALL}") if role in pooled else (float("nan"), "")
+    ep = data.get(EP_ERROR_KEY, {}).get("error") if expert_parallel else None
+    if ep is not None and not float(ep) <= err:  # NaN err: the EP error alone
+        return float(ep), EP_ERROR_KEY
+    return err, fit
+
+
+EP_ERROR_KEY = "expert_parallel_error"
+
+
+def ep_error_of(check: pd.DataFrame, quantile: float | None = None) -> dict:
+    """The error band of expert-parallel (dp/ep > 1) predictions: over the measured DEPn rows of
+    pdfleet.predicted.ep_throughput_check (TensorRT-LLM offline throughput; never fitted), the `quantile` of
+    max(0, predicted / measured tokens/s − 1) = max(0, measured / predicted batch time − 1): how much slower
+    the measurement was than the prediction, cv_error's definition. One number for both roles: the rows are
+    whole offline batches (prefill + decode)."""
+    quantile = CV_QUANTILE if quantile is None else quantile
+    slow = np.maximum(check["error"].to_numpy(float), 0.0)
+    return {"error": round(float(np.quantile(slow, quantile)), 6), "quantile": quantile, "rows": int(len(check)),
+            "mean_signed_error": round(float(check["error"].mean()), 6),
+            "source": "trtllm-perf DEPn rows, pdfleet.predicted.ep_throughput_check on this file's fits"}
 
 
 def load_calibration(sku: str, engine: str | None = None, path=None, skus=None) -> Efficiency:
@@ -729,7 +753,19 @@ def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000
         "Held-out accuracy by source, engine and model: scripts/validate_roofline.py."
     )
     sources = {k: v for k, v in SHIPPED_SOURCES.items() if k in set(df["source"].map(lambda x: x.split(":")[0]))}
-    return write_calibration(path, fits, sources, note, cv_error=cv)
+    write_calibration(path, fits, sources, note, cv_error=cv)
+    return write_calibration(path, fits, sources, note, cv_error=cv, ep_error=_ep_error(path, perf_dir))
+
+
+def _ep_error(path, perf_dir=None) -> dict:
+    """ep_error_of the EP check on the calibration just written at `path` ({} without the TensorRT-LLM table)."""
+    from pdfleet import measured, predicted
+
+    table = Path(perf_dir or measured.DEFAULT_PERF_DIR) / "trtllm_perf_overview_throughput.csv"
+    if not table.exists():
+        return {}
+    check = predicted.ep_throughput_check(calibration=path, path=table)
+    return ep_error_of(check) if len(check) else {}
 
 
 def main(argv=None) -> int:

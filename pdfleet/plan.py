@@ -113,8 +113,8 @@ def plan_frame(fleet: S.Fleet, fp, plan, pred: dict, runner: dict) -> pd.DataFra
 def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
     """`prediction_error` of every plan row: for rows a roofline profile serves, the cross-validated
     relative error of the calibration entry that predicted it, for the row's role
-    (pdfleet.calibrate.lookup(sku, planning.engine) then role_error; the margin 'auto' plans with);
-    NaN for measured profiles and unserved rows."""
+    (pdfleet.calibrate.lookup(sku, planning.engine) then role_error; the margin 'auto' plans with), for a dp/ep
+    shape at least the error measured on expert-parallel runs; NaN for measured profiles and unserved rows."""
     out = np.full(len(frame), np.nan)
     roof = (frame["source"] == "roofline").to_numpy()
     if not roof.any():
@@ -123,11 +123,12 @@ def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
 
     sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
     cache: dict = {}
+    ep_shape = (frame["dp"].to_numpy() > 1) | (frame["ep"].to_numpy() > 1)
     for i in np.flatnonzero(roof):
-        key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]))
+        key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]), bool(ep_shape[i]))
         if key not in cache:
             served = calibrate.lookup(key[0], fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
-            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration)[0]
+            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration, key[2])[0]
         out[i] = cache[key]
     return out
 

@@ -150,8 +150,8 @@ def predict(fleet: S.Fleet) -> Prediction:
                 continue
             served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
             eff = served.efficiency
-            margins, label = _margins(calibrate, served, fleet.planning)
             for gpus, dp, ep in shapes_of(model, sku, fleet.planning):
+                margins, label = _margins(calibrate, served, fleet.planning, dp > 1 or ep > 1)
                 key = (m_name, s_name, gpus)
                 if key in measured_prefill and key in measured_decode:
                     continue
@@ -186,18 +186,19 @@ def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict, engine: 
                           f"sku {sku} ({exc}); fit one with `pdfleet calibrate --by sku`") from None
 
 
-def margin_of(calibrate, served, planning, role: str) -> float:
+def margin_of(calibrate, served, planning, role: str, expert_parallel: bool = False) -> float:
     """Relative margin a roofline candidate's `role` is planned with: planning.prediction_margin, or with
-    'auto' the cross-validated error of the calibration entry that served it (calibrate.role_error)."""
+    'auto' the cross-validated error of the calibration entry that served it, and for a dp/ep shape at least
+    the error measured on expert-parallel runs (calibrate.role_error)."""
     if planning.prediction_margin == "auto":
-        err = calibrate.role_error(served, role, planning.calibration)[0]
+        err = calibrate.role_error(served, role, planning.calibration, expert_parallel)[0]
         return err if math.isfinite(err) else 0.0  # a calibration file without cv_error: no margin known
     return float(planning.prediction_margin)
 
 
-def _margins(calibrate, served, planning) -> tuple[tuple[float, float], str]:
+def _margins(calibrate, served, planning, expert_parallel: bool = False) -> tuple[tuple[float, float], str]:
     """((prefill margin, decode margin), text for the profile's source)."""
-    m = (margin_of(calibrate, served, planning, "prefill"), margin_of(calibrate, served, planning, "decode"))
+    m = tuple(margin_of(calibrate, served, planning, role, expert_parallel) for role in ("prefill", "decode"))
     how = "auto" if planning.prediction_margin == "auto" else "fixed"
     label = (f"pdfleet roofline, calibrated (data/calibration): fit {served.fit}"
              f"{' (borrowed)' if served.borrowed else ''}; planned with margin prefill +{m[0]:.0%}, "

@@ -79,3 +79,48 @@ def test_prediction_is_the_ep_roofline_by_hand(csv):
     a2a = float(roofline.alltoall_time_s(b / 4, shape, hw, eff, 4.0))
     assert r["alltoall_ms"] == pytest.approx(1e3 * a2a, rel=1e-4)
     assert r["ideal"] > r["predicted"]
+
+
+def test_ep_error_band_is_the_quantile_of_slower_than_predicted():
+    """ep_error_of by hand: rows predicted 50 % too fast, right, and 20 % too slow give max(0, error) = 0.5, 0, 0;
+    the 0.9 quantile of (0, 0, 0.5) by linear interpolation is 0.4."""
+    band = calibrate.ep_error_of(pd.DataFrame({"error": [0.5, 0.0, -0.2]}))
+    assert band["error"] == pytest.approx(0.4) and band["rows"] == 3
+    assert band["mean_signed_error"] == pytest.approx(0.1)
+
+
+def test_expert_parallel_shapes_carry_the_ep_error_band(tmp_path):
+    """The shipped file stores the EP check's band; a dp/ep shape is planned (margin 'auto') and reported
+    (prediction_error) with the larger of its entry's cross-validated error and that band, a TP shape without it."""
+    import copy
+    import json
+
+    from pdfleet import optimize, spec
+
+    import test_expert_parallel as tep
+
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    band = data[calibrate.EP_ERROR_KEY]
+    assert band["rows"] >= 30 and band["error"] > 0.2  # the EP roofline is optimistic on the DEPn rows
+    served = calibrate.lookup("H200-SXM", None)
+    tp_err = calibrate.role_error(served, "decode")[0]
+    assert tp_err < band["error"]
+    assert calibrate.role_error(served, "decode", expert_parallel=True) == (band["error"], calibrate.EP_ERROR_KEY)
+    doc = copy.deepcopy(tep.DOC)
+    doc["planning"]["prediction_margin"] = "auto"
+    fleet = spec.from_dict(doc)
+    profs = predicted.predict(fleet).profiles
+    (dep8,) = tep.shape_of(profs, 8, 8, 8)
+    (tp8,) = tep.shape_of(profs, 8, 1, 1)
+    assert f"decode +{band['error']:.0%}" in dep8.source and f"decode +{tp_err:.0%}" in tp8.source
+    # without a margin DP8/EP8 wins both roles and reports the band; with 'auto' the band makes TP8 cheaper
+    plain_plan, auto_plan = optimize.run(spec.from_dict(copy.deepcopy(tep.DOC))).plan, optimize.run(fleet).plan
+    assert (plain_plan["dp"] == 8).all() and (auto_plan["dp"] == 1).all()
+    for r in [*plain_plan.itertuples(), *auto_plan.itertuples()]:
+        want = calibrate.role_error(served, r.role, expert_parallel=r.dp > 1)[0]
+        assert r.prediction_error == pytest.approx(want)
+    # a file without the band: EP shapes fall back to the entry's own error
+    del data[calibrate.EP_ERROR_KEY]
+    (tmp_path / "cal.json").write_text(json.dumps(data))
+    plain = calibrate.lookup("H200-SXM", None, path=tmp_path / "cal.json")
+    assert calibrate.role_error(plain, "decode", tmp_path / "cal.json", True)[0] == pytest.approx(tp_err)
