@@ -119,8 +119,9 @@ def optimize(fleet_yaml: str, out_dir: str | None, solver: str, rounding: str | 
     changes sku or TP between quarters) and reports a certified lower bound and gap.
     (sku, TP) combinations nobody measured are predicted by the calibrated roofline
     (planning.roofline: false turns that off); the plan's `source` column says which. MoE models
-    also get expert-parallel shapes (dp = ep = GPUs per instance; planning.expert_parallel: false
-    turns them off); the plan's `dp` and `ep` columns say which shape a row uses.
+    also get expert-parallel shapes (ep = GPUs per instance, attention in dp groups for every dp
+    dividing it; planning.expert_parallel: false turns them off); the plan's `dp` and `ep` columns
+    say which shape a row uses.
 
     \b
     Exit codes: 0 every row served; 2 bad input (nothing written);

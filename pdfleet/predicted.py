@@ -1,10 +1,11 @@
 """Profiles predicted by the calibrated roofline for (model, sku, shape) combinations nobody measured.
 
 Shapes (shapes_of): tensor-parallel TP g for g in planning.tp_degrees within a node; for MoE models also,
-with planning.expert_parallel, the expert-parallel dp = ep = g (g > 1): g one-GPU attention groups, the routed
-experts spread over the g GPUs, evaluated by roofline.ep_prefill_time_s / ep_decode_step_s and holding
-memory.held_weight_bytes (the rules of `pdfleet estimate`'s dp/ep queries: a shape whose weights do not fit,
-or that spans nodes, is not generated).
+with planning.expert_parallel, the expert-parallel ep = g (g > 1) with dp attention groups for every dp dividing g
+(groups of g/dp tensor-parallel GPUs), the routed experts spread over the g GPUs; a shape whose attention tensor
+parallelism does not divide the heads is left out. Expert-parallel shapes are evaluated by
+roofline.ep_prefill_time_s / ep_decode_step_s and hold memory.held_weight_bytes (the rules of `pdfleet
+estimate`'s dp/ep queries: a shape whose weights do not fit, or that spans nodes, is not generated).
 
 Each predicted profile is an ordinary profile (origin 'roofline') whose tables the roofline fills:
 - prefill: max_tokens_per_s = L / prefill_time(L) at the model's workload input lengths (up to 32 of
@@ -109,18 +110,27 @@ class Job(NamedTuple):
 
 
 def shapes_of(model: S.Model, sku: S.Sku, planning: S.Planning) -> list[tuple[int, int, int]]:
-    """(gpus, dp, ep) shapes to predict on one sku: tensor-parallel (g, 1, 1) for every g in tp_degrees within
-    a node, then for MoE models (with planning.expert_parallel) expert-parallel (g, g, g) for every such g > 1:
-    g attention groups of one GPU (data-parallel attention), the routed experts spread over all g GPUs."""
+    """(gpus, dp, ep) shapes to predict on one sku, g GPUs for every g in planning.tp_degrees within a node:
+    - tensor-parallel (g, 1, 1);
+    - for MoE models, with planning.expert_parallel, every expert-parallel (g, dp, g) with g > 1 and dp dividing
+      g: dp attention groups of g/dp tensor-parallel GPUs, the routed experts spread whole over all g GPUs.
+      dp = g is DP attention over one-GPU groups (SGLang's --enable-dp-attention, TensorRT-LLM's attention DP,
+      the DEPn rows of its perf tables); dp = 1 keeps attention tensor-parallel over g and spreads the experts
+      (vLLM's --enable-expert-parallel); between them, e.g. 8 GPUs as 2 groups of TP4 (SGLang --tp 8 --dp 2
+      --enable-dp-attention).
+    A shape whose attention group's tensor-parallel degree does not divide the attention heads is left out:
+    every rank must hold whole heads (the rule of estimate.cannot_run, which vLLM, SGLang and TensorRT-LLM
+    enforce)."""
     degrees = [g for g in planning.tp_degrees if g <= sku.gpus_per_node]
     out = [(g, 1, 1) for g in degrees]
     if model.moe and planning.expert_parallel:
-        out += [(g, g, g) for g in degrees if g > 1]
-    return out
+        out += [(g, dp, g) for g in degrees if g > 1 for dp in range(1, g + 1) if g % dp == 0]
+    heads = model.heads or 0
+    return [(g, dp, ep) for g, dp, ep in out if not heads or heads % (g // dp) == 0]
 
 
 def _shape_name(gpus: int, dp: int, ep: int) -> str:
-    return f"TP{gpus}" if dp == ep == 1 else f"DP{dp} EP{ep}"
+    return f"TP{gpus}" if dp == ep == 1 else f"TP{gpus // dp} DP{dp} EP{ep}"
 
 
 def predict(fleet: S.Fleet) -> Prediction:

@@ -70,7 +70,8 @@ class Planning(Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     roofline: bool = True  # predict (model, sku, TP) combinations that have no measured profile
     tp_degrees: list[Count] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1, max_length=16)
-    # MoE models: also predict expert-parallel shapes of g GPUs (dp = ep = g, g > 1 from tp_degrees, one node)
+    # MoE models: also predict expert-parallel shapes of g GPUs (ep = g > 1 from tp_degrees, one node; attention
+    # in dp groups of g/dp tensor-parallel GPUs for every dp dividing g)
     expert_parallel: bool = True
     calibration: str | None = None  # roofline efficiencies file (default: data/calibration/default.json)
     # serving engine whose calibration entry predicts roofline candidates (any: the sku's pooled entry)

@@ -113,11 +113,12 @@ def test_expert_parallel_shapes_carry_the_ep_error_band(tmp_path):
     (dep8,) = tep.shape_of(profs, 8, 8, 8)
     (tp8,) = tep.shape_of(profs, 8, 1, 1)
     assert f"decode +{band['error']:.0%}" in dep8.source and f"decode +{tp_err:.0%}" in tp8.source
-    # without a margin DP8/EP8 wins both roles and reports the band; with 'auto' the band makes TP8 cheaper
+    # without a margin expert-parallel shapes win both roles and report the band; with 'auto' the band makes TP8
+    # cheaper
     plain_plan, auto_plan = optimize.run(spec.from_dict(copy.deepcopy(tep.DOC))).plan, optimize.run(fleet).plan
-    assert (plain_plan["dp"] == 8).all() and (auto_plan["dp"] == 1).all()
+    assert (plain_plan["ep"] == 8).all() and (auto_plan["ep"] == 1).all()
     for r in [*plain_plan.itertuples(), *auto_plan.itertuples()]:
-        want = calibrate.role_error(served, r.role, expert_parallel=r.dp > 1)[0]
+        want = calibrate.role_error(served, r.role, expert_parallel=r.ep > 1)[0]
         assert r.prediction_error == pytest.approx(want)
     # a file without the band: EP shapes fall back to the entry's own error
     del data[calibrate.EP_ERROR_KEY]
