@@ -164,6 +164,7 @@ def trtllm_running_batch(kv_cap: float, input_tokens: float, output_tokens: floa
 
 
 SATURATION_RATIO = 0.95  # per-request time kept >= 95 % of the half batch's: the batch did not run at once
+SATURATED_REASON = "offline batch saturated: doubling it did not cut the time per request (ran in waves or preempted)"
 
 
 def saturated_batches(df: pd.DataFrame, series: list, batch: str, time: str) -> pd.Series:
@@ -554,7 +555,9 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     o, ref = _names(off, "model", "gpu_name", src, skus, models)
     refused += ref
     two = o["gpu"].str.contains("2FP8")
-    refused.append(_refuse(o, two, src, "'2FP8' configuration: layout not explained by the source"))
+    # raw_data/8xMi300x-throughput-quark-2fp8/README.md: "For 8xMi300x-throughput with 2fp8 aggregate
+    # 4Mi300x-throughput-quark data" (the 4xMI300X elapsed times with twice the tokens)
+    refused.append(_refuse(o, two, src, "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement"))
     o = o[~two].copy()
     meta_amd = o["sku"].eq("MI300X") & o["gpu"].str.contains("meta")
     refused.append(_refuse(o, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
@@ -569,8 +572,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     refused.append(_refuse(o, waves, src, "offline batch larger than the KV capacity (ran in waves)"))
     series = saturated_batches(o, ["checkpoint", "gpus", "input_len", "output_len"], "batch_size", "elapsed_time")
     slow = series & ~waves
-    refused.append(_refuse(o, slow, src, "offline batch saturated: doubling it did not cut the time per request "
-                                         "(ran in waves or preempted)"))
+    refused.append(_refuse(o, slow, src, SATURATED_REASON))
     o = o[~waves & ~slow]
     e2e = _tidy({
         "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": "vllm", "kind": "e2e",

@@ -76,3 +76,14 @@ def test_saturated_offline_batches_refused_on_the_real_file(dstack405):
     # 8xMI300X keeps gaining up to batch 256 at 128/2048 (131.6 s -> 227.3 s): kept
     e8 = rows[(rows["kind"] == "e2e") & (rows["sku"] == "MI300X") & (rows["tp"] == 8) & (rows["input_tokens"] == 128)]
     assert 256.0 in set(e8["batch"])
+
+
+def test_2fp8_offline_rows_are_the_4x_runs_aggregated(dstack405):
+    off = pd.read_csv(OFFLINE)
+    two = off[off["gpu"].str.contains("2FP8")].set_index(["input_len", "batch_size"])
+    four = off[off["gpu"].str.startswith("4x")].set_index(["input_len", "batch_size"])
+    # same elapsed time, twice the tokens: not a run of their own
+    assert (two["elapsed_time"] == four.loc[two.index, "elapsed_time"]).all()
+    assert (two["total_num_tokens"] == 2 * four.loc[two.index, "total_num_tokens"]).all()
+    _, refused = dstack405
+    assert (refused["reason"] == "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement").sum() == len(two)
