@@ -449,13 +449,26 @@ def _engine_of(text: str) -> str:
     return "unspecified"
 
 
+R1_TRTLLM_BF16_ENGINE = "TensorRT-LLM offline engine built with --dtype bfloat16: weight precision not established"
+
+
 def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
     """dstack DeepSeek-R1 TP8 on 8xH200 and 8xMI300X (SGLang, vLLM, TensorRT-LLM), weights fp8.
 
-    Online 'random' rows: mean TPOT → 'decode', batch by Little's law (≤ max_concurrency), ISL/OSL
-    from the random lengths. Shared-prefix rows are refused (prefix caching changes the KV read).
-    TTFT is refused (max_concurrency ≥ 4 queues the 3200-token prefills). Offline rows → 'e2e' with
-    batch = requests, refused where they exceed the KV capacity. Source 'dstack-r1'.
+    Online 'random' rows: mean TPOT → 'itl', batch by Little's law (≤ max_concurrency), ISL/OSL
+    from the random lengths (fixed: --random-range-ratio 1, so mean TPOT and mean ITL agree). Shared-prefix
+    rows are refused (prefix caching changes the KV read). TTFT is refused (max_concurrency ≥ 4 queues the
+    3200-token prefills). Offline rows → 'e2e' with batch = requests, refused where they exceed the KV
+    capacity. Source 'dstack-r1'.
+    TensorRT-LLM offline rows are refused: Deepseek-R1/README.md (dstack task build-deepseek-r1-engine) converts
+    the checkpoint with `convert_checkpoint.py --dtype bfloat16` and builds with `--gemm_plugin bfloat16` from the
+    TensorRT-LLM deepseek branch, so the fp8 weights read of the other rows is not what the source ran, and its
+    weight precision is not established (all-bf16 weights, 1.34 TB, would not fit 8xH200's 1.13 TB).
+    Kept although the README shows layouts the roofline does not model (refusing them was tried in issue #8's
+    dstack round and raised the held-out decode MAPE of the split, 27.9 → 31.7 %): the SGLang-H200 server ran
+    `--enable-dp-attention` (data-parallel attention) and the TensorRT-LLM server `--ep_size 4` (expert parallel).
+    The offline SGLang runs build their own sgl.Engine (Deepseek-R1/benchmark_throughput.py) with
+    enable_dp_attention off unless passed, and the README's command does not pass it: TP8.
     """
     if skus is None or models is None:
         skus, models = _catalogs()
@@ -477,6 +490,9 @@ def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
     off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_deepseek_r1_h200_mi300x_offline.csv")
     o, ref = _names(off, "model", "gpu_name", src, skus, models)
     refused += ref
+    trt = o["backend"].map(_engine_of).eq("tensorrt-llm")
+    refused.append(_refuse(o, trt, src, R1_TRTLLM_BF16_ENGINE))
+    o = o[~trt].copy()
     o["weight_dtype"] = "fp8"
     o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", "", r.input_len + r.output_len,
                             _engine_of(r.backend)) for r in o.itertuples()]

@@ -87,3 +87,13 @@ def test_2fp8_offline_rows_are_the_4x_runs_aggregated(dstack405):
     assert (two["total_num_tokens"] == 2 * four.loc[two.index, "total_num_tokens"]).all()
     _, refused = dstack405
     assert (refused["reason"] == "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement").sum() == len(two)
+
+
+def test_r1_trtllm_offline_engine_refused():
+    off = pd.read_csv(PERF / "dstack_deepseek_r1_h200_mi300x_offline.csv")
+    rows, refused = ms.read_dstack_r1()
+    assert not ((rows["kind"] == "e2e") & (rows["engine"] == "tensorrt-llm")).any()
+    n_trt = int((off["backend"] == "trt-llm").sum())
+    assert n_trt == 12 and (refused["reason"] == ms.R1_TRTLLM_BF16_ENGINE).sum() == n_trt
+    # the online TensorRT-LLM rows (trtllm-serve, pytorch backend) are kept
+    assert ((rows["kind"] == "itl") & (rows["engine"] == "tensorrt-llm")).sum() == 9
