@@ -530,8 +530,9 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     median 431 ms), while the mean ITL pools every inter-token gap, Σ(E2E − TTFT)/Σ(output − 1): the
     token-weighted time per output token, the one that Little's law (sequences in decode = output tokens/s ×
     time per token) and roofline.online_itl_s describe. ITL gaps are per token here, also under
-    --num-scheduler-steps 15: the median ITL (199 ms at 4xMI300X) is the offline decode step at a like batch
-    (431.6 s / 2048 steps = 211 ms at 256 sequences), not 15 steps. TTFT refused (all rates saturate the server).
+    --num-scheduler-steps 15 (vLLM streams each step's token, --multi-step-stream-outputs defaults on): were a
+    gap 15 steps, the 4xMI300X median ITL of 199 ms would make a step 13 ms, less than the 19.7 ms that reading
+    the 97.43 GiB of weights per GPU takes at 5.3 TB/s. TTFT refused (all rates saturate the server).
     Offline: 'e2e' with batch = batch_size, refused beyond the KV capacity, sized with the weights vLLM
     reported loading (DSTACK_405B_LOADED_GIB_PER_GPU). tp = gpus. Source 'dstack-405b'.
     KV cache bf16 on every row, AMD's '-FP8-KV' checkpoint included: vLLM stores the KV cache in the model
