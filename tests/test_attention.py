@@ -96,3 +96,18 @@ def test_catalog_kv_dtype_reaches_the_shape():
     assert roofline.model_shape_from_catalog(models["gpt-oss-120b"], kv_dtype="fp8").kv_low_precision == 1.0
     hw = roofline.hardware_from_sku(skus["H200-SXM"], 8, "fp8")
     assert (hw.peak_flops_bf16, hw.peak_flops_fp8) == (989.4e12, 1978.9e12)
+
+
+def test_mla_prefill_attention_width_hand():
+    # DeepSeek-V3 prefill, unabsorbed MLA: per (query, key) pair and layer QK 2·128·(128 + 64) + PV 2·128·128
+    # = 81,920 FLOP = 4·d_attn with d_attn = 128·(128 + 64/2) = 20,480 (GQA's 4·heads·head_dim would give 65,536)
+    models = catalog.load_models()
+    ds = roofline.model_shape_from_catalog(models["deepseek-v3"])
+    assert ds.attn_dim == 20_480.0
+    with enable_x64():
+        # L = 4096: 61 layers x 4096²/2 pairs x 81,920 = 4.192e13 FLOP
+        got = float(roofline.prefill_attention_flops(4096.0, ds))
+        assert got == pytest.approx(61 * 4096**2 / 2 * 81_920, rel=1e-12)
+        assert got == pytest.approx(4.1922e13, rel=1e-4)
+    # GQA unchanged: heads x head_dim
+    assert roofline.model_shape_from_catalog(models["llama-3.1-70b"]).attn_dim == 64 * 128.0

@@ -67,7 +67,7 @@ class ModelShape(NamedTuple):
     kv_bytes_per_token: Array  # memory.kv_bytes_per_token
     layers: Array
     hidden_size: Array
-    attn_dim: Array  # heads × head_dim (query width of attention)
+    attn_dim: Array  # heads × head_dim, the mean of the QK and PV widths (prefill_attention_flops)
     expert_bytes: Array = 0.0  # bytes of all routed experts (0 for a dense model)
     experts: Array = 1.0  # routed experts per layer E (1 for dense)
     experts_per_token: Array = 1.0  # routed experts each token picks k (1 for dense)
@@ -199,7 +199,11 @@ def prefill_flops(L, model: ModelShape, batch=1):
 
 def prefill_attention_flops(L, model: ModelShape, batch=1):
     """FLOPs of causal self-attention over a prefill of `batch` requests of L tokens: 2·layers·b·L²·d_attn
-    (DESIGN.md; L²/2 (query, key) pairs per layer, QKᵀ and AV each 2·d_attn per pair). Shapes: [] -> []."""
+    (DESIGN.md; L²/2 (query, key) pairs per layer, QKᵀ 2·d_qk and AV 2·d_v per pair, d_attn = (d_qk + d_v)/2,
+    = heads·head_dim for GQA/MHA). MLA prefill is not absorbed (DeepSeek-V2 paper sec. 2.1.3: the absorption
+    serves decode; SGLang and vLLM prefill DeepSeek with ordinary multi-head attention over the decompressed K
+    and V): queries and keys are head_dim + rope wide (128 + 64), values head_dim (128), so d_attn =
+    heads·(head_dim + rope/2) (model_shape_from_catalog). Shapes: [] -> []."""
     L = jnp.asarray(L, jnp.result_type(float))
     return 2.0 * model.layers * batch * L * L * model.attn_dim
 
@@ -592,7 +596,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         kv_bytes_per_token=float(kv),
         layers=float(model["layers"]),
         hidden_size=float(model["hidden_size"]),
-        attn_dim=float(heads * head_dim),
+        attn_dim=float(heads * (head_dim + (rope / 2.0 if rank else 0.0))),  # MLA's wider QK: prefill_attention_flops
         expert_bytes=float(expert_bytes),
         experts=float(experts),
         experts_per_token=float(k),
