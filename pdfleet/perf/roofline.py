@@ -9,10 +9,12 @@ by `pdfleet.perf.memory` (the builders at the end call it); the kernels only rec
 
 Formulas (DESIGN.md, "Roofline"):
   prefill(L, b)   = ‖F_p / (tp·peak·η_c), Q_p / (tp·bw·η_m)‖_1.5 + comm(b·L) + c0   (prefill_roofline_s)
-      F_p = 2·N_active·b·L + 2·layers·b·L²·d_attn      (causal attention, QK and AV halved)
+      F_p = 2·N_active·b·L + s_a·2·layers·b·L²·d_attn  (causal attention, QK and AV halved)
       Q_p = W(b·L) + b·L·kv                            (weights read once + KV written)
-  decode(B, ctx)  = max(2·N_active·B / (tp·peak·η_c), (W(B) + B·ctx·kv) / (tp·bw·η_m))
-                    + comm(B) + c1 + c_seq·B
+  decode(B, ctx)  = max((2·N_active·B + s_a·A) / (tp·peak·η_c), (W(B) + B·ctx·kv) / (tp·bw·η_m))
+                    + comm(B) + c1 + c_seq·B          (A: decode_attention_flops)
+  s_a             = attention FLOPs in GEMM-rate-equivalent FLOPs: attention runs at the KV cache's precision,
+                    not the weights' (attention_flop_scale; 1 when the two agree)
   comm(T)         = 2·layers all-reduces of T·hidden·act_bytes, each (α–β model: Thakur,
                     Rabenseifner & Gropp 2005; Patarasuk & Yuan 2009; allreduce_time_s)
                     2·log2(tp)·α + 2(tp−1)/tp · size / (link_bw·η_link);  0 at tp = 1.
@@ -53,6 +55,8 @@ class Hardware(NamedTuple):
     link_bw: Array  # B/s of ONE GPU's scale-up link (NVLink/xGMI), one direction
     tp: Array  # GPUs in the instance (tensor-parallel degree)
     low_precision: Array = 0.0  # 1.0 when peak_flops is an fp8/fp4 peak (compute_efficiency picks η_c,lowp)
+    peak_flops_bf16: Array = 0.0  # FLOP/s of ONE GPU at bf16 (attention_flop_scale); 0: attention at peak_flops
+    peak_flops_fp8: Array = 0.0  # FLOP/s of ONE GPU at fp8 (bf16's where the sku has no fp8); 0: as above
 
 
 class ModelShape(NamedTuple):
@@ -63,7 +67,7 @@ class ModelShape(NamedTuple):
     kv_bytes_per_token: Array  # memory.kv_bytes_per_token
     layers: Array
     hidden_size: Array
-    attn_dim: Array  # heads × head_dim (query width of attention)
+    attn_dim: Array  # heads × head_dim, the mean of the QK and PV widths (prefill_attention_flops)
     expert_bytes: Array = 0.0  # bytes of all routed experts (0 for a dense model)
     experts: Array = 1.0  # routed experts per layer E (1 for dense)
     experts_per_token: Array = 1.0  # routed experts each token picks k (1 for dense)
@@ -71,6 +75,7 @@ class ModelShape(NamedTuple):
     attn_flops_per_ctx_token: Array = 0.0  # decode attention FLOPs per query token per context token
     routed_active_params: Array = 0.0  # parameters of the k routed experts a token uses (0 for dense)
     moe_layers: Array = 0.0  # layers with routed experts (0 for dense; layer_overhead_s)
+    kv_low_precision: Array = 0.0  # 1.0 when the KV cache is fp8 or narrower: attention on fp8 tensor cores
 
 
 class Efficiency(NamedTuple):
@@ -188,22 +193,58 @@ def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
 
 
 def prefill_flops(L, model: ModelShape, batch=1):
-    """FLOPs of prefilling `batch` requests of L tokens: 2·N_active·b·L + 2·layers·b·L²·d_attn."""
-    return 2.0 * model.active_params * batch * L + 2.0 * model.layers * batch * L * L * model.attn_dim
+    """FLOPs of prefilling `batch` requests of L tokens: 2·N_active·b·L + prefill_attention_flops(L, b)."""
+    return 2.0 * model.active_params * batch * L + prefill_attention_flops(L, model, batch)
+
+
+def prefill_attention_flops(L, model: ModelShape, batch=1):
+    """FLOPs of causal self-attention over a prefill of `batch` requests of L tokens: 2·layers·b·L²·d_attn
+    (DESIGN.md; L²/2 (query, key) pairs per layer, QKᵀ 2·d_qk and AV 2·d_v per pair, d_attn = (d_qk + d_v)/2,
+    = heads·head_dim for GQA/MHA). MLA prefill is not absorbed (DeepSeek-V2 paper sec. 2.1.3: the absorption
+    serves decode; SGLang and vLLM prefill DeepSeek with ordinary multi-head attention over the decompressed K
+    and V): queries and keys are head_dim + rope wide (128 + 64), values head_dim (128), so d_attn =
+    heads·(head_dim + rope/2) (model_shape_from_catalog). Shapes: [] -> []."""
+    L = jnp.asarray(L, jnp.result_type(float))
+    return 2.0 * model.layers * batch * L * L * model.attn_dim
+
+
+def attention_flop_scale(model: ModelShape, hw: Hardware, eff: Efficiency):
+    """GEMM-rate-equivalent FLOPs of one attention FLOP: (peak·η_c of the instance's GEMMs, hw.peak_flops at the
+    weights' precision) / (peak·η_c at the KV cache's precision). Attention FLOPs are multiplied by it wherever
+    they meet the GEMMs' rate (decode_step_s, prefill_time_s, ep_forward_s).
+
+    Why: the attention kernels multiply the query by the cached K and V at the cache's precision, whatever the
+    weights': FlashAttention-3 (Shah et al. 2024) runs QKᵀ and PV as fp16/bf16 WGMMAs (up to 740 TFLOP/s on
+    H100, 75 % of that peak), or as fp8 ones when Q, K and V are fp8 (close to 1.2 PFLOP/s); FlashMLA
+    (DeepSeek, 2025), the MLA decode kernel of SGLang and vLLM, is a BF16/FP16 kernel over a bf16 latent cache
+    (its README: up to 660 TFLOP/s compute-bound on H800, whose bf16 peak is the H100's 989). So an fp8
+    DeepSeek-V3 or an MXFP4 gpt-oss with a bf16 KV cache runs attention at the bf16 peak, half the fp8 GEMMs'
+    (a quarter of a B200's fp4); an fp8 KV cache runs it at the fp8 peak. η_c is compute_efficiency's at that
+    precision: η_c,lowp when the attention peak exceeds the bf16 one (an fp8 peak), else η_c. 1 where hw carries no per-precision peaks (peak_flops_bf16 = 0:
+    Hardware built by hand) or the cache's precision is the weights'. Shapes: [] -> []."""
+    lowp = jnp.asarray(model.kv_low_precision) > 0
+    attn_peak = jnp.where(lowp, hw.peak_flops_fp8, hw.peak_flops_bf16)
+    attn_hw = hw._replace(low_precision=jnp.where(attn_peak > hw.peak_flops_bf16, 1.0, 0.0))
+    gemm = hw.peak_flops * compute_efficiency(hw, eff)
+    attn = attn_peak * compute_efficiency(attn_hw, eff)
+    return jnp.where(attn_peak > 0, gemm / jnp.where(attn_peak > 0, attn, 1.0), 1.0)
 
 
 def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1):
     """Service time (s) of prefilling `batch` requests of L input tokens each, on one instance.
 
         prefill_roofline_s(F / (tp·peak·η_c), Q / (tp·bw·η_m)) + comm(b·L) + c0 + c_layer·layers
-        F = 2·N_active·b·L + 2·layers·b·L²·d_attn,   Q = W(b·L) + b·L·kv_bytes_per_token
+        F = 2·N_active·b·L + s_a·A_p,   Q = W(b·L) + b·L·kv_bytes_per_token
+    A_p = prefill_attention_flops = 2·layers·b·L²·d_attn, s_a = attention_flop_scale (attention at the KV
+    cache's precision).
     (DESIGN.md "Roofline", whose max(·, ·) prefill_roofline_s replaces by a p-norm, p = 1.5; the L² term is
     causal self-attention, QKᵀ and AV each 2·L²·d / 2.)
     Shapes: L [], batch [] and every field of model/hw/eff [] → [].
     """
     L = jnp.asarray(L, jnp.result_type(float))
     tokens = batch * L
-    flops = prefill_flops(L, model, batch)
+    flops = (2.0 * model.active_params * tokens
+             + attention_flop_scale(model, hw, eff) * prefill_attention_flops(L, model, batch))
     bytes_ = weight_read_bytes(tokens, model, eff) + tokens * model.kv_bytes_per_token
     t_compute = flops / (hw.tp * hw.peak_flops * compute_efficiency(hw, eff))
     t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
@@ -286,11 +327,13 @@ def decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency):
         W(B) = weight_bytes_touched(B) (all weights for dense models),
         K    = B·ctx·kv_bytes_per_token (the KV cache read once per step; includes
                memory.kv_replication: an MLA latent is read by every TP rank),
-        A    = decode_attention_flops(B, ctx) (0 when attn_flops_per_ctx_token is 0).
+        A    = decode_attention_flops(B, ctx) · attention_flop_scale (0 when attn_flops_per_ctx_token is 0;
+               in GEMM-rate-equivalent FLOPs: attention runs at the KV cache's precision).
     Shapes: B [], ctx [], fields [] → [].
     """
     B = jnp.asarray(B, jnp.result_type(float))
-    t = decode_roofline_s(2.0 * model.active_params * B, decode_attention_flops(B, ctx, model),
+    t = decode_roofline_s(2.0 * model.active_params * B,
+                          decode_attention_flops(B, ctx, model) * attention_flop_scale(model, hw, eff),
                           weight_read_bytes(B, model, eff), B * ctx * model.kv_bytes_per_token,
                           hw.tp * hw.peak_flops * compute_efficiency(hw, eff), hw.tp * hw.hbm_bw, eff)
     return (t + allreduce_time_s(B, model, hw, eff) + eff.c_decode_s
@@ -423,24 +466,27 @@ def ep_forward_s(T, att_flops, kv_bytes, model: ModelShape, hw: Hardware, eff: E
 def ep_decode_step_s(B, ctx, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0):
     """Decode step (s) of B sequences at mean context ctx on a (dp, ep) instance of hw.tp GPUs
     (ep_forward_s; `model` built for the attention group's tp = G/dp, so kv_bytes_per_token carries that
-    group's kv_replication):  ep_forward_s(B, A, B·ctx·kv) + c1 + c_seq·B/dp.
+    group's kv_replication):  ep_forward_s(B, s_a·A, B·ctx·kv) + c1 + c_seq·B/dp
+    (A = decode_attention_flops, s_a = attention_flop_scale, as in decode_step_s).
     The per-sequence cost is paid by each attention group for its own B/dp sequences, in parallel: every DP rank
     runs its own scheduler, sampler and block tables (SGLang's DP attention, TensorRT-LLM's attention DP), so the
     instance's step carries one rank's share. Charged on all B it was 44 of a 136 ms DeepSeek-V3 step on 8 H200
     at B = 5,432 (scripts/validate_roofline.py --only ep). Shapes: [] -> []."""
     B = jnp.asarray(B, jnp.result_type(float))
     per_rank = B / jnp.asarray(dp, B.dtype)
-    return (ep_forward_s(B, decode_attention_flops(B, ctx, model), B * ctx * model.kv_bytes_per_token,
+    attn = decode_attention_flops(B, ctx, model) * attention_flop_scale(model, hw, eff)
+    return (ep_forward_s(B, attn, B * ctx * model.kv_bytes_per_token,
                          model, hw, eff, dp, ep, True) + eff.c_decode_s + eff.c_decode_seq_s * per_rank)
 
 
 def ep_prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, ep=1.0, batch=1):
     """Prefill (s) of `batch` requests of L tokens on a (dp, ep) instance: ep_forward_s over b·L tokens with
-    the causal attention FLOPs 2·layers·b·L²·d_attn and the KV written b·L·kv, + c0.  Shapes: [] -> []."""
+    the causal attention FLOPs s_a·prefill_attention_flops (as in prefill_time_s) and the KV written b·L·kv,
+    + c0.  Shapes: [] -> []."""
     L = jnp.asarray(L, jnp.result_type(float))
     T = batch * L
-    return (ep_forward_s(T, 2.0 * model.layers * batch * L * L * model.attn_dim, T * model.kv_bytes_per_token,
-                         model, hw, eff, dp, ep, False) + eff.c_prefill_s)
+    attn = prefill_attention_flops(L, model, batch) * attention_flop_scale(model, hw, eff)
+    return (ep_forward_s(T, attn, T * model.kv_bytes_per_token, model, hw, eff, dp, ep, False) + eff.c_prefill_s)
 
 
 # --- the one vmap over candidates ------------------------------------------------------------
@@ -491,7 +537,8 @@ def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardwar
 
     tflops_* are TFLOP/s (dense), hbm_tbps TB/s (1e12 B/s), link_gbps GB/s per GPU one direction
     (1e9 B/s; data/catalog/skus.yaml). A missing link (single-GPU parts) gets 1e9 B/s, which only
-    matters if such a part is used with tp > 1.
+    matters if such a part is used with tp > 1. peak_flops_bf16 / peak_flops_fp8 (the fp8 peak falling back to
+    bf16's) price attention at the KV cache's precision (attention_flop_scale), whatever `precision` is.
     """
     link = sku.get("link_gbps") or 1.0
     return Hardware(
@@ -500,6 +547,8 @@ def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardwar
         link_bw=float(link) * 1e9,
         tp=float(tp),
         low_precision=1.0 if peak_precision(sku, precision) in ("fp8", "fp4") else 0.0,
+        peak_flops_bf16=peak_flops_of(sku, "bf16"),
+        peak_flops_fp8=peak_flops_of(sku, "fp8"),
     )
 
 
@@ -510,6 +559,8 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
 
     MoE split (from the catalog's params_b, active_params_b, experts E, experts_per_token k):
     one routed expert has e = (total − active)/(E − k) parameters, all routed experts E·e.
+    Attention precision: kv_low_precision = 1 for a KV cache of 1 byte or less (fp8/int8/fp4;
+    attention_flop_scale).
     """
     wd = weight_dtype or model.get("weight_dtype") or "bf16"
     kd = kv_dtype or model.get("kv_dtype") or "bf16"
@@ -545,7 +596,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         kv_bytes_per_token=float(kv),
         layers=float(model["layers"]),
         hidden_size=float(model["hidden_size"]),
-        attn_dim=float(heads * head_dim),
+        attn_dim=float(heads * (head_dim + (rope / 2.0 if rank else 0.0))),  # MLA's wider QK: prefill_attention_flops
         expert_bytes=float(expert_bytes),
         experts=float(experts),
         experts_per_token=float(k),
@@ -553,6 +604,7 @@ def model_shape_from_catalog(model: Mapping, weight_dtype: str | None = None, kv
         attn_flops_per_ctx_token=float(attn_flops),
         routed_active_params=k * per_expert_b * 1e9 if expert_bytes else 0.0,
         moe_layers=float(model["layers"]) if expert_bytes else 0.0,
+        kv_low_precision=1.0 if kbytes <= 1.0 else 0.0,
     )
 
 
