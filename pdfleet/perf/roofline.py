@@ -508,7 +508,7 @@ ep_decode_step_s_batched = jax.jit(over_candidates(ep_decode_step_s))  # ([C], [
 # --- builders from catalog records (plain Python, run once at the edge) ----------------------
 
 PEAK_FIELD = {"bf16": "tflops_bf16", "fp8": "tflops_fp8", "fp4": "tflops_fp4"}
-PEAK_ORDER = {"fp4": ["fp4", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"]}  # fallbacks (peak_precision)
+PEAK_ORDER = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"]}  # fallbacks
 
 
 def compute_precision(weight_dtype: str) -> str:
@@ -517,14 +517,7 @@ def compute_precision(weight_dtype: str) -> str:
 
 
 def peak_precision(sku: Mapping, precision: str = "bf16") -> str | None:
-    """The precision whose listed TFLOP/s serve `precision`: itself, else bf16; None if none.
-
-    4-bit weights on a GPU without fp4 tensor cores run weight-only (W4A16): the kernels dequantize the weights
-    to bf16 in registers and multiply bf16 activations on the bf16 tensor cores, so the bf16 peak serves them, not
-    the fp8 one (vLLM's MXFP4 MoE path on Hopper, Marlin / triton matmul_ogs, and TensorRT-LLM's W4A16 MXFP4 for
-    gpt-oss on Hopper; W4A8 would need fp8 activations the checkpoints do not carry). Held out against the fp8
-    fallback (scripts/validate_roofline.py): model=gpt-oss throughput 58.9 → 37.8 % (decode 24.7 → 25.5),
-    engine=tensorrt-llm 26.7/16.4 → 26.0/13.4, the EP check 46.7 → 44.1 (worst 128 → 103 %, gpt-oss on H100)."""
+    """The precision whose listed TFLOP/s serve `precision`: itself, else fp4 → fp8 → bf16; None if none."""
     for p in PEAK_ORDER.get(precision, ["bf16"]):
         if sku.get(PEAK_FIELD[p]):
             return p
