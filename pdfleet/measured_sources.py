@@ -238,10 +238,7 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
 
 
 EP_COLUMNS = ["source", "doc_version", "model", "sku", "gpus", "tp", "dp", "ep", "weight_dtype", "kv_dtype",
-              "input_tokens", "output_tokens", "batch", "tokens_per_s_per_gpu", "time_s", "adp_balance"]
-# Models whose DEPn rows the page ran with TensorRT-LLM's ADP balance (its DeepSeek R1 llm_options: attention_dp_config
-# enable_balance: true, timeout_iters 60); the Qwen3 MoE and GPT-OSS options enable attention DP without it.
-ADP_BALANCED_MODELS = ("deepseek-v3",)
+              "input_tokens", "output_tokens", "batch", "tokens_per_s_per_gpu", "time_s"]
 
 
 # Requests per (ISL, OSL) dataset of the newest perf-overview page ("Preparing a Dataset": 1024/1024 3000, 8192/1024 and
@@ -369,9 +366,6 @@ def read_trtllm_ep(path=None, skus=None, models=None):
         ModelOpt FP8/FP4 checkpoints with FP8 KV scales) → fp8 as in read_trtllm_throughput (ASSUMPTION).
         Weights: the table's precision (FP8 → fp8, FP4 → fp4, applied to every parameter: NVFP4 checkpoints
         keep attention in higher precision, a few % of the bytes); gpt-oss keeps its catalog MXFP4 weights.
-      - adp_balance: 1.0 where the page's llm_options turn on ADP balance (attention_dp_config enable_balance: the
-        DeepSeek R1 rows, ADP_BALANCED_MODELS), else 0.0 (Qwen3 MoE, GPT-OSS: enable_attention_dp alone), read by
-        predicted.ep_offline_batch_s (roofline.adp_context_stall_s).
       - refused with a reason: model or sku not in the catalogs (GB200, RTX 6000, Llama 4), PP > 1, a dense
         model (nothing to spread), more GPUs than a node, or weights that do not fit (B < 1).
     """
@@ -423,7 +417,6 @@ def read_trtllm_ep(path=None, skus=None, models=None):
         "input_tokens": g["input_tokens"].astype(float), "output_tokens": g["output_tokens"].astype(float),
         "batch": g["batch"], "tokens_per_s_per_gpu": g["tput"],
         "time_s": g["batch"] * g["output_tokens"] / (g["tput"] * g["gpus"]),
-        "adp_balance": g["model"].isin(ADP_BALANCED_MODELS).astype(float),
     }, columns=EP_COLUMNS)
     return out.reset_index(drop=True), _concat_refused(refused)
 

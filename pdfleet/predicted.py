@@ -374,22 +374,18 @@ def mlperf_offline_check(calibration=None, input_tokens: float | None = None, pe
 # --- offline throughput of expert-parallel instances (TensorRT-LLM DEPn rows; scripts/validate_roofline.py) -----
 
 
-def ep_offline_batch_s(batch, input_tokens, output_tokens, model, hw, eff, dp, ep, adp_balance=1.0):
+def ep_offline_batch_s(batch, input_tokens, output_tokens, model, hw, eff, dp, ep):
     """Time (s) of one offline batch of `batch` requests on a (dp, ep) instance: the expert-parallel counterpart of
     roofline.e2e_latency_s (pdfleet.calibrate's 'e2e' kind), the prefill of the batch then L_out decode steps at the
     mean context:
         ep_prefill_time_s(L_in, batch=b, dp, ep) + L_out · ep_decode_step_s(b, L_in + L_out/2, dp, ep)
-        + (1 − adp_balance) · adp_context_stall_s(L_in, batch=b, dp)
-    adp_balance: 1 when the engine aligns the ranks' context phases (TensorRT-LLM's attention_dp_config
-    enable_balance), 0 when each rank starts its contexts on its own and the others wait for them
-    (roofline.adp_context_stall_s). `model` built for the attention group's tp = hw.tp / dp. Shapes: [] -> [].
-    (Its home would be beside roofline.e2e_latency_s; kept here while roofline.py is edited elsewhere.)"""
+    `model` built for the attention group's tp = hw.tp / dp. Shapes: [] -> []. (Its home would be beside
+    roofline.e2e_latency_s; kept here while roofline.py is edited elsewhere.)"""
     from pdfleet.perf import roofline
 
     ctx = mean_context(input_tokens, output_tokens)
     return (roofline.ep_prefill_time_s(input_tokens, model, hw, eff, dp, ep, batch)
-            + output_tokens * roofline.ep_decode_step_s(batch, ctx, model, hw, eff, dp, ep)
-            + (1.0 - adp_balance) * roofline.adp_context_stall_s(input_tokens, model, hw, eff, dp, batch))
+            + output_tokens * roofline.ep_decode_step_s(batch, ctx, model, hw, eff, dp, ep))
 
 
 _EP_KERNELS: dict = {}
@@ -416,8 +412,7 @@ def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
     (default the shipped file, fitted on tensor-parallel rows only: these rows are never fitted). The shape is the
     row's dp = ep = gpus, attention groups of tp = 1 (roofline.model_shape_from_catalog at tp 1 and the row's weight
     and KV dtypes; roofline.hardware_from_sku of the gpus at the weights' compute precision).
-    Columns: model, sku, gpus, dp, ep, weight_dtype, kv_dtype, input_tokens, output_tokens, batch, adp_balance (the
-    reader's; 0 charges ep_offline_batch_s the ranks' serial contexts), fit, measured and
+    Columns: model, sku, gpus, dp, ep, weight_dtype, kv_dtype, input_tokens, output_tokens, batch, fit, measured and
     predicted (output tokens/s PER GPU), error (predicted / measured − 1), ideal (tokens/s per GPU of the same
     kernel at efficiencies 1 and no overheads: a measured value above it means the batch mapping is wrong),
     prefill_share (the prefill's share of the predicted batch time) and, for one decode step at the mean context
@@ -446,8 +441,7 @@ def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
         no_fixed = eff._replace(c_decode_s=0.0, c_decode_seq_s=0.0, c_layer_s=0.0)
         lay = (float(r.dp), float(r.ep))
         io = (float(r.batch), r.input_tokens, r.output_tokens)
-        bal = (float(r.adp_balance),)
-        args += [io + (shape, hw, eff) + lay + bal, io + (shape, hw, ideal) + lay + bal]
+        args += [io + (shape, hw, eff) + lay, io + (shape, hw, ideal) + lay]
         ctx = float(mean_context(r.input_tokens, r.output_tokens))
         steps += [(float(r.batch), ctx, shape, hw, eff) + lay,
                   (float(r.batch), ctx, shape, hw, no_fixed) + lay,
@@ -463,7 +457,7 @@ def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
                     for r, a in zip(table.itertuples(), args[::2])])
     per_gpu = table["batch"].to_numpy() * table["output_tokens"].to_numpy() / table["gpus"].to_numpy()
     out = table[["model", "sku", "gpus", "dp", "ep", "weight_dtype", "kv_dtype", "input_tokens", "output_tokens",
-                 "batch", "adp_balance"]].copy()
+                 "batch"]].copy()
     out["fit"] = [r["fit"] for r in rows]
     out["measured"] = table["tokens_per_s_per_gpu"].to_numpy()
     out["predicted"] = per_gpu / t[:, 0]

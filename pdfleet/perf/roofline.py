@@ -379,35 +379,6 @@ def alltoall_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency, ep
     return jnp.where(ep > 1.0, model.layers * per_layer, 0.0)
 
 
-def adp_context_stall_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, dp=1.0, batch=1):
-    """Time (s) a (dp, ep) instance loses when its attention-DP ranks run their context phases one after another
-    instead of together, over a prefill of `batch` requests of L tokens split evenly over the dp groups:
-        (dp − 1) · t_a,   t_a = prefill_roofline_s(F_a / (peak·η_c), Q_a / (bw·η_m)) of ONE GPU of one group,
-        F_a = (2·(N_active − N_routed)·b·L + 2·layers·b·L²·d_attn) / G,   Q_a = (W − W_e) / tp_a + b·L·kv / G
-    (the attention and dense share of ep_forward_s's prefill: T = b·L tokens, G = hw.tp, tp_a = G/dp). 0 at dp = 1.
-    Why: every MoE layer's all-to-all synchronises the ranks, so an iteration lasts as long as its slowest rank, and
-    with in-flight batching a rank that takes a new request runs its context phase while the others decode: the
-    others wait. TensorRT-LLM's ADP Balance blog (NVIDIA TensorRT-LLM tech blog 10, "ADP Balance Strategy", its
-    "Baseline Behavior" analysis) models exactly this: contexts processed one rank after another, N iterations of
-    time(ctx) where balanced scheduling pays one; the experts' share of the contexts is spread over all GPUs in
-    either case, so only the attention/dense part repeats, dp − 1 times beyond ep_prefill_time_s's parallel one.
-    The blog measures balance ratios of 54 % without and 88 % with its coordinated waiting (DeepSeek-V3 on 8 GB200,
-    DP8/EP8): the sequential form is its baseline's worst case, stated. Not part of a disaggregated plan's
-    instances (a prefill instance's ranks all run contexts, a decode instance none): only offline/in-flight
-    batches charge it (predicted.ep_offline_batch_s). Shapes: [] -> []."""
-    f = jnp.result_type(float)
-    L = jnp.asarray(L, f)
-    G, dp = jnp.asarray(hw.tp, f), jnp.asarray(dp, f)
-    T = batch * L
-    flops = (2.0 * (model.active_params - model.routed_active_params) * T
-             + 2.0 * model.layers * batch * L * L * model.attn_dim) / G
-    bytes_ = (model.weight_bytes - model.expert_bytes) * dp / G + T * model.kv_bytes_per_token / G
-    one = hw._replace(tp=1.0)
-    t_a = prefill_roofline_s(flops / (one.peak_flops * compute_efficiency(one, eff)),
-                             bytes_ / (one.hbm_bw * eff.eta_memory))
-    return (dp - 1.0) * t_a
-
-
 def ep_forward_s(T, att_flops, kv_bytes, model: ModelShape, hw: Hardware, eff: Efficiency, dp, ep, decode_step: bool):
     """Compute, memory and communication time (s) of one forward pass of an instance of G = hw.tp GPUs laid
     out as dp attention groups of tp_a = G/dp tensor-parallel GPUs, the routed experts spread whole over
