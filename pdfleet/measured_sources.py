@@ -267,6 +267,100 @@ EP_COLUMNS = ["source", "doc_version", "model", "sku", "gpus", "tp", "dp", "ep",
               "input_tokens", "output_tokens", "batch", "tokens_per_s_per_gpu", "time_s"]
 
 
+# Requests per (ISL, OSL) dataset of the newest perf-overview page ("Preparing a Dataset": 1024/1024 3000, 8192/1024 and
+# 1024/8192 1500, 32768/1024 and 1024/32768 1000); 1000/1000 is the v1.0 page's row of the same table (3000).
+TRTLLM_PERF_REQUESTS = {(1000, 1000): 3000, (1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500,
+                        (32768, 1024): 1000, (1024, 32768): 1000}
+TRTLLM_DEFAULT_SETTINGS = (2048, 8192)  # BuildConfig's max_batch_size, max_num_tokens: trtllm-bench's untuned quants
+
+
+def trtllm_bench_settings(model: dict, sku: dict, gpus: int, weight_dtype: str, kv_dtype: str, input_tokens: float,
+                          output_tokens: float) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) trtllm-bench's PyTorch path picks when the command gives none
+    (tensorrt_llm/bench/benchmark/utils/general.py get_settings -> bench/build/tuning.py calc_engine_setting and
+    finetune_setting), for `--tp gpus`, pp 1 and kv_cache_free_gpu_mem_fraction 0.9 (the CLI default):
+        KV/token (GiB) = 2·layers·max(gpus, kv_heads)·head_size·kv_bytes / 2^30   (head_size: the HF config's head_dim,
+                         else hidden/heads: MLA configs list none, so DeepSeek's is 7168/128 = 56)
+        requests       = 0.9·(gpus·memory − params·weight_bytes/2^30) / (KV/token · (ISL + OSL))
+        max_batch      = requests (≤ 4096) rounded up: < 256 to 32s (at least 64), < 1024 to 128s, else to 256s
+        max_tokens     = max_batch·(1 + ISL/OSL) (≤ 32768) rounded up: < 4096 to 256s (at least 2048), < 8192 to
+                         512s, else to 1024s; then at least ISL + max_batch (chunked prefill off)
+    params: the checkpoint's safetensors element count. FP8 checkpoints: the catalog's params (DeepSeek-R1-0528's
+    page lists 685B with its MTP layer, 2 % more); NVFP4 (ModelOpt): the routed experts pack two weights per
+    element plus one FP8 scale per 16, the rest as is (DeepSeek: 385B, nvidia/DeepSeek-R1-NVFP4's page lists 397B).
+    Weight bytes: 1 (FP8), 0.5 (NVFP4). memory: the catalog's memory_gib (NVML's total in GiB: 79.6/140.4/179.1 on
+    H100/H200/B200). Quantizations the heuristic does not tune (gpt-oss's MXFP4) get TRTLLM_DEFAULT_SETTINGS.
+    With attention DP every rank schedules up to max_batch requests and max_tokens tokens per iteration itself
+    (pyexecutor: total_max_num_active_requests = tp_size · max_num_active_requests)."""
+    if model.get("weight_dtype") == "fp4" and not weight_dtype:  # catalog MXFP4 (gpt-oss): not a tuned quant
+        bs, tok = TRTLLM_DEFAULT_SETTINGS
+        return bs, max(tok, int(input_tokens) + bs)
+    params = float(model["params_b"]) * 1e9
+    experts, k = float(model.get("experts") or 0), float(model.get("experts_per_token") or 0)
+    active = float(model.get("active_params_b") or model["params_b"]) * 1e9
+    if weight_dtype == "fp4" and experts > 1:
+        routed = experts * (params - active) / (experts - k)
+        params = params - routed + routed * (0.5 + 1.0 / 16.0)
+    wbytes = {"fp8": 1.0, "fp4": 0.5}.get(weight_dtype, 2.0)
+    heads = int(model["heads"])
+    head = model["hidden_size"] // heads if model.get("kv_lora_rank") else int(model.get("head_dim") or
+                                                                                 model["hidden_size"] // heads)
+    kv_heads = int(model.get("kv_heads") or heads)
+    per_token = 2.0 * model["layers"] * max(gpus, kv_heads) * head * (1.0 if kv_dtype == "fp8" else 2.0) / 1024**3
+    free = gpus * float(sku["memory_gib"]) - params * wbytes / 1024**3
+    requests = MEMORY_FRACTION * free / (per_token * (input_tokens + output_tokens))
+    raw_bs = min(requests, TRTLLM_MAX_BATCH)
+    raw_tok = min(raw_bs * (1.0 + input_tokens / output_tokens), TRTLLM_MAX_NUM_TOKENS)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_tok < 4096:
+        tok = max(2048, 256 * math.ceil(raw_tok / 256))
+    elif raw_tok < 8192:
+        tok = 512 * math.ceil(raw_tok / 512)
+    else:
+        tok = 1024 * math.ceil(raw_tok / 1024)
+    return int(bs), int(max(tok, int(input_tokens) + bs))
+
+
+def offline_mean_batch(requests: int, max_batch: int, max_tokens: int, input_tokens: int, output_tokens: int):
+    """(mean running batch, iterations) of ONE scheduler that is given `requests` equal requests at once:
+    trtllm-bench's offline run as TensorRT-LLM's in-flight batching schedules it (FCFS, GUARANTEED_NO_EVICT, chunked
+    prefill off): an iteration runs one decode token of every running request plus as many new contexts of ISL
+    tokens as fit in max_tokens and in max_batch running requests; a context iteration emits a request's first
+    output token, OSL − 1 decode iterations follow. Mean batch = requests·OSL / iterations: a run of K iterations
+    then costs what K iterations at that batch cost (decode steps about linear in the batch), so the check's
+    prefill(B) + OSL·step(B) per B requests holds with B = that mean. It carries the ramp (contexts admitted
+    max_tokens at a time) and the tail (a last wave of fewer requests) of a finite dataset, both of which a
+    steady-state batch leaves out. Event-driven: iterations where nothing is admitted are skipped to the next
+    finish."""
+    from collections import Counter
+
+    finish, running, queued, done, it = Counter(), 0, int(requests), 0, 0
+    while done < requests:
+        it += 1
+        room = min(max_batch - running, (max_tokens - running) // max(input_tokens, 1), queued)
+        new = max(room, 0)
+        if new:
+            queued -= new
+            if output_tokens <= 1:
+                done += new
+            else:
+                finish[it + output_tokens - 1] += new
+                running += new
+        ended = finish.pop(it, 0)
+        running -= ended
+        done += ended
+        if not new and not ended and finish:  # nothing can start until a request ends
+            nxt = min(finish)
+            if queued == 0 or running >= max_batch or max_tokens - running < input_tokens:
+                it = nxt - 1
+    return requests * output_tokens / it, it
+
+
 def read_trtllm_ep(path=None, skus=None, models=None):
     """TensorRT-LLM perf-overview rows with attention data parallelism + expert parallelism ('DEPn') → a
     VALIDATION table of the expert-parallel roofline (predicted.ep_throughput_check), never fit rows:
@@ -280,13 +374,18 @@ def read_trtllm_ep(path=None, skus=None, models=None):
         refused: the roofline has no pipeline stages. A 'DEPn' whose n is not the row's gpus is refused too.
       - measured throughput: the page prints output tokens/s PER GPU; the instance's is that × gpus.
       - running batch (instance-wide, B sequences summed over the dp groups): each attention-DP rank has its own
-        KV cache and scheduler, so B = dp · trtllm_running_batch(KV capacity of one group, ISL, OSL), the
-        group's capacity from kv_capacity(tp=1, dp=n, engine 'tensorrt-llm') / n (weights held per
-        memory.held_weight_bytes: attention and dense part on every GPU, experts once). ASSUMPTION: trtllm-bench's
-        max_batch_size / max_num_tokens caps (tensorrt_llm/bench/build/tuning.py, sized from the whole
-        instance) bind per attention-DP rank, as the PyTorch executor schedules each rank's requests itself;
-        the KV capacity is reached before the per-rank 4096 cap on every catalog row. The page says it "in
-        many cases" raised kv_cache_free_gpu_mem_fraction to 0.95; the 0.9 default (MEMORY_FRACTION) is kept.
+        KV cache and scheduler and gets an even share n = N/dp of the run's N requests (TRTLLM_PERF_REQUESTS, the
+        page's dataset sizes: a finite run, not a steady state). B = dp · offline_mean_batch(n, min(max_batch, KV
+        capacity of one group), max_tokens, ISL, OSL): the mean running batch of that rank's run with its ramp and
+        tail, (max_batch, max_tokens) = trtllm_bench_settings (the bench's own heuristic for --tp n, bound per rank),
+        the group's KV capacity from kv_capacity(tp=1, dp=n, engine 'tensorrt-llm') / n (weights held per
+        memory.held_weight_bytes: attention and dense part on every GPU, experts once). Until issue #8's sixth round
+        B was dp · the KV capacity (capped by trtllm_running_batch), up to 1.8x the run's 3000 requests and 3-4x
+        trtllm-bench's max_batch for DeepSeek. The page says it "in many cases" raised
+        kv_cache_free_gpu_mem_fraction to 0.95; the 0.9 default (MEMORY_FRACTION) is kept: where a rank's KV
+        capacity falls just short of n (Qwen3 on B200 at 1024/1024: 734 of 750) the last few requests run a second
+        wave of their own, which 0.95 would avoid (ASSUMPTION, stated). Pairs without a published dataset size keep
+        the steady-state batch.
         time_s = B·OSL / (tokens/s per GPU · gpus), as for the TP rows.
       - KV dtype from the page's llm_options: DeepSeek-R1 'kv_cache_config: dtype fp8' → fp8; GPT-OSS fp8 on
         Blackwell but 'Hopper: use auto' → the catalog's KV dtype (bf16) on H100/H200; Qwen3 (no kv option,
@@ -323,7 +422,15 @@ def read_trtllm_ep(path=None, skus=None, models=None):
     for r in df.itertuples():
         cap = kv_capacity(models[r.model], skus[r.sku], 1, r.weight_dtype, r.kv_dtype,
                           r.input_tokens + r.output_tokens, "tensorrt-llm", dp=r.gpus)
-        batch.append(r.gpus * trtllm_running_batch(cap // r.gpus, r.input_tokens, r.output_tokens))
+        n = TRTLLM_PERF_REQUESTS.get((int(r.input_tokens), int(r.output_tokens)))
+        if n is None or cap < 1:  # no published dataset size: the steady-state batch
+            batch.append(r.gpus * trtllm_running_batch(cap // r.gpus, r.input_tokens, r.output_tokens))
+            continue
+        bs, tok = trtllm_bench_settings(models[r.model], skus[r.sku], r.gpus, r.weight_dtype, r.kv_dtype,
+                                        r.input_tokens, r.output_tokens)
+        per_rank = min(bs, cap // r.gpus)
+        mean, _ = offline_mean_batch(math.ceil(n / r.gpus), per_rank, tok, int(r.input_tokens), int(r.output_tokens))
+        batch.append(r.gpus * mean)
     df["batch"] = np.asarray(batch, float)
     nofit = df["batch"] < 1
     refused.append(_refuse(df, nofit, src, "model does not fit the instance (catalog memory)"))

@@ -47,7 +47,7 @@ def test_reader_maps_dep_rows_and_refuses_with_reasons(csv):
     assert (tp_refused["reason"] == "pipeline or attention-DP/expert parallel (roofline models TP only)").sum() == 4
 
 
-def test_dp_batch_is_each_attention_groups_kv_capacity_by_hand(csv):
+def test_dp_batch_is_the_runs_mean_batch_under_each_groups_kv_capacity_by_hand(csv):
     table, _ = ms.read_trtllm_ep(csv)
     r = table[table["model"] == "qwen3-235b-a22b"].iloc[0]
     # Qwen3-235B-A22B fp8 on 4 H200 (141 GiB) as DP4/EP4: 128 routed experts of (235 - 22) / (128 - 8) B params each;
@@ -57,11 +57,17 @@ def test_dp_batch_is_each_attention_groups_kv_capacity_by_hand(csv):
     per_group_weights = (w + 3 * (w - w_e)) / 4
     free = 0.9 * (141 * GIB - per_group_weights)  # TensorRT-LLM: 0.9 of what the weights leave, per GPU
     per_seq = 2 * 94 * 4 * 128 * 1 * 2000  # K and V, 94 layers, 4 KV heads (not replicated at tp 1), fp8, 2000 tokens
-    per_group = math.floor(free / per_seq)  # far below the 4096 and 32768 / 2 token caps
-    assert r["batch"] == 4 * per_group
-    assert ms.kv_capacity(catalog.load_models()["qwen3-235b-a22b"], catalog.load_skus()["H200-SXM"], 1, "fp8", "fp8",
-                          2000, "tensorrt-llm", dp=4) == 4 * per_group
-    assert r["time_s"] == pytest.approx(4 * per_group * 1000 / (3288.0 * 4), rel=1e-12)
+    per_group = math.floor(free / per_seq)
+    models, skus = catalog.load_models(), catalog.load_skus()
+    assert ms.kv_capacity(models["qwen3-235b-a22b"], skus["H200-SXM"], 1, "fp8", "fp8", 2000, "tensorrt-llm",
+                          dp=4) == 4 * per_group
+    # the run's batch: 3000 requests, 750 per rank, at most min(trtllm-bench's max_batch, the KV capacity) running
+    # (tests/test_ep_schedule.py pins trtllm_bench_settings and offline_mean_batch by hand)
+    bs, tok = ms.trtllm_bench_settings(models["qwen3-235b-a22b"], skus["H200-SXM"], 4, "fp8", "fp8", 1000, 1000)
+    assert bs > per_group  # the KV cache binds
+    mean, _ = ms.offline_mean_batch(750, per_group, tok, 1000, 1000)
+    assert r["batch"] == pytest.approx(4 * mean, rel=1e-12) and mean < per_group
+    assert r["time_s"] == pytest.approx(4 * mean * 1000 / (3288.0 * 4), rel=1e-12)
 
 
 def test_prediction_is_the_ep_roofline_by_hand(csv):
