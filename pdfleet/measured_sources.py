@@ -22,19 +22,20 @@ Mapping decisions shared by all readers:
     backend the container ran).
 
 How each kind of measurement becomes a row:
-  - offline max-throughput (trtllm-bench): kind 'e2e' with batch = the running batch the engine
-    could hold, `trtllm_running_batch`: B = min(KV capacity, TRTLLM_MAX_BATCH, TRTLLM_MAX_NUM_TOKENS /
-    (1 + ISL/OSL)), where the KV capacity is floor((0.9·tp·memory − weights) / (kv_bytes_per_token ·
-    (ISL + OSL))) (sequences reserved at full length, as TensorRT-LLM's scheduler does with its default
-    GUARANTEED_NO_EVICT policy). The two caps are trtllm-bench's own build heuristic
-    (NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py, calc_engine_setting / finetune_setting, same
-    rule in the v0.1x and 1.x versions): max batch = min(KV requests, 4096) and max tokens per iteration =
-    min(max batch · (1 + ISL/OSL), 32768); in steady state an iteration carries B decode tokens plus the
-    prefills of the B/OSL requests that replace finished ones, B·(1 + ISL/OSL) tokens, so the token cap
-    bounds B when prompts are long. The exact batch of each published run is still not printed, so this
-    is the engine's rule, not a measurement. (Until issue #8's second round the cap was an assumed 2048
-    without the token bound.) time_s = B·OSL / output tokens/s: the time one batch of B requests takes
-    at the measured throughput. Rows where the model does not fit (B < 1) are refused.
+  - offline max-throughput (trtllm-bench): kind 'e2e' with batch = the mean running batch of the published run,
+    `trtllm_tp_batch` (`read_trtllm_ep` per attention-DP rank): the page's request count for the lengths
+    (TRTLLM_PERF_REQUESTS, its $num_requests table) scheduled by `offline_mean_batch` (in-flight batching,
+    GUARANTEED_NO_EVICT: contexts admitted as max_num_tokens and max_batch_size allow, a ramp, a steady state and
+    a tail) under trtllm-bench's own settings (`trtllm_bench_settings`: NVIDIA/TensorRT-LLM
+    tensorrt_llm/bench/build/tuning.py, calc_engine_setting / finetune_setting, same rule in the v0.1x and 1.x
+    versions), the batch also bound by the KV capacity floor((0.9·tp·memory − weights) / (kv_bytes_per_token ·
+    (ISL + OSL))) (sequences reserved at full length). Lengths the table does not list (1024/2048 of the v0.20
+    page) keep the steady-state `trtllm_running_batch`: B = min(KV capacity, TRTLLM_MAX_BATCH,
+    TRTLLM_MAX_NUM_TOKENS / (1 + ISL/OSL)). The exact batch of each published run is still not printed, so this
+    is the engine's rule, not a measurement. (Until issue #8's seventh round every row took the steady-state
+    batch, which leaves out the ramp and the tail and ignores the bench's batch cap; before the second round the
+    cap was an assumed 2048 without the token bound.) time_s = B·OSL / output tokens/s: the time one batch of B
+    requests takes at the measured throughput. Rows where the model does not fit (B < 1) are refused.
   - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
     when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
     The same test refuses LLM-Inference-Bench batches (read_everything, refuse_lib_waves).
@@ -217,6 +218,22 @@ def _concat_refused(parts) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REFUSED_COLUMNS)
 
 
+def trtllm_tp_batch(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype: str, input_tokens: float,
+                    output_tokens: float) -> float:
+    """Mean running batch of a tensor-parallel trtllm-bench offline run of the perf-overview page: the run's
+    TRTLLM_PERF_REQUESTS requests scheduled by offline_mean_batch under trtllm-bench's own (max_batch_size,
+    max_num_tokens) (trtllm_bench_settings for --tp tp), the batch also bound by the KV capacity
+    (kv_capacity, engine 'tensorrt-llm'); the same rule read_trtllm_ep applies per attention-DP rank. Lengths
+    the page's request table does not list fall back to the steady-state trtllm_running_batch. 0 when nothing
+    fits."""
+    cap = kv_capacity(model, sku, tp, weight_dtype, kv_dtype, input_tokens + output_tokens, "tensorrt-llm")
+    requests = TRTLLM_PERF_REQUESTS.get((int(input_tokens), int(output_tokens)))
+    if cap < 1 or requests is None:
+        return trtllm_running_batch(cap, input_tokens, output_tokens)
+    bs, tok = trtllm_bench_settings(model, sku, tp, weight_dtype, kv_dtype, input_tokens, output_tokens)
+    return float(offline_mean_batch(requests, min(bs, cap), tok, int(input_tokens), int(output_tokens))[0])
+
+
 def read_trtllm_throughput(path=None, skus=None, models=None):
     """TensorRT-LLM perf-overview offline max-throughput tables (4 doc versions) → 'e2e' rows.
 
@@ -241,13 +258,8 @@ def read_trtllm_throughput(path=None, skus=None, models=None):
     df.loc[df["model"].str.startswith("gpt-oss"), "weight_dtype"] = ""
     quant = df["precision"].map(PRECISION).isin(["fp8", "fp4"])
     df["kv_dtype"] = np.where(quant, "fp8", "")
-    caps = [
-        trtllm_running_batch(kv_capacity(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
-                                         r.input_tokens + r.output_tokens, "tensorrt-llm"),
-                             r.input_tokens, r.output_tokens)
-        for r in df.itertuples()
-    ]
-    df["batch"] = np.asarray(caps, float)
+    df["batch"] = [trtllm_tp_batch(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
+                                   r.input_tokens, r.output_tokens) for r in df.itertuples()]
     nofit = df["batch"] < 1
     refused.append(_refuse(df, nofit, src, "model does not fit the instance (catalog memory)"))
     df = df[~nofit]
@@ -270,7 +282,11 @@ EP_COLUMNS = ["source", "doc_version", "model", "sku", "gpus", "tp", "dp", "ep",
 # Requests per (ISL, OSL) dataset of the newest perf-overview page ("Preparing a Dataset": 1024/1024 3000, 8192/1024 and
 # 1024/8192 1500, 32768/1024 and 1024/32768 1000); 1000/1000 is the v1.0 page's row of the same table (3000).
 TRTLLM_PERF_REQUESTS = {(1000, 1000): 3000, (1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500,
-                        (32768, 1024): 1000, (1024, 32768): 1000}
+                        (32768, 1024): 1000, (1024, 32768): 1000,
+                        # the v0.14 / v0.20 / v1.0 pages' $num_requests table (perf-overview.md, "Preparing a Dataset")
+                        (128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500,
+                        (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (500, 2000): 3000,
+                        (20000, 2000): 1000}
 TRTLLM_DEFAULT_SETTINGS = (2048, 8192)  # BuildConfig's max_batch_size, max_num_tokens: trtllm-bench's untuned quants
 
 

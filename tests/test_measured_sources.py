@@ -71,8 +71,24 @@ def test_trtllm_throughput_row_by_hand(current):
     assert len(r) == 1
     r = r.iloc[0]
     assert r["kind"] == "e2e" and r["weight_dtype"] == "fp8" and r["kv_dtype"] == "fp8"
-    assert r["batch"] == 221  # floor(0.9 x (141 GiB - 70.6 GB) / (163,840 B x 2000))
-    assert r["time_s"] == pytest.approx(221 * 1000 / 2594.2199, rel=1e-6)  # v0.14 table: 2594.2199 tok/s
+    model, sku = catalog.load_models()["llama-3-70b"], catalog.load_skus()["H200-SXM"]
+    # the KV cache holds floor(0.9 x (141 GiB - 70.6 GB) / (163,840 B x 2000)) = 221 sequences; trtllm-bench's
+    # heuristic sizes max_batch 224 (rounded up to 32s) and max_num_tokens 2048 (its floor); the page ran 3000
+    # requests of 1000/1000, scheduled by offline_mean_batch: 3000 x 1000 output tokens in 14,126 iterations
+    assert ms.kv_capacity(model, sku, 1, "fp8", "fp8", 2000, "tensorrt-llm") == 221
+    assert ms.trtllm_bench_settings(model, sku, 1, "fp8", "fp8", 1000, 1000) == (224, 2048)
+    mean, iterations = ms.offline_mean_batch(3000, 221, 2048, 1000, 1000)
+    assert iterations == 14126 and mean == pytest.approx(3000 * 1000 / 14126)
+    assert r["batch"] == pytest.approx(mean)  # below 221: the ramp (one 1000-token context per iteration) and tail
+    assert r["time_s"] == pytest.approx(mean * 1000 / 2594.2199, rel=1e-6)  # v0.14 table: 2594.2199 tok/s
+
+
+def test_trtllm_tp_batch_falls_back_to_the_steady_state_for_unlisted_lengths():
+    """1024/2048 (the v0.20 page) is not in the pages' request table: the steady-state running batch."""
+    model, sku = catalog.load_models()["llama-3-70b"], catalog.load_skus()["H200-SXM"]
+    assert (1024, 2048) not in ms.TRTLLM_PERF_REQUESTS
+    cap = ms.kv_capacity(model, sku, 1, "fp8", "fp8", 1024 + 2048, "tensorrt-llm")
+    assert ms.trtllm_tp_batch(model, sku, 1, "fp8", "fp8", 1024, 2048) == ms.trtllm_running_batch(cap, 1024, 2048)
 
 
 def test_trtllm_online_littles_law_and_ttft(current):
