@@ -327,19 +327,16 @@ def trtllm_bench_settings(model: dict, sku: dict, gpus: int, weight_dtype: str, 
     requests = MEMORY_FRACTION * free / (per_token * (input_tokens + output_tokens))
     raw_bs = min(requests, TRTLLM_MAX_BATCH)
     raw_tok = min(raw_bs * (1.0 + input_tokens / output_tokens), TRTLLM_MAX_NUM_TOKENS)
-    if raw_bs < 256:
-        bs = max(64, 32 * math.ceil(raw_bs / 32))
-    elif raw_bs < 1024:
-        bs = 128 * math.ceil(raw_bs / 128)
-    else:
-        bs = 256 * math.ceil(raw_bs / 256)
-    if raw_tok < 4096:
-        tok = max(2048, 256 * math.ceil(raw_tok / 256))
-    elif raw_tok < 8192:
-        tok = 512 * math.ceil(raw_tok / 512)
-    else:
-        tok = 1024 * math.ceil(raw_tok / 1024)
+    bs = max(64, _round_up_by_tier(raw_bs, ((256, 32), (1024, 128), (math.inf, 256))))
+    tok = max(2048, _round_up_by_tier(raw_tok, ((4096, 256), (8192, 512), (math.inf, 1024))))
     return int(bs), int(max(tok, int(input_tokens) + bs))
+
+
+def _round_up_by_tier(x: float, tiers) -> int:
+    """x rounded up to a multiple of the step of the first (bound, step) tier with x < bound (trtllm-bench's
+    finetune_setting rounding, trtllm_bench_settings)."""
+    step = next(step for bound, step in tiers if x < bound)
+    return int(step * math.ceil(x / step))
 
 
 def offline_mean_batch(requests: int, max_batch: int, max_tokens: int, input_tokens: int, output_tokens: int):
