@@ -80,11 +80,13 @@ def broken_doc(draw) -> dict:
         container, key, _ = slots[draw(st.integers(0, len(slots) - 1))]
         action = draw(st.sampled_from(["junk", "delete", "extra"]))
         if action == "junk":
-            container[key] = draw(JUNK)
+            # a copy: st.just hands out the same dict each time, and a later mutation (or the loader) must not
+            # change it for the draws after (hypothesis then reports FlakyStrategyDefinition)
+            container[key] = copy.deepcopy(draw(JUNK))
         elif action == "delete":
             del container[key]
         elif isinstance(container, dict):
-            container[draw(st.text(min_size=1, max_size=8))] = draw(JUNK)
+            container[draw(st.text(min_size=1, max_size=8))] = copy.deepcopy(draw(JUNK))
     return doc
 
 
