@@ -549,14 +549,14 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
                 # what this sku's rows could not inform comes from the reference sku, moved to it
                 own = own._replace(**{f: getattr(reference, f) for f in entry.get("not_identified", [])
                                       if f not in MOE_FIELDS})
-            own = _unset_unmeasured_lowp(own, entry, ref_entry)
+            own = _unset_unmeasured(own, entry, ref_entry)
             return Served(own, f"{s}/{e}", borrowed, dict(entry.get("cv_error", {})))
     if reference is not None:
-        return Served(_unset_unmeasured_lowp(reference, ref_entry, None)._replace(**MOE_UNSET),
+        return Served(_unset_unmeasured(reference, ref_entry, None)._replace(**MOE_UNSET),
                       f"{REFERENCE_SKU}/{ref_key}", True, dict(ref_entry.get("cv_error", {})))
     if ALL in table and ALL in table[ALL]:
         entry = table[ALL][ALL]
-        return Served(_unset_unmeasured_lowp(Efficiency(**entry["params"]), entry, None)._replace(**MOE_UNSET),
+        return Served(_unset_unmeasured(Efficiency(**entry["params"]), entry, None)._replace(**MOE_UNSET),
                       f"{ALL}/{ALL}", True,
                       dict(entry.get("cv_error", {})))
     raise KeyError(f"no calibration for sku {sku!r} (engine {engine!r}) and no pooled entry")
@@ -578,7 +578,7 @@ MOE_UNSET = {f: 0.0 for f in MOE_FIELDS}
 _PULLED = np.array([f not in MOE_FIELDS for f in Efficiency._fields])
 
 
-def _unset_unmeasured_lowp(eff: Efficiency, entry: dict, ref_entry: dict | None) -> Efficiency:
+def _unset_unmeasured(eff: Efficiency, entry: dict, ref_entry: dict | None) -> Efficiency:
     """eta_compute_lowp informed by no fp8/fp4 row, neither the entry's nor the reference entry's that fills
     its gaps, is unset (0): eta_compute then serves fp8/fp4 GEMMs too (roofline.compute_efficiency), rather
     than the fit's start value. eta_expert informed by no mixture-of-experts row of the entry itself is unset

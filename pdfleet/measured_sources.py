@@ -227,11 +227,23 @@ def trtllm_tp_batch(model: dict, sku: dict, tp: int, weight_dtype: str, kv_dtype
     the page's request table does not list fall back to the steady-state trtllm_running_batch. 0 when nothing
     fits."""
     cap = kv_capacity(model, sku, tp, weight_dtype, kv_dtype, input_tokens + output_tokens, "tensorrt-llm")
+    return trtllm_scheduled_batch(model, sku, tp, weight_dtype, kv_dtype, input_tokens, output_tokens, cap)
+
+
+def trtllm_scheduled_batch(model: dict, sku: dict, gpus: int, weight_dtype: str, kv_dtype: str, input_tokens: float,
+                           output_tokens: float, kv_cap: int, ranks: int = 1) -> float:
+    """Mean running batch of one published trtllm-bench run on `gpus` GPUs whose KV cache holds kv_cap sequences,
+    summed over `ranks` attention-DP ranks (1: tensor parallel), each scheduling its even share of the run's
+    TRTLLM_PERF_REQUESTS requests with offline_mean_batch under trtllm_bench_settings' (max_batch, max_tokens),
+    its batch also bound by its share of kv_cap. Lengths without a published request count: ranks · the
+    steady-state trtllm_running_batch of a rank's share."""
     requests = TRTLLM_PERF_REQUESTS.get((int(input_tokens), int(output_tokens)))
-    if cap < 1 or requests is None:
-        return trtllm_running_batch(cap, input_tokens, output_tokens)
-    bs, tok = trtllm_bench_settings(model, sku, tp, weight_dtype, kv_dtype, input_tokens, output_tokens)
-    return float(offline_mean_batch(requests, min(bs, cap), tok, int(input_tokens), int(output_tokens))[0])
+    if kv_cap < 1 or requests is None:
+        return ranks * trtllm_running_batch(kv_cap // ranks, input_tokens, output_tokens)
+    bs, tok = trtllm_bench_settings(model, sku, gpus, weight_dtype, kv_dtype, input_tokens, output_tokens)
+    mean, _ = offline_mean_batch(math.ceil(requests / ranks), min(bs, kv_cap // ranks), tok, int(input_tokens),
+                                 int(output_tokens))
+    return ranks * float(mean)
 
 
 def read_trtllm_throughput(path=None, skus=None, models=None):
@@ -435,15 +447,8 @@ def read_trtllm_ep(path=None, skus=None, models=None):
     for r in df.itertuples():
         cap = kv_capacity(models[r.model], skus[r.sku], 1, r.weight_dtype, r.kv_dtype,
                           r.input_tokens + r.output_tokens, "tensorrt-llm", dp=r.gpus)
-        n = TRTLLM_PERF_REQUESTS.get((int(r.input_tokens), int(r.output_tokens)))
-        if n is None or cap < 1:  # no published dataset size: the steady-state batch
-            batch.append(r.gpus * trtllm_running_batch(cap // r.gpus, r.input_tokens, r.output_tokens))
-            continue
-        bs, tok = trtllm_bench_settings(models[r.model], skus[r.sku], r.gpus, r.weight_dtype, r.kv_dtype,
-                                        r.input_tokens, r.output_tokens)
-        per_rank = min(bs, cap // r.gpus)
-        mean, _ = offline_mean_batch(math.ceil(n / r.gpus), per_rank, tok, int(r.input_tokens), int(r.output_tokens))
-        batch.append(r.gpus * mean)
+        batch.append(trtllm_scheduled_batch(models[r.model], skus[r.sku], r.gpus, r.weight_dtype, r.kv_dtype,
+                                            r.input_tokens, r.output_tokens, cap, ranks=r.gpus))
     df["batch"] = np.asarray(batch, float)
     nofit = df["batch"] < 1
     refused.append(_refuse(df, nofit, src, "model does not fit the instance (catalog memory)"))

@@ -160,8 +160,9 @@ def predict(fleet: S.Fleet) -> Prediction:
                 continue
             served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
             eff = served.efficiency
+            by_layout = {ep_shape: _margins(calibrate, served, fleet.planning, ep_shape) for ep_shape in (False, True)}
             for gpus, dp, ep in shapes_of(model, sku, fleet.planning):
-                margins, label = _margins(calibrate, served, fleet.planning, dp > 1 or ep > 1)
+                margins, label = by_layout[dp > 1 or ep > 1]
                 key = (m_name, s_name, gpus)
                 if key in measured_prefill and key in measured_decode:
                     continue

@@ -31,8 +31,9 @@ Two terms are pdfleet additions to DESIGN.md's formulas, both forced by measurem
     ~0.05 ms. With it the held-out error of batch ≥ 32 from a fit on batch ≤ 16 drops 23 % → 7 %.
 Both are 0 by default, which gives back the design's formulas exactly. So is η_e (eta_expert; unset: the
 experts are read at η_m; first tried in round 4, commit 6ddfa4d, reverted for the MLPerf MI300X check, kept in
-round 5 with calibrate.lookup's rule for where it is served and LLM-Inference-Bench's preempted batches refused). Online ITL with its share of interleaved prefills: `online_itl_s`. Data-parallel
-attention with expert-parallel MoE layers (all-to-all dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
+round 5 with calibrate.lookup's rule for where it is served and LLM-Inference-Bench's preempted batches
+refused). Online ITL with its share of interleaved prefills: `online_itl_s`. Data-parallel attention with
+expert-parallel MoE layers (all-to-all dispatch/combine): `ep_decode_step_s`, `ep_prefill_time_s`.
 """
 
 from __future__ import annotations
@@ -192,9 +193,10 @@ def allreduce_time_s(tokens, model: ModelShape, hw: Hardware, eff: Efficiency):
     return 2.0 * model.layers * (latency + bandwidth)
 
 
-def prefill_flops(L, model: ModelShape, batch=1):
-    """FLOPs of prefilling `batch` requests of L tokens: 2·N_active·b·L + prefill_attention_flops(L, b)."""
-    return 2.0 * model.active_params * batch * L + prefill_attention_flops(L, model, batch)
+def prefill_flops(L, model: ModelShape, batch=1, attention_scale=1.0):
+    """FLOPs of prefilling `batch` requests of L tokens: 2·N_active·b·L + s_a·prefill_attention_flops(L, b), the
+    attention term in GEMM-rate-equivalent FLOPs when attention_scale s_a = attention_flop_scale is given."""
+    return 2.0 * model.active_params * batch * L + attention_scale * prefill_attention_flops(L, model, batch)
 
 
 def prefill_attention_flops(L, model: ModelShape, batch=1):
@@ -220,8 +222,9 @@ def attention_flop_scale(model: ModelShape, hw: Hardware, eff: Efficiency):
     (its README: up to 660 TFLOP/s compute-bound on H800, whose bf16 peak is the H100's 989). So an fp8
     DeepSeek-V3 or an MXFP4 gpt-oss with a bf16 KV cache runs attention at the bf16 peak, half the fp8 GEMMs'
     (a quarter of a B200's fp4); an fp8 KV cache runs it at the fp8 peak. η_c is compute_efficiency's at that
-    precision: η_c,lowp when the attention peak exceeds the bf16 one (an fp8 peak), else η_c. 1 where hw carries no per-precision peaks (peak_flops_bf16 = 0:
-    Hardware built by hand) or the cache's precision is the weights'. Shapes: [] -> []."""
+    precision: η_c,lowp when the attention peak exceeds the bf16 one (an fp8 peak), else η_c. 1 where hw carries
+    no per-precision peaks (peak_flops_bf16 = 0: Hardware built by hand) or the cache's precision is the weights'.
+    Shapes: [] -> []."""
     lowp = jnp.asarray(model.kv_low_precision) > 0
     attn_peak = jnp.where(lowp, hw.peak_flops_fp8, hw.peak_flops_bf16)
     attn_hw = hw._replace(low_precision=jnp.where(attn_peak > hw.peak_flops_bf16, 1.0, 0.0))
@@ -243,8 +246,7 @@ def prefill_time_s(L, model: ModelShape, hw: Hardware, eff: Efficiency, batch=1)
     """
     L = jnp.asarray(L, jnp.result_type(float))
     tokens = batch * L
-    flops = (2.0 * model.active_params * tokens
-             + attention_flop_scale(model, hw, eff) * prefill_attention_flops(L, model, batch))
+    flops = prefill_flops(L, model, batch, attention_flop_scale(model, hw, eff))
     bytes_ = weight_read_bytes(tokens, model, eff) + tokens * model.kv_bytes_per_token
     t_compute = flops / (hw.tp * hw.peak_flops * compute_efficiency(hw, eff))
     t_memory = bytes_ / (hw.tp * hw.hbm_bw * eff.eta_memory)
