@@ -23,6 +23,9 @@ configuration (repeated measurements averaged), times in seconds:
 plus `weight_dtype`: the weight precision when the measurement used a different one than the
 catalog's default for that model (e.g. an FP8 checkpoint), else '' (empty = catalog default), and
 `kv_dtype`: the KV-cache precision when the source states one other than the catalog default, else '',
+`weight_bytes`: the bytes of all the weights the engine reported loading on the instance's GPUs, where the
+source publishes it and it differs from the catalog's params x weight_dtype (a checkpoint that keeps some layers
+in bf16, e.g. Meta's Llama-3.1-405B-FP8: 487.6 GB, not 405 GB); NaN elsewhere (= the catalog's),
 and `concurrency`: for 'itl' rows, the sequences in the engine by Little's law (output tokens/s x TPOT) before
 `batch` is clipped to >= 1 (below 1 the engine is idle part of the time: pdfleet.perf.roofline.online_itl_s);
 NaN elsewhere (= `batch`).
@@ -53,8 +56,8 @@ TIDY_COLUMNS = [
     "time_s",
     "source",
 ]
-EXTRA_COLUMNS = ["weight_dtype", "kv_dtype", "concurrency"]
-NUMERIC_EXTRA = ("concurrency",)  # float, NaN where not given; the other extras are strings
+EXTRA_COLUMNS = ["weight_dtype", "kv_dtype", "concurrency", "weight_bytes"]
+NUMERIC_EXTRA = ("concurrency", "weight_bytes")  # float, NaN where not given; the other extras are strings
 KINDS = ("prefill", "decode", "e2e", "itl")
 
 # ../shared/data/perf relative to the repository root (this file is pdfleet/measured.py).

@@ -482,6 +482,8 @@ def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
         "weight_dtype": df.loc[ok, "weight_dtype"], "kv_dtype": df.loc[ok, "kv_dtype"] if "kv_dtype" in df else "",
         "concurrency": conc[ok],
     }
+    if "weight_bytes" in df:
+        rows["weight_bytes"] = df.loc[ok, "weight_bytes"]
     return rows, refused
 
 
@@ -645,6 +647,13 @@ DSTACK_405B_LOADED_GIB_PER_GPU = {
 }
 
 
+def dstack_405b_loaded_bytes(checkpoints: pd.Series, gpus: pd.Series) -> pd.Series:
+    """Bytes of the weights vLLM reported loading on all the instance's GPUs (DSTACK_405B_LOADED_GIB_PER_GPU x gpus);
+    NaN for a (checkpoint, gpus) the source's gpu-usage log does not list."""
+    per_gpu = [DSTACK_405B_LOADED_GIB_PER_GPU.get((m, int(g)), np.nan) for m, g in zip(checkpoints, gpus)]
+    return pd.Series(np.asarray(per_gpu, float) * GIB_BYTES * gpus.astype(float).to_numpy(), index=checkpoints.index)
+
+
 def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=None):
     """dstack Llama-3.1-405B FP8 with vLLM 0.6.3–0.6.4 on 8xH100 SXM5, 8xMI300X, 4xMI300X.
 
@@ -660,6 +669,10 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     the 97.43 GiB of weights per GPU takes at 5.3 TB/s. TTFT refused (all rates saturate the server).
     Offline: 'e2e' with batch = batch_size, refused beyond the KV capacity, sized with the weights vLLM
     reported loading (DSTACK_405B_LOADED_GIB_PER_GPU). tp = gpus. Source 'dstack-405b'.
+    Every row carries those loaded bytes as `weight_bytes` (pdfleet.measured), which the fit reads instead of the
+    catalog's params x 1 byte: a decode step reads Meta's checkpoint's 487.6 GB, 20 % more than 405 GB (its bf16
+    attention projections also run at the bf16 peak, which the roofline does not model: these rows' steps are
+    memory-bound). Held out (scripts/validate_roofline.py --split source=dstack-405b): decode 32.2 -> 31.0 %.
     KV cache bf16 on every row, AMD's '-FP8-KV' checkpoint included: vLLM stores the KV cache in the model
     dtype unless --kv-cache-dtype fp8 is passed (engine argument default 'auto'), and none of the source's
     commands (comparison/h100sxm5_vs_mi300x/README.md) passes it.
@@ -672,6 +685,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     gpu = sv["gpu"].astype(str)
     sv["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
     sv["kv_dtype"] = ""  # no --kv-cache-dtype in the source's commands: bf16 (docstring)
+    sv["checkpoint"] = sv["model"]
     df, refused = _names(sv, "model", "gpu_name", src, skus, models)
     two = df["gpu"].str.contains("2FP8")
     refused.append(_refuse(df, two, src, "'2FP8' configuration: layout not explained by the source"))
@@ -682,6 +696,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     df = df[~meta_amd].copy()
     df["tp"] = df["gpus"]
     df["weight_dtype"] = "fp8"
+    df["weight_bytes"] = dstack_405b_loaded_bytes(df["checkpoint"], df["gpus"])
     refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
     isl = df["total_input_tokens"] / df["completed"]
     osl = df["total_output_tokens"] / df["completed"]
@@ -706,10 +721,10 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
     o = o[~meta_amd].copy()
     o["tp"] = o["gpus"]
-    loaded = [DSTACK_405B_LOADED_GIB_PER_GPU.get((m, int(g))) for m, g in zip(o["checkpoint"], o["gpus"])]
+    o["weight_bytes"] = dstack_405b_loaded_bytes(o["checkpoint"], o["gpus"])
     o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len,
-                            loaded_weight_bytes=None if w is None else w * GIB_BYTES * int(r.tp))
-                for r, w in zip(o.itertuples(), loaded)]
+                            loaded_weight_bytes=None if np.isnan(r.weight_bytes) else r.weight_bytes)
+                for r in o.itertuples()]
     waves = o["batch_size"] > o["cap"]
     refused.append(_refuse(o, waves, src, "offline batch larger than the KV capacity (ran in waves)"))
     series = saturated_batches(o, ["checkpoint", "gpus", "input_len", "output_len"], "batch_size", "elapsed_time")
@@ -720,7 +735,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
         "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": "vllm", "kind": "e2e",
         "batch": o["batch_size"].astype(float), "input_tokens": o["input_len"], "output_tokens": o["output_len"],
         "context_tokens": o["input_len"] + 0.5 * o["output_len"], "time_s": o["elapsed_time"], "source": src,
-        "weight_dtype": "fp8", "kv_dtype": o["kv_dtype"],
+        "weight_dtype": "fp8", "kv_dtype": o["kv_dtype"], "weight_bytes": o["weight_bytes"],
     })
     return measured._finish(pd.concat([_tidy(rows), e2e], ignore_index=True)), _concat_refused(refused)
 

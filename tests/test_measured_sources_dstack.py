@@ -97,3 +97,22 @@ def test_r1_trtllm_offline_engine_refused():
     assert n_trt == 12 and (refused["reason"] == ms.R1_TRTLLM_BF16_ENGINE).sum() == n_trt
     # the online TensorRT-LLM rows (trtllm-serve, pytorch backend) are kept
     assert ((rows["kind"] == "itl") & (rows["engine"] == "tensorrt-llm")).sum() == 9
+
+
+def test_rows_carry_the_loaded_weights_and_the_fit_reads_them(dstack405):
+    """Every dstack-405b row names the bytes vLLM loaded (Meta's FP8 checkpoint keeps attention and the first and
+    last layers in bf16: 8 x 56.7677 GiB = 487.6 GB, not the 405 GB of params x 1 byte), and calibrate.prepare
+    builds that row's ModelShape with them; a row without the column keeps the catalog's bytes."""
+    from pdfleet import calibrate
+
+    rows, _ = dstack405
+    assert rows["weight_bytes"].notna().all()
+    h100 = rows[rows["sku"] == "H100-SXM"]
+    assert h100["weight_bytes"].unique().tolist() == [pytest.approx(8 * 56.7677 * GIB)]
+    amd4 = rows[(rows["sku"] == "MI300X") & (rows["tp"] == 4)]
+    assert amd4["weight_bytes"].unique().tolist() == [pytest.approx(4 * 97.4347 * GIB)]
+    one = h100[h100["kind"] == "itl"].head(1)
+    plain = one.assign(weight_bytes=float("nan"))
+    got = calibrate.prepare(pd.concat([one, plain], ignore_index=True), screen=False)[0].model.weight_bytes
+    assert float(got[0]) == pytest.approx(8 * 56.7677 * GIB, rel=1e-6)
+    assert float(got[1]) == pytest.approx(405e9, rel=1e-6)  # 405 B params at fp8
