@@ -302,6 +302,29 @@ def test_balance_weights_give_each_source_and_model_of_a_group_weight_one():
     np.testing.assert_allclose(w, [1 / 3, 1 / 3, 1 / 3, 1.0, 1.0, 1.0])
 
 
+def test_a_sku_is_pulled_towards_its_architecture_not_the_pool():
+    """GPU-Z (family 'a', the same datasheet as GPU-X) measured only by decode rows of one model: its compute
+    efficiency, which those rows hardly inform, comes from its family's fit (GPU-X, eta_compute 0.45), not from the
+    pool, which GPU-Y of another family (eta_compute 0.2) pulls down. A family with one measured sku gets no level
+    of its own: GPU-Y's fit is the same as with no families at all."""
+    skus = {"GPU-X": dict(SKUS["GPU-X"], family="a"), "GPU-Z": dict(SKUS["GPU-X"], family="a"),
+            "GPU-Y": dict(SKUS["GPU-X"], family="b")}
+    slow = TRUE._replace(eta_compute=0.2, eta_compute_lowp=0.15)
+    x = synthetic_table(TRUE, "GPU-X")
+    y = synthetic_table(slow, "GPU-X").assign(sku="GPU-Y")
+    z = synthetic_table(TRUE, "GPU-X").assign(sku="GPU-Z")
+    z = z[(z["kind"] == "decode") & (z["model"] == "m8") & (z["tp"] == 1)]
+    df = pd.concat([x, y, z], ignore_index=True)
+    pooled, per_sku, _ = calibrate.fit_engine_aware(df, steps=1500, skus=skus, models=MODELS)
+    gz = per_sku.efficiencies[("GPU-Z",)].eta_compute
+    assert gz == pytest.approx(per_sku.efficiencies[("GPU-X",)].eta_compute, rel=0.1)  # 0.38 against 0.41
+    assert gz > pooled.efficiencies[()].eta_compute + 0.05  # the pool: 0.29
+    flat = {k: {f: v for f, v in r.items() if f != "family"} for k, r in skus.items()}
+    no_family = calibrate.fit_engine_aware(df, steps=1500, skus=flat, models=MODELS)[1]
+    assert no_family.efficiencies[("GPU-Z",)].eta_compute < gz - 0.05  # 0.31
+    assert no_family.efficiencies[("GPU-Y",)] == per_sku.efficiencies[("GPU-Y",)]
+
+
 def test_a_sku_with_one_model_keeps_its_parents_values_where_its_rows_say_little(tmp_path):
     """GPU-Y measured only by decode rows of one model (one (source, model) worth of evidence against the
     pull of PRIOR_ROWS): its compute efficiency, which decode rows hardly inform, stays at the pooled value;
