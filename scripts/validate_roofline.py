@@ -5,8 +5,8 @@ LLM-Inference-Bench, ML.ENERGY v3, TensorRT-LLM offline and online, SGLang vs vL
 DeepSeek-R1 and Llama-405B). Rows the readers refuse are counted and listed by reason first.
 
 Every split fits the engine-aware calibration on the training rows exactly as the shipped one is
-fitted (pdfleet.calibrate.fit_engine_aware: pooled, per GPU architecture, per sku, per (sku, engine)), writes it to a
-temporary file and predicts each held-out row through pdfleet.calibrate.lookup(sku, engine): a
+fitted (pdfleet.calibrate.fit_engine_aware: pooled, per GPU architecture (and engine), per sku, per (sku, engine)),
+writes it to a temporary file and predicts each held-out row through pdfleet.calibrate.lookup(sku, engine): a
 (sku, engine) the training rows lack falls back to (sku, '*'), then to the reference sku moved by
 calibrate.transfer, then to the pooled fit — the question a planner asks of an engine or GPU it
 has no measurements for.

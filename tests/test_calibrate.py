@@ -325,6 +325,23 @@ def test_a_sku_is_pulled_towards_its_architecture_not_the_pool():
     assert no_family.efficiencies[("GPU-Y",)] == per_sku.efficiencies[("GPU-Y",)]
 
 
+def test_a_sku_engine_pair_is_pulled_towards_its_engine_on_the_architecture():
+    """Engine e2 runs slow GEMMs (eta_compute 0.25 against 0.45) on both skus of family 'a'. GPU-Z measured with e2
+    only by one model's decode rows takes e2's compute efficiency from GPU-X's e2 rows (the (family, engine) fit is
+    its parent: 0.30, GPU-X/e2 0.27), not GPU-Z's own fit over its engines (0.42), which its parent was before."""
+    skus = {"GPU-X": dict(SKUS["GPU-X"], family="a"), "GPU-Z": dict(SKUS["GPU-X"], family="a")}
+    e2 = TRUE._replace(eta_compute=0.25, eta_compute_lowp=0.2)
+    x1, z1 = synthetic_table(TRUE, "GPU-X"), synthetic_table(TRUE, "GPU-X").assign(sku="GPU-Z")
+    x2 = synthetic_table(e2, "GPU-X").assign(engine="e2")
+    z2 = synthetic_table(e2, "GPU-X").assign(sku="GPU-Z", engine="e2")
+    z2 = z2[(z2["kind"] == "decode") & (z2["model"] == "m8") & (z2["tp"] == 1)]
+    _, per_sku, per_pair = calibrate.fit_engine_aware(pd.concat([x1, x2, z1, z2], ignore_index=True), steps=1500,
+                                                      skus=skus, models=MODELS)
+    z = per_pair.efficiencies[("GPU-Z", "e2")].eta_compute
+    assert z == pytest.approx(per_pair.efficiencies[("GPU-X", "e2")].eta_compute, rel=0.15)
+    assert z < per_sku.efficiencies[("GPU-Z",)].eta_compute - 0.08
+
+
 def test_a_sku_with_one_model_keeps_its_parents_values_where_its_rows_say_little(tmp_path):
     """GPU-Y measured only by decode rows of one model (one (source, model) worth of evidence against the
     pull of PRIOR_ROWS): its compute efficiency, which decode rows hardly inform, stays at the pooled value;
