@@ -115,7 +115,6 @@ PRECISION = {"FP8": "fp8", "fp8": "fp8", "FP4": "fp4", "fp4": "fp4", "NVFP4": "f
              "FP16": "bf16", "BF16": "bf16", "fp16": "bf16", "bf16": "bf16"}
 TRTLLM_MAX_BATCH = 4096  # trtllm-bench's max_batch_size cap (module docstring: tensorrt_llm/bench/build/tuning.py)
 TRTLLM_MAX_NUM_TOKENS = 32768  # trtllm-bench's max_num_tokens cap (same file)
-GIB_BYTES = 1024.0**3
 MEMORY_FRACTION = 0.9  # share of GPU memory an engine gives weights + KV (vLLM gpu_memory_utilization default)
 REFUSED_COLUMNS = ["source", "model", "sku", "reason"]
 
@@ -334,8 +333,8 @@ def trtllm_bench_settings(model: dict, sku: dict, gpus: int, weight_dtype: str, 
     head = model["hidden_size"] // heads if model.get("kv_lora_rank") else int(model.get("head_dim") or
                                                                                  model["hidden_size"] // heads)
     kv_heads = int(model.get("kv_heads") or heads)
-    per_token = 2.0 * model["layers"] * max(gpus, kv_heads) * head * (1.0 if kv_dtype == "fp8" else 2.0) / 1024**3
-    free = gpus * float(sku["memory_gib"]) - params * wbytes / 1024**3
+    per_token = 2.0 * model["layers"] * max(gpus, kv_heads) * head * (1.0 if kv_dtype == "fp8" else 2.0) / memory.GIB
+    free = gpus * float(sku["memory_gib"]) - params * wbytes / memory.GIB
     requests = MEMORY_FRACTION * free / (per_token * (input_tokens + output_tokens))
     raw_bs = min(requests, TRTLLM_MAX_BATCH)
     raw_tok = min(raw_bs * (1.0 + input_tokens / output_tokens), TRTLLM_MAX_NUM_TOKENS)
@@ -651,7 +650,32 @@ def dstack_405b_loaded_bytes(checkpoints: pd.Series, gpus: pd.Series) -> pd.Seri
     """Bytes of the weights vLLM reported loading on all the instance's GPUs (DSTACK_405B_LOADED_GIB_PER_GPU x gpus);
     NaN for a (checkpoint, gpus) the source's gpu-usage log does not list."""
     per_gpu = [DSTACK_405B_LOADED_GIB_PER_GPU.get((m, int(g)), np.nan) for m, g in zip(checkpoints, gpus)]
-    return pd.Series(np.asarray(per_gpu, float) * GIB_BYTES * gpus.astype(float).to_numpy(), index=checkpoints.index)
+    return pd.Series(np.asarray(per_gpu, float) * memory.GIB * gpus.astype(float).to_numpy(), index=checkpoints.index)
+
+
+def _dstack_405b_runs(raw: pd.DataFrame, src: str, skus, models, two_reason: str):
+    """One dstack-405b file (serving or offline) mapped to the catalog, the mapping both files share: GPU names to
+    skus, the checkpoint kept in `checkpoint`, '2FP8' rows refused with `two_reason`, Meta's checkpoint on MI300X
+    refused, tp = gpus, fp8 weights with the bytes vLLM loaded (dstack_405b_loaded_bytes), bf16 KV (no
+    --kv-cache-dtype in the source's commands: read_dstack_405b). Returns (frame, list of refused frames)."""
+    raw = raw.copy()
+    gpu = raw["gpu"].astype(str)
+    raw["gpu_name"] = np.where(gpu.str.contains("H100"), "H100",
+                               np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
+    raw["kv_dtype"] = ""
+    raw["checkpoint"] = raw["model"]
+    df, refused = _names(raw, "model", "gpu_name", src, skus, models)
+    two = df["gpu"].str.contains("2FP8")
+    refused.append(_refuse(df, two, src, two_reason))
+    df = df[~two]
+    meta_amd = df["sku"].eq("MI300X") & df["gpu"].str.contains("meta")
+    refused.append(_refuse(df, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
+                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
+    df = df[~meta_amd].copy()
+    df["tp"] = df["gpus"]
+    df["weight_dtype"] = "fp8"
+    df["weight_bytes"] = dstack_405b_loaded_bytes(df["checkpoint"], df["gpus"])
+    return df, refused
 
 
 def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=None):
@@ -682,21 +706,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     src = "dstack-405b"
     d = measured.DEFAULT_PERF_DIR
     sv = pd.read_csv(Path(serving_path) if serving_path else d / "dstack_llama31_405b_h100_mi300x_vllm_serving.csv")
-    gpu = sv["gpu"].astype(str)
-    sv["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
-    sv["kv_dtype"] = ""  # no --kv-cache-dtype in the source's commands: bf16 (docstring)
-    sv["checkpoint"] = sv["model"]
-    df, refused = _names(sv, "model", "gpu_name", src, skus, models)
-    two = df["gpu"].str.contains("2FP8")
-    refused.append(_refuse(df, two, src, "'2FP8' configuration: layout not explained by the source"))
-    df = df[~two].copy()
-    meta_amd = df["sku"].eq("MI300X") & df["gpu"].str.contains("meta")
-    refused.append(_refuse(df, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
-                                              "on the same GPUs and batch (a fallback kernel path, unverified)"))
-    df = df[~meta_amd].copy()
-    df["tp"] = df["gpus"]
-    df["weight_dtype"] = "fp8"
-    df["weight_bytes"] = dstack_405b_loaded_bytes(df["checkpoint"], df["gpus"])
+    df, refused = _dstack_405b_runs(sv, src, skus, models, "'2FP8' configuration: layout not explained by the source")
     refused.append(_refuse(df, df.index == df.index, src, "TTFT under load includes queueing"))
     isl = df["total_input_tokens"] / df["completed"]
     osl = df["total_output_tokens"] / df["completed"]
@@ -705,24 +715,13 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
                              max_conc=df["max-num-seqs"].astype(float))
     refused += ref
     off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_llama31_405b_h100_mi300x_vllm_offline.csv")
-    gpu = off["gpu"].astype(str)
-    off["gpu_name"] = np.where(gpu.str.contains("H100"), "H100", np.where(gpu.str.contains("MI300", case=False), "MI300X 192GB", gpu))
-    off["kv_dtype"] = ""
-    off["checkpoint"] = off["model"]
-    o, ref = _names(off, "model", "gpu_name", src, skus, models)
-    refused += ref
-    two = o["gpu"].str.contains("2FP8")
     # raw_data/8xMi300x-throughput-quark-2fp8/README.md: "For 8xMi300x-throughput with 2fp8 aggregate
     # 4Mi300x-throughput-quark data" (the 4xMI300X elapsed times with twice the tokens)
-    refused.append(_refuse(o, two, src, "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement"))
-    o = o[~two].copy()
-    meta_amd = o["sku"].eq("MI300X") & o["gpu"].str.contains("meta")
-    refused.append(_refuse(o, meta_amd, src, "Meta FP8 checkpoint on MI300X: 2-4x slower than AMD's FP8 checkpoint "
-                                             "on the same GPUs and batch (a fallback kernel path, unverified)"))
-    o = o[~meta_amd].copy()
-    o["tp"] = o["gpus"]
-    o["weight_bytes"] = dstack_405b_loaded_bytes(o["checkpoint"], o["gpus"])
-    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), "fp8", r.kv_dtype, r.input_len + r.output_len,
+    o, ref = _dstack_405b_runs(off, src, skus, models,
+                               "'2FP8' offline rows: two 4xMI300X runs aggregated, not a measurement")
+    refused += ref
+    o["cap"] = [kv_capacity(models[r.model], skus[r.sku], int(r.tp), r.weight_dtype, r.kv_dtype,
+                            r.input_len + r.output_len,
                             loaded_weight_bytes=None if np.isnan(r.weight_bytes) else r.weight_bytes)
                 for r in o.itertuples()]
     waves = o["batch_size"] > o["cap"]
@@ -735,7 +734,7 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
         "model": o["model"], "sku": o["sku"], "tp": o["tp"], "engine": "vllm", "kind": "e2e",
         "batch": o["batch_size"].astype(float), "input_tokens": o["input_len"], "output_tokens": o["output_len"],
         "context_tokens": o["input_len"] + 0.5 * o["output_len"], "time_s": o["elapsed_time"], "source": src,
-        "weight_dtype": "fp8", "kv_dtype": o["kv_dtype"], "weight_bytes": o["weight_bytes"],
+        "weight_dtype": o["weight_dtype"], "kv_dtype": o["kv_dtype"], "weight_bytes": o["weight_bytes"],
     })
     return measured._finish(pd.concat([_tidy(rows), e2e], ignore_index=True)), _concat_refused(refused)
 
