@@ -17,8 +17,11 @@ Per query (DESIGN.md "Performance model"; no formula is restated here, each live
     decode_tokens_per_s batch / TPOT: output tokens/s of one instance at that batch
     fit                 the calibration entry that served the roofline numbers ('sku/engine', '*' = pooled;
                         '(borrowed)' when fitted on another sku or engine); '' when profiles served all
-    prediction_error    cross-validated relative error of that entry (the worse of the roles it served;
-                        the calibration file's cv_error), NaN for profile numbers or files without one
+    prediction_error    the error band of those numbers, as the plan's column and planning.prediction_margin
+                        take it (calibrate.role_error): the worse of the roles it served, each the entry's
+                        cross-validated error (cv_error) or, where the entry has none for the role, the pooled
+                        one; for a dp/ep > 1 shape at least the error measured on expert-parallel runs.
+                        NaN for profile numbers or files without cv_error
 A query that cannot run (`cannot_run`: tp not dividing the heads, tp beyond a node, model not fitting)
 gets NaN prefill_s, tpot_ms and decode_tokens_per_s and a note; a batch above max_batch_memory gets NaN
 TPOT: no number is printed beside "does not fit".
@@ -30,7 +33,8 @@ dp groups of tp GPUs, and ep is 1 (experts tensor-parallel) or tp x dp (whole ex
 the roofline numbers then come from roofline.ep_prefill_time_s / ep_decode_step_s (all-to-all dispatch
 and combine included), weights_gib counts the attention/dense weights once per group, and
 max_batch_memory uses the whole instance's memory. Efficiencies are those fitted on tensor-parallel runs:
-no EP measurement has been fitted or checked (pdfleet.measured_sources refuses the TensorRT-LLM DEP rows).
+no EP measurement is fitted (pdfleet.measured_sources refuses the TensorRT-LLM DEP rows for fitting); they check
+the EP roofline instead (pdfleet.predicted.ep_throughput_check), and their error is the band of dp/ep rows.
 
 A profile matches a query when its model, sku and shape equal the query's (gpus_per_instance = tp x dp,
 the same dp and ep) and the query runs at the model's own weight dtype (profiles do not record a precision); the first
@@ -235,6 +239,15 @@ def _peak_precision(sku: dict, precision: str) -> str | None:
     from pdfleet.perf import roofline
 
     return roofline.peak_precision(sku, precision)
+
+
+def _worst_error(served, roles: list[str], calibration, expert_parallel: bool) -> float:
+    """The largest calibrate.role_error over `roles` (NaN when none is known)."""
+    from pdfleet import calibrate
+
+    errs = [calibrate.role_error(served, r, calibration, expert_parallel)[0] for r in roles]
+    errs = [e for e in errs if np.isfinite(e)]
+    return max(errs) if errs else np.nan
 
 
 def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Context, calib: dict):
@@ -455,8 +468,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         if uses_roofline and served is not None and not isinstance(served, str):
             fits.append(served.fit + (" (borrowed)" if served.borrowed else ""))
             roles = (["prefill"] if not has_pre[i] else []) + (["decode"] if not prof_tpot[i] else [])
-            errs = [served.error[r] for r in roles if r in served.error]
-            errors.append(max(errs) if errs else np.nan)
+            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1))
         else:
             fits.append("")
             errors.append(np.nan)

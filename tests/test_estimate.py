@@ -304,6 +304,28 @@ def test_prediction_error_is_the_serving_entrys_cross_validated_error():
     assert v["fit"] == "H100-SXM/vllm"
 
 
+def test_prediction_error_is_the_band_the_plan_uses():
+    """estimate's band is calibrate.role_error's, as the plan's column and the 'auto' margin take it: an entry
+    with no cross-validated error of its own (H100-SXM/sglang, 2 rows) gives the pooled one, not NaN; a dp/ep
+    shape gives at least the error measured on expert-parallel runs, not the tensor-parallel fit's."""
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    assert "cv_error" not in data["skus"]["H100-SXM"]["sglang"]
+    pooled = data["skus"]["*"]["*"]["cv_error"]
+    (s,) = records(LLAMA_Q + ["--engine", "sglang"])
+    assert s["fit"] == "H100-SXM/sglang"
+    assert s["prediction_error"] == pytest.approx(max(pooled["prefill"], pooled["decode"]))
+    ep = ["--model", "deepseek-v3", "--sku", "H200-SXM", "--tp", "1", "--dp", "8", "--ep", "8",
+          "--input-tokens", "2000", "--output-tokens", "500", "--batch", "256"]
+    (r,) = records(ep)
+    band = data[calibrate.EP_ERROR_KEY]["error"]
+    own = data["skus"]["H200-SXM"]["*"]["cv_error"]
+    assert band > max(own["prefill"], own["decode"])  # else this test would not tell the two apart
+    assert r["prediction_error"] == pytest.approx(band)
+    served = calibrate.lookup("H200-SXM", None)
+    assert r["prediction_error"] == pytest.approx(max(calibrate.role_error(served, role, expert_parallel=True)[0]
+                                                      for role in ("prefill", "decode")))
+
+
 def test_unknown_engine_is_one_line_error():
     single = ["--model", "llama-2-70b", "--sku", "H100-SXM", "--tp", "4", "--input-tokens", "100",
               "--output-tokens", "100", "--batch", "8"]
