@@ -39,6 +39,9 @@ How each kind of measurement becomes a row:
   - offline batches of N requests (dstack): kind 'e2e', batch = N, time_s = elapsed time; refused
     when N exceeds the KV capacity (the engine ran them in waves, whose schedule is not published).
     The same test refuses LLM-Inference-Bench batches (read_everything, refuse_lib_waves).
+  - ML.ENERGY v3 (pdfleet.measured.read_mlenergy): a run whose median ITL is longer than the same configuration's
+    on a GPU its own outclasses in every roofline resource is refused (read_everything,
+    refuse_mlenergy_host_bound): it measured the host or the engine, not the GPU.
   - online serving: kind 'itl' (pdfleet.calibrate: one batch's prefill + its decode steps, per
     output token — the steps a client times carry the prefills of the requests that replace
     finished ones) with time_s = the mean TPOT/ITL and batch from Little's law,
@@ -852,11 +855,65 @@ def refuse_lib_waves(old: pd.DataFrame, skus=None, models=None):
     return old[~waves].reset_index(drop=True), refused
 
 
+MLENERGY_TWIN_KEY = ["model_id", "task", "num_gpus", "tensor_parallel", "expert_parallel", "data_parallel",
+                     "max_num_seqs"]
+ROOFLINE_RESOURCES = ["tflops_bf16", "tflops_fp8", "tflops_fp4", "hbm_tbps", "link_gbps"]
+
+
+def outclasses(a: dict, b: dict) -> bool:
+    """Sku `a` has at least `b`'s every roofline resource (peak FLOP/s at each precision both list, HBM and link
+    bandwidth; both must list the bandwidths): a GPU-bound run on `a` cannot be slower than the same run on `b`."""
+    shared = [f for f in ROOFLINE_RESOURCES if a.get(f) and b.get(f)]
+    return {"hbm_tbps", "link_gbps"} <= set(shared) and all(float(a[f]) >= float(b[f]) for f in shared)
+
+
+def mlenergy_host_bound(raw: pd.DataFrame, skus: dict) -> pd.Series:
+    """Rows of the ML.ENERGY v3 file (raw columns) whose median ITL is longer than that of the same configuration
+    (MLENERGY_TWIN_KEY: model, task, GPU count and parallel layout, max_num_seqs) on a GPU their own outclasses
+    (`outclasses`), allowing for a larger running batch: ITL > twin ITL x max(1, batch / twin batch), a generous
+    allowance (a step grows slower than its batch). Such a run is not GPU-bound: the host or the engine kept the
+    GPU waiting. The data say so too: these B200 runs draw 29-62 % of the B200's 1,000 W where its GPU-bound runs
+    draw 70-98 % (Qwen3-14B gpqa at 8 sequences: 33.6 ms at 320 W on B200 against 14.4 ms on H100). Boolean
+    Series on raw's index."""
+    sku_of = raw["gpu_model"].map(measured.MLENERGY_SKUS)
+    slow = pd.Series(False, index=raw.index)
+    for name in sku_of.dropna().unique():
+        mine = raw[sku_of == name]
+        for other in sku_of.dropna().unique():
+            if other == name or other not in skus or name not in skus or not outclasses(skus[name], skus[other]):
+                continue
+            twins = raw[sku_of == other].groupby(MLENERGY_TWIN_KEY).agg(
+                twin_itl=("median_itl_ms", "min"), twin_batch=("avg_batch_size", "max"))
+            j = mine.join(twins, on=MLENERGY_TWIN_KEY)
+            allowed = j["twin_itl"] * np.maximum(1.0, j["avg_batch_size"] / j["twin_batch"])
+            slow.loc[j.index] |= (j["median_itl_ms"] > allowed).fillna(False)
+    return slow
+
+
+def refuse_mlenergy_host_bound(old: pd.DataFrame, perf_dir=None, skus=None):
+    """The ML.ENERGY rows of `old` (pdfleet.measured.read_mlenergy) that mlenergy_host_bound flags, refused: a
+    roofline predicts the GPU, and these runs measured a host or engine stall. Returns (kept rows, refused)."""
+    if skus is None:
+        skus, _ = _catalogs()
+    d = Path(perf_dir) if perf_dir else measured.DEFAULT_PERF_DIR
+    raw = pd.read_csv(d / "mlenergy_v3_configs.csv")
+    bad = raw[mlenergy_host_bound(raw, skus)]
+    keys = set(zip("mlenergy-v3:" + bad["task"], bad["gpu_model"].map(measured.MLENERGY_SKUS), bad["num_gpus"],
+                   bad["avg_batch_size"], bad["median_itl_ms"] / 1e3))
+    hit = pd.Series([k in keys for k in zip(old["source"], old["sku"], old["tp"], old["batch"], old["time_s"])],
+                    index=old.index)
+    refused = _refuse(old, hit, "mlenergy-v3", "slower than the same configuration on a GPU this sku outclasses in "
+                                               "every roofline resource (host- or engine-bound, not the GPU)")
+    return old[~hit].reset_index(drop=True), refused
+
+
 def read_everything(perf_dir=None):
     """pdfleet.measured.read_all (Splitwise, LLM-Inference-Bench, ML.ENERGY) + read_current; returns
     (table, refused). The older readers' drops are documented in pdfleet.measured, not listed here; the
-    LLM-Inference-Bench batches that exceed the KV capacity are refused here (refuse_lib_waves)."""
+    LLM-Inference-Bench batches that exceed the KV capacity (refuse_lib_waves) and the ML.ENERGY runs slower than on a
+    GPU their own outclasses (refuse_mlenergy_host_bound) are refused here."""
     old, lib_refused = refuse_lib_waves(measured.read_all(perf_dir))
+    old, host_refused = refuse_mlenergy_host_bound(old, perf_dir)
     old["kv_dtype"] = ""
     new, refused = read_current(perf_dir)
-    return pd.concat([old, new], ignore_index=True), _concat_refused([refused, lib_refused])
+    return pd.concat([old, new], ignore_index=True), _concat_refused([refused, lib_refused, host_refused])

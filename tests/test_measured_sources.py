@@ -168,3 +168,39 @@ def test_lib_batches_beyond_the_kv_capacity_are_refused_by_hand():
     kept, refused = ms.refuse_lib_waves(old)
     assert kept["batch"].tolist() == [float(cap), 256.0]
     assert len(refused) == 1 and "KV capacity" in refused["reason"].iloc[0]
+
+
+def test_a_gpu_outclasses_another_only_in_every_roofline_resource():
+    skus = catalog.load_skus()
+    assert ms.outclasses(skus["B200"], skus["H100-SXM"]) and not ms.outclasses(skus["H100-SXM"], skus["B200"])
+    assert ms.outclasses(skus["H200-SXM"], skus["H100-SXM"])  # same FLOP/s and link, more HBM bandwidth
+    assert not ms.outclasses(skus["MI300X"], skus["H100-SXM"])  # more HBM bandwidth, less link bandwidth
+    assert not ms.outclasses({"tflops_bf16": 2000, "hbm_tbps": 9.0}, skus["H100-SXM"])  # no link bandwidth known
+
+
+def test_mlenergy_runs_slower_than_on_a_weaker_gpu_are_host_bound_by_hand():
+    skus = catalog.load_skus()
+    run = dict(model_id="m", task="t", num_gpus=1, tensor_parallel=1, expert_parallel=1, data_parallel=1)
+    raw = pd.DataFrame([
+        dict(run, gpu_model="H100", max_num_seqs=8, avg_batch_size=8.0, median_itl_ms=14.0),
+        dict(run, gpu_model="B200", max_num_seqs=8, avg_batch_size=8.0, median_itl_ms=15.0),  # slower: flagged
+        dict(run, gpu_model="H100", max_num_seqs=64, avg_batch_size=40.0, median_itl_ms=20.0),
+        # 24 ms at 48 sequences against 20 ms at 40: within the batch allowance 20 x 48/40 = 24
+        dict(run, gpu_model="B200", max_num_seqs=64, avg_batch_size=48.0, median_itl_ms=24.0),
+        dict(run, gpu_model="B200", max_num_seqs=128, avg_batch_size=128.0, median_itl_ms=9.0),
+        dict(run, gpu_model="H100", max_num_seqs=128, avg_batch_size=128.0, median_itl_ms=30.0),  # H100: never
+        dict(run, gpu_model="B200", max_num_seqs=256, avg_batch_size=256.0, median_itl_ms=99.0),  # no twin
+    ])
+    assert ms.mlenergy_host_bound(raw, skus).tolist() == [False, True, False, False, False, False, False]
+
+
+def test_host_bound_mlenergy_runs_are_refused():
+    """On the shipped file: every refused run is a B200 run slower than the H100 run of its configuration, among
+    them Qwen3-14B gpqa at 8 sequences (33.6 ms against 14.4 ms on H100, at 32 % of the B200's power)."""
+    df, refused = ms.read_everything()
+    mine = refused[refused["reason"].str.contains("outclasses")]
+    assert len(mine) >= 10 and set(mine["sku"]) == {"B200"} and set(mine["source"]) == {"mlenergy-v3"}
+    assert "qwen3-14b" in set(mine["model"])
+    gpqa = df[(df["source"] == "mlenergy-v3:gpqa") & (df["model"] == "qwen3-14b")]
+    assert not ((gpqa["sku"] == "B200") & (gpqa["batch"] < 9)).any()  # its B200 run at 8 sequences is gone
+    assert ((gpqa["sku"] == "H100-SXM") & (gpqa["batch"] < 9)).any()  # the H100 twin stays
