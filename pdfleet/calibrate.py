@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -497,7 +498,29 @@ def _read_calibration(path: str) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _parse_calibration(path: str, mtime_ns: int) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    _check_errors(data)
+    return data
+
+
+def _check_errors(data: dict) -> None:
+    """ValueError naming the field when an error band of the file is not a number >= 0 (role_error takes
+    them as margins): skus.SKU.ENGINE.cv_error.ROLE and EP_ERROR_KEY.error."""
+    def bad(v) -> bool:
+        return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+
+    for sku, by_engine in (data.get("skus") or {}).items():
+        for engine, entry in (by_engine or {}).items():
+            cv = entry.get("cv_error", {}) if isinstance(entry, dict) else {}
+            for role, v in (cv.items() if isinstance(cv, dict) else [("", cv)]):
+                if bad(v):
+                    raise ValueError(f"skus.{sku}.{engine}.cv_error{'.' + role if role else ''} must be a "
+                                     f"number >= 0 (got {v!r})")
+    if EP_ERROR_KEY in data:
+        ep = data[EP_ERROR_KEY]
+        if not isinstance(ep, dict) or bad(ep.get("error")):
+            raise ValueError(f"{EP_ERROR_KEY}.error must be a number >= 0 (got "
+                             f"{ep.get('error') if isinstance(ep, dict) else ep!r})")
 
 
 class Served(NamedTuple):
@@ -599,15 +622,15 @@ def _unset_unmeasured(eff: Efficiency, entry: dict, ref_entry: dict | None) -> E
 
 def role_error(served: Served, role: str, path=None, expert_parallel: bool = False) -> tuple[float, str]:
     """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
-    entry's cv_error[role], else the pooled ('*', '*') entry's, else (NaN, '') (file without cv_error).
+    entry's cv_error[role], else that sku's pooled (sku, '*') entry's, else the pooled ('*', '*') entry's, else
+    (NaN, '') (file without cv_error).
     expert_parallel (a dp/ep > 1 shape): the larger of that and the file's EP_ERROR_KEY error, measured on
     expert-parallel runs the tensor-parallel fit never saw (ep_error_of); the EP roofline is optimistic there."""
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
-    if role in served.error:
-        err, fit = float(served.error[role]), served.fit
-    else:
-        pooled = data["skus"].get(ALL, {}).get(ALL, {}).get("cv_error", {})
-        err, fit = (float(pooled[role]), f"{ALL}/{ALL}") if role in pooled else (float("nan"), "")
+    sku = served.fit.split("/")[0]
+    levels = [(served.fit, served.error), (f"{sku}/{ALL}", data["skus"].get(sku, {}).get(ALL, {}).get("cv_error", {})),
+              (f"{ALL}/{ALL}", data["skus"].get(ALL, {}).get(ALL, {}).get("cv_error", {}))]
+    err, fit = next(((float(cv[role]), name) for name, cv in levels if role in cv), (float("nan"), ""))
     ep = data.get(EP_ERROR_KEY, {}).get("error") if expert_parallel else None
     if ep is not None and not float(ep) <= err:  # NaN err: the EP error alone
         return float(ep), EP_ERROR_KEY

@@ -440,7 +440,8 @@ def _check_engine(engine: str | None, calibration) -> None:
                    "optional dp, ep.")
 @click.option("--fleet", "fleet_yaml", default=None, type=click.Path(dir_okay=False),
               help="Resolve names in this fleet.yaml too (its skus/models override the catalog) and use its "
-                   "measured profiles and planning.memory_utilization.")
+                   "measured profiles, planning.memory_utilization, and planning.calibration and planning.engine "
+                   "where --calibration and --engine are not given (the entries its plan uses).")
 @click.option("--calibration", default=None, type=click.Path(dir_okay=False),
               help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
 @click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
@@ -551,8 +552,10 @@ _SHIPPED = {  # --data name -> (measured reader, file in the perf dir, key of ca
 def calibrate(data, perf_dir, by, steps, lr, out) -> None:
     """Fit roofline efficiencies to measured tables and write a calibration file.
 
-    Use it with `pdfleet estimate --calibration FILE`. The fit is pdfleet.calibrate.fit (optax Adam on
-    mean squared relative error); rows whose model or sku the catalogs lack are dropped and counted.
+    Use it with `pdfleet estimate --calibration FILE`. The fit is pdfleet.calibrate.fit (optax Adam on the
+    Huber loss of log(predicted / measured)); rows whose model or sku the catalogs lack are dropped and counted.
+    The file has no cross-validated errors (cv_error), so `planning.prediction_margin: auto` refuses it; the
+    shipped file and `python -m pdfleet.calibrate FILE` (every measured source, cross-validated) have them.
     """
     groups = {"sku": ("sku",), "sku,engine": ("sku", "engine")}
     key = by.replace(" ", "")

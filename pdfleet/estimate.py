@@ -109,7 +109,9 @@ class Context:
 
 
 def context(fleet_path: str | None = None, calibration: str | None = None, engine: str | None = None) -> Context:
-    """Catalog skus/models, overridden and extended by a fleet file's (spec.SpecError if it is bad)."""
+    """Catalog skus/models, overridden and extended by a fleet file's (spec.SpecError if it is bad). With a
+    fleet, its planning.calibration and planning.engine stand where `calibration` and `engine` are None, so a
+    query is answered by the calibration entry the fleet's plan uses."""
     from pdfleet import catalog
 
     table = _check_calibration(calibration) if calibration is not None else {}
@@ -122,6 +124,10 @@ def context(fleet_path: str | None = None, calibration: str | None = None, engin
         skus.update({k: v.model_dump(exclude_none=True) for k, v in f.skus.items()})
         models.update({k: v.model_dump(exclude_none=True) for k, v in f.models.items()})
         profiles, util = list(f.profiles), f.planning.memory_utilization
+        if calibration is None and f.planning.calibration is not None:  # the fleet's, as its plan uses
+            calibration = f.planning.calibration
+            table = _check_calibration(calibration)
+        engine = f.planning.engine if engine is None else engine
     return Context(skus, models, profiles, util, calibration, engine, table)
 
 

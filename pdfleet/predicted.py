@@ -203,7 +203,12 @@ def margin_of(calibrate, served, planning, role: str, expert_parallel: bool = Fa
     the error measured on expert-parallel runs (calibrate.role_error)."""
     if planning.prediction_margin == "auto":
         err = calibrate.role_error(served, role, planning.calibration, expert_parallel)[0]
-        return err if math.isfinite(err) else 0.0  # a calibration file without cv_error: no margin known
+        if not math.isfinite(err):
+            raise S.SpecError("planning.prediction_margin", f"'auto' plans with the calibration's cross-validated "
+                              f"errors, and {planning.calibration or 'the calibration file'} has none (no cv_error: "
+                              "`pdfleet calibrate` does not cross-validate); give a fraction, e.g. 0.2, or use a "
+                              "file written by `python -m pdfleet.calibrate FILE`, as the shipped one is")
+        return err
     return float(planning.prediction_margin)
 
 

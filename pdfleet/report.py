@@ -129,14 +129,15 @@ def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
     margin = manifest.get("prediction_margin", 0.0)
     if margin == "auto":
         how = ("planned slower than predicted by each calibration entry's cross-validated error "
-               "(90th percentile of measured/predicted - 1)")
+               "(90th percentile of measured/predicted - 1; for expert-parallel rows at least the error "
+               "measured on expert-parallel runs)")
     elif float(margin) > 0:
         how = f"planned {float(margin):.0%} slower than predicted"
     else:
         how = "planned at the predictions, no margin (planning.prediction_margin: 0)"
     err = roof["prediction_error"].max()
     return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}): {how}; "
-            f"cross-validated prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
+            f"prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
             "measured profiles carry no margin")
 
 

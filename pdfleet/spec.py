@@ -79,7 +79,7 @@ class Planning(Strict):
     # roofline candidates are planned with service times x (1 + margin): 'auto' = the calibration entry's
     # cross-validated error per role (90th percentile of how much slower measurements ran than held-out
     # predictions), or one fraction for every roofline candidate; measured profiles get none. Default 0
-    # (off): the shipped errors are large and uneven (decode p90 15 % on H100 to 113 % on MI300X vLLM), so
+    # (off): the shipped errors are large and uneven (decode p90 12 % on H100 TensorRT-LLM to 89 % on MI300X vLLM), so
     # 'auto' reshapes every roofline-based plan; use it when buying on predictions
     prediction_margin: Literal["auto"] | Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     # ---- fleet economics (README "Fleet economics")

@@ -360,3 +360,31 @@ def test_a_sku_with_one_model_keeps_its_parents_values_where_its_rows_say_little
     without = calibrate.fit(df, ("sku",), steps=1500, skus=SKUS, models=MODELS)  # no parent: starts at START
     assert abs(without.efficiencies[("GPU-Y",)].eta_compute - TRUE.eta_compute) > \
         abs(gy.eta_compute - TRUE.eta_compute)
+
+
+def test_role_error_falls_back_to_the_skus_pooled_entry_before_the_pool():
+    """H100-SXM/vllm has no prefill rows of its own to cross-validate: its prefill band is H100-SXM/*'s (every
+    H100 engine), not the pool of every sku; a role the entry has is its own."""
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    own, sku_pool = data["skus"]["H100-SXM"]["vllm"]["cv_error"], data["skus"]["H100-SXM"]["*"]["cv_error"]
+    assert "prefill" not in own and "prefill" in sku_pool
+    served = calibrate.lookup("H100-SXM", "vllm")
+    assert calibrate.role_error(served, "prefill") == (sku_pool["prefill"], "H100-SXM/*")
+    assert calibrate.role_error(served, "decode") == (own["decode"], "H100-SXM/vllm")
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("cv", "n/a", "skus.H100-SXM.vllm.cv_error.decode"), ("cv", -0.5, "skus.H100-SXM.vllm.cv_error.decode"),
+    ("cv", [0.3], "skus.H100-SXM.vllm.cv_error"), ("ep", 0.85, "expert_parallel_error.error"),
+    ("ep", {"error": None}, "expert_parallel_error.error")])
+def test_a_malformed_error_band_is_a_value_error_naming_the_field(tmp_path, field, value, named):
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    if field == "cv":
+        entry = data["skus"]["H100-SXM"]["vllm"]
+        entry["cv_error"] = value if isinstance(value, list) else dict(entry["cv_error"], decode=value)
+    else:
+        data[calibrate.EP_ERROR_KEY] = value
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=named.replace(".", r"\.").replace("*", r"\*")):
+        calibrate.lookup("H100-SXM", "vllm", path=path)

@@ -306,14 +306,14 @@ def test_prediction_error_is_the_serving_entrys_cross_validated_error():
 
 def test_prediction_error_is_the_band_the_plan_uses():
     """estimate's band is calibrate.role_error's, as the plan's column and the 'auto' margin take it: an entry
-    with no cross-validated error of its own (H100-SXM/sglang, 2 rows) gives the pooled one, not NaN; a dp/ep
+    with no cross-validated error of its own (H100-SXM/sglang, 2 rows) gives its sku's pooled one, not NaN; a dp/ep
     shape gives at least the error measured on expert-parallel runs, not the tensor-parallel fit's."""
     data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
     assert "cv_error" not in data["skus"]["H100-SXM"]["sglang"]
-    pooled = data["skus"]["*"]["*"]["cv_error"]
+    sku_pool = data["skus"]["H100-SXM"]["*"]["cv_error"]
     (s,) = records(LLAMA_Q + ["--engine", "sglang"])
     assert s["fit"] == "H100-SXM/sglang"
-    assert s["prediction_error"] == pytest.approx(max(pooled["prefill"], pooled["decode"]))
+    assert s["prediction_error"] == pytest.approx(max(sku_pool["prefill"], sku_pool["decode"]))
     ep = ["--model", "deepseek-v3", "--sku", "H200-SXM", "--tp", "1", "--dp", "8", "--ep", "8",
           "--input-tokens", "2000", "--output-tokens", "500", "--batch", "256"]
     (r,) = records(ep)
@@ -383,3 +383,23 @@ def test_expert_parallel_needs_experts_and_one_node(tmp_path):
     dense, two_nodes = records(["--queries", str(path)])
     assert "no routed experts" in dense["note"] and dense["tpot_ms"] is None  # NaN in JSON
     assert "tp 8 x dp 2 spans 2 nodes" in two_nodes["note"] and two_nodes["prefill_s"] is None
+
+
+def test_with_a_fleet_its_engine_and_calibration_answer_unless_flags_say_otherwise(tmp_path):
+    """A planner checks a plan row with `estimate --fleet`: the fleet's planning.engine and planning.calibration
+    serve the query, as they serve the plan; --engine and --calibration still override."""
+    import shutil
+
+    doc = yaml.safe_load((CONFIGS / "mixed-skus.yaml").read_text())
+    doc["planning"].update(engine="vllm", calibration="cal.json")
+    shutil.copy(calibrate.DEFAULT_CALIBRATION, tmp_path / "cal.json")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump(doc))
+    (r,) = records(["--fleet", str(fleet), *LLAMA_Q])
+    assert r["fit"] == "H100-SXM/vllm"
+    (t,) = records(["--fleet", str(fleet), *LLAMA_Q, "--engine", "tensorrt-llm"])
+    assert t["fit"] == "H100-SXM/tensorrt-llm"
+    (tmp_path / "cal.json").write_text("{}")  # the fleet's file is the one read: a bad one is refused
+    one_line_error(run(["--fleet", str(fleet), *LLAMA_Q], ok=False), "cal.json")
+    (d,) = records(["--fleet", str(fleet), *LLAMA_Q, "--calibration", str(calibrate.DEFAULT_CALIBRATION)])
+    assert d["fit"] == "H100-SXM/vllm"

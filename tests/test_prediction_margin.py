@@ -82,3 +82,24 @@ def test_summary_says_what_margin_roofline_rows_were_planned_with():
     assert "planned 20% slower" in report._margin_line(plan, {"prediction_margin": 0.2})
     assert "no margin" in report._margin_line(plan, {"prediction_margin": 0.0})
     assert report._margin_line(plan.iloc[1:], {"prediction_margin": 0.2}) == ""
+
+
+def test_auto_margin_refuses_a_calibration_without_cross_validated_errors(mixed_doc, tmp_path):
+    """'auto' takes each entry's cv_error; a file without any (what `pdfleet calibrate` writes) would plan with no
+    margin while the summary says one was applied, so it is a one-line planning.prediction_margin error instead."""
+    import json
+
+    from pdfleet import calibrate
+
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    data.pop(calibrate.EP_ERROR_KEY)
+    for by_engine in data["skus"].values():
+        for entry in by_engine.values():
+            entry.pop("cv_error", None)
+    path = tmp_path / "no_cv.json"
+    path.write_text(json.dumps(data))
+    fleet = _with(mixed_doc, prediction_margin="auto", calibration=str(path))
+    with pytest.raises(spec.SpecError) as err:
+        predicted.predict(fleet)
+    assert err.value.path == "planning.prediction_margin" and "cv_error" in str(err.value)
+    assert predicted.predict(_with(mixed_doc, prediction_margin=0.2, calibration=str(path))).profiles  # a fraction
