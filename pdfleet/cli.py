@@ -504,6 +504,7 @@ def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, dp, 
 
 def _estimate_table(df, console) -> None:
     """A few queries: one column per query (fields down the side); many: one row per query."""
+    import pandas as pd
     from rich.table import Table
 
     fmt = {
@@ -511,7 +512,7 @@ def _estimate_table(df, console) -> None:
         "prefill_s": "{:.4g}", "tpot_ms": "{:.2f}", "decode_tokens_per_s": "{:,.0f}",
         "max_batch_memory": "{:,d}", "weights_gib": "{:.1f}", "kv_gib_per_request": "{:.4f}",
     }
-    cell = lambda c, v: fmt[c].format(v) if c in fmt else str(v)
+    cell = lambda c, v: "nan" if v is None or v is pd.NA else fmt[c].format(v) if c in fmt else str(v)
     records = df.to_dict("records")
     if len(records) <= 4:
         table = Table(show_header=len(records) > 1, header_style="bold")

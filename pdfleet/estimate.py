@@ -23,8 +23,8 @@ Per query (DESIGN.md "Performance model"; no formula is restated here, each live
                         one; for a dp/ep > 1 shape at least the error measured on expert-parallel runs.
                         NaN for profile numbers or files without cv_error
 A query that cannot run (`cannot_run`: tp not dividing the heads, tp beyond a node, model not fitting)
-gets NaN prefill_s, tpot_ms and decode_tokens_per_s and a note; a batch above max_batch_memory gets NaN
-TPOT: no number is printed beside "does not fit".
+gets NaN prefill_s, tpot_ms, decode_tokens_per_s, max_batch_memory and prediction_error and a note; a batch above
+max_batch_memory gets NaN TPOT: no number is printed beside "does not fit".
 Roofline efficiencies: pdfleet.calibrate.lookup(sku, engine, path, skus) (default: the shipped fit).
 
 Optional `dp` and `ep` (default 1): data-parallel attention and expert-parallel MoE layers, the layout
@@ -282,10 +282,13 @@ def _roofline_inputs(model: dict, sku: dict, q: Query, precision: str, ctx: Cont
         try:
             calib[q.sku] = calibrate.lookup(q.sku, ctx.engine, path=ctx.calibration, skus=ctx.skus)
         except KeyError:
-            engines = sorted(ctx.calibration_skus.get(q.sku, {}))
+            engines = sorted(set(ctx.calibration_skus.get(q.sku, {})) & calibrate.engines_in(ctx.calibration))
             if engines:
                 calib[q.sku] = (f"calibration {ctx.calibration} has entries for sku '{q.sku}' only by engine "
                                 f"({', '.join(engines)}); pick one with --engine")
+            elif ctx.calibration_skus.get(q.sku):  # only an engine no one can name (Splitwise's 'unspecified')
+                calib[q.sku] = (f"calibration {ctx.calibration} has entries for sku '{q.sku}' only for an unnamed "
+                                f"engine; refit it with `pdfleet calibrate --by sku`")
             else:
                 calib[q.sku] = f"calibration has no entry for sku '{q.sku}' and no pooled or {calibrate.REFERENCE_SKU} one"
         except (OSError, ValueError) as exc:
@@ -443,7 +446,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
                                 f"but {reasons[i]}")
     prefill_s = np.where(has_pre, L / tps_prof, roof_prefill)
     tpot_ms = np.where(prof_tpot, tpot_prof, roof_step * 1e3)
-    notes, fits, errors = [], [], []
+    notes, fits, errors, runs = [], [], [], []
     for i, q in enumerate(queries):
         note = []
         if skipped[i]:
@@ -463,6 +466,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
             note.append(f"sku {q.sku} lists no {comp} tflops: roofline uses its {used} peak")
         node = ctx.skus[q.sku].get("gpus_per_node") or 8
         why_not = cannot_run(ctx.models[q.model], q, node, b_mem[i])
+        runs.append(not why_not)
         if why_not:
             note.append(f"cannot run: {why_not}; no numbers")
             prefill_s[i] = tpot_ms[i] = np.nan
@@ -474,7 +478,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         if uses_roofline and served is not None and not isinstance(served, str):
             fits.append(served.fit + (" (borrowed)" if served.borrowed else ""))
             roles = (["prefill"] if not has_pre[i] else []) + (["decode"] if not prof_tpot[i] else [])
-            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1))
+            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1) if runs[-1] else np.nan)
         else:
             fits.append("")
             errors.append(np.nan)
@@ -496,7 +500,8 @@ def estimate(queries: Sequence[Query], ctx: Context):
         "tpot_ms": tpot_ms,
         "tpot_source": np.where(prof_tpot, "profile", "roofline"),
         "decode_tokens_per_s": batch / (tpot_ms * 1e-3),
-        "max_batch_memory": np.maximum(b_mem, 0.0).astype(np.int64),
+        "max_batch_memory": pd.array(np.where(runs, np.maximum(b_mem, 0.0), np.nan), dtype="Int64")
+        if not all(runs) else np.maximum(b_mem, 0.0).astype(np.int64),
         "weights_gib": wb / memory.GIB,
         "kv_gib_per_request": kv * (L + out_tok) / memory.GIB,
         "fit": fits,

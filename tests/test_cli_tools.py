@@ -193,3 +193,18 @@ def test_profile_import_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     one_line_error(runner.invoke(main, [*base, "--vllm", str(empty)]))
+
+
+def test_an_unnamed_engine_is_not_offered_to_pick(tmp_path, fitted):
+    """A file fitted by engine whose only engine is Splitwise's 'unspecified' cannot be asked for with --engine, so
+    the error says to refit by sku instead of listing it as a choice."""
+    csv, _, _ = fitted
+    rows = pd.read_csv(csv).assign(engine="unspecified")
+    rows.to_csv(tmp_path / "unnamed.csv", index=False)
+    out = tmp_path / "unnamed.json"
+    result = CliRunner().invoke(main, ["calibrate", "--data", str(tmp_path / "unnamed.csv"), "--by", "sku,engine",
+                                       "-o", str(out), "--steps", "20"])
+    assert result.exit_code == 0, result.output
+    est = ["estimate", "--model", "llama-3.1-8b", "--sku", "H100-SXM", "--tp", "1", "--input-tokens", "512",
+           "--output-tokens", "128", "--batch", "8", "--calibration", str(out)]
+    one_line_error(CliRunner().invoke(main, est), "unnamed engine", "--by sku")

@@ -272,7 +272,8 @@ def test_tp_beyond_a_node_is_noted():
 
 
 def test_refuses_what_cannot_run():
-    """No numbers beside 'cannot run': NaN (JSON null) prefill, TPOT and tokens/s, and a note saying why."""
+    """No numbers beside 'cannot run': NaN (JSON null) prefill, TPOT, tokens/s, batch limit and error band, and a
+    note saying why."""
     base = ["--input-tokens", "2048", "--output-tokens", "256", "--batch", "8"]
     cases = [
         (["--model", "llama-3.1-70b", "--sku", "H100-SXM", "--tp", "3"], "tp 3 does not divide the 64 attention heads"),
@@ -282,7 +283,10 @@ def test_refuses_what_cannot_run():
     for args, why in cases:
         (r,) = records(args + base)
         assert r["prefill_s"] is None and r["tpot_ms"] is None and r["decode_tokens_per_s"] is None, args
+        assert r["max_batch_memory"] is None and r["prediction_error"] is None, args  # no batch, no band either
         assert f"cannot run: {why}" in r["note"], r["note"]
+    table = run(cases[0][0] + base)  # the table prints them as nan too
+    assert table.exit_code == 0 and "max_batch_memory" in table.output
     # a batch whose KV cache does not fit: prefill of one request is fine, the TPOT is not given
     (r,) = records(LLAMA + ["--input-tokens", "32000", "--output-tokens", "1000", "--batch", "512"])
     assert r["prefill_s"] > 0 and r["tpot_ms"] is None and "KV cache does not fit" in r["note"]
