@@ -98,6 +98,16 @@ class Planning(Strict):
     tpot_quantile: Quantile | Literal["mean"] | None = None  # default of slo.tpot_quantile
     peak_window_s: Annotated[float, Field(ge=1, le=86_400, allow_inf_nan=False)] = 300.0  # a trace's busiest window
 
+    @field_validator("prediction_margin", mode="before")
+    @classmethod
+    def _auto_or_fraction(cls, v):
+        """One message for both forms instead of one per branch of the union."""
+        ok = v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1)
+        if not ok:
+            raise ValueError("use 'auto' (each calibration entry's cross-validated error) or a fraction from 0 to 1, "
+                             "e.g. 0.2")
+        return v
+
     @field_validator("quarters")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:

@@ -39,9 +39,13 @@ def test_margin_scales_roofline_tables_exactly(mixed_doc):
 def test_engine_and_margin_keys_validate(mixed_doc):
     assert _with(mixed_doc).planning.engine == "any" and _with(mixed_doc).planning.prediction_margin == 0.0
     assert _with(mixed_doc, prediction_margin="auto", engine="vllm").planning.prediction_margin == "auto"
-    for bad in ({"engine": "ollama"}, {"prediction_margin": 1.5}, {"prediction_margin": "sometimes"}):
-        with pytest.raises(spec.SpecError):
+    for bad in ({"engine": "ollama"}, {"prediction_margin": 1.5}, {"prediction_margin": "sometimes"},
+                {"prediction_margin": True}):
+        with pytest.raises(spec.SpecError) as err:
             _with(mixed_doc, **bad)
+        if "prediction_margin" in bad:  # one message naming the key itself, not one per branch of the union
+            assert err.value.path == "planning.prediction_margin" and "'auto'" in err.value.message
+            assert str(err.value).count("got") == 1
 
 
 def test_plan_rows_carry_prediction_error_and_margin_costs_capacity(mixed_doc):
