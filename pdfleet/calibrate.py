@@ -621,16 +621,25 @@ def _unset_unmeasured(eff: Efficiency, entry: dict, ref_entry: dict | None) -> E
 
 
 def role_error(served: Served, role: str, path=None, expert_parallel: bool = False) -> tuple[float, str]:
-    """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving
-    entry's cv_error[role], else that sku's pooled (sku, '*') entry's, else the pooled ('*', '*') entry's, else
-    (NaN, '') (file without cv_error).
+    """(cross-validated error, entry it came from) of one role for what `lookup` served: the serving entry's
+    cv_error[role]; where it has none, the larger of its 'e2e' error (its offline batches held the role: MI300X's
+    entries have only those, 1.78) and the role's error of the first of that sku's pooled (sku, '*') entry and the
+    pooled ('*', '*') entry that has it: the wider band where the entry never measured the role alone.
+    (NaN, '') for a file without cv_error. The name returned says '(e2e)' where that error stood in.
     expert_parallel (a dp/ep > 1 shape): the larger of that and the file's EP_ERROR_KEY error, measured on
     expert-parallel runs the tensor-parallel fit never saw (ep_error_of); the EP roofline is optimistic there."""
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
     sku = served.fit.split("/")[0]
-    levels = [(served.fit, served.error), (f"{sku}/{ALL}", data["skus"].get(sku, {}).get(ALL, {}).get("cv_error", {})),
-              (f"{ALL}/{ALL}", data["skus"].get(ALL, {}).get(ALL, {}).get("cv_error", {}))]
-    err, fit = next(((float(cv[role]), name) for name, cv in levels if role in cv), (float("nan"), ""))
+    if role in served.error:
+        err, fit = float(served.error[role]), served.fit
+    else:
+        wider = [(float(served.error["e2e"]), f"{served.fit} (e2e)")] if "e2e" in served.error else []
+        for name in (f"{sku}/{ALL}", f"{ALL}/{ALL}"):
+            cv = data["skus"].get(name.split("/")[0], {}).get(ALL, {}).get("cv_error", {})
+            if role in cv:
+                wider.append((float(cv[role]), name))
+                break
+        err, fit = max(wider) if wider else (float("nan"), "")
     ep = data.get(EP_ERROR_KEY, {}).get("error") if expert_parallel else None
     if ep is not None and not float(ep) <= err:  # NaN err: the EP error alone
         return float(ep), EP_ERROR_KEY

@@ -369,8 +369,20 @@ def test_role_error_falls_back_to_the_skus_pooled_entry_before_the_pool():
     own, sku_pool = data["skus"]["H100-SXM"]["vllm"]["cv_error"], data["skus"]["H100-SXM"]["*"]["cv_error"]
     assert "prefill" not in own and "prefill" in sku_pool
     served = calibrate.lookup("H100-SXM", "vllm")
+    assert own["e2e"] < sku_pool["prefill"]  # the wider of its own offline batches' error and the sku's prefill one
     assert calibrate.role_error(served, "prefill") == (sku_pool["prefill"], "H100-SXM/*")
     assert calibrate.role_error(served, "decode") == (own["decode"], "H100-SXM/vllm")
+
+
+def test_role_error_of_an_entry_measured_only_in_offline_batches_is_their_error():
+    """MI300X/vllm's prefill was never measured alone, only inside offline batches, whose held-out error (1.78) is
+    far above the pool's prefill error (0.60): the band is the wider one, not the pool's."""
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    own = data["skus"]["MI300X"]["vllm"]["cv_error"]
+    pool = data["skus"]["*"]["*"]["cv_error"]
+    assert "prefill" not in own and "prefill" not in data["skus"]["MI300X"]["*"]["cv_error"]
+    assert own["e2e"] > pool["prefill"]
+    assert calibrate.role_error(calibrate.lookup("MI300X", "vllm"), "prefill") == (own["e2e"], "MI300X/vllm (e2e)")
 
 
 @pytest.mark.parametrize("field, value, named", [
