@@ -446,7 +446,9 @@ def _check_engine(engine: str | None, calibration) -> None:
               help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
 @click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
               help="Use the calibration entry of this engine where the file has one; the `fit` column says "
-              "which entry served and whether it was borrowed from another sku or engine [default: any].")
+              "which entry served and whether it was borrowed from another sku or engine. Besides the engines "
+              "planning.engine takes, any engine the file was fitted for (e.g. nim in the shipped one) "
+              "[default: any, or the --fleet's planning.engine].")
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON records.")
 def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, dp, ep, queries, fleet_yaml, calibration,

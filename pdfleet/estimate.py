@@ -59,7 +59,8 @@ PRECISIONS = ("bf16", "fp8", "fp4")
 
 
 def _engines() -> tuple[str, ...]:
-    """The engines planning.engine accepts (pdfleet.spec.Planning), the one list `estimate --engine` checks."""
+    """The engines planning.engine accepts (pdfleet.spec.Planning); `estimate --engine` takes these and any other
+    engine the calibration file has entries for (cli._check_engine)."""
     import typing
 
     from pdfleet import spec
