@@ -443,7 +443,7 @@ def _check_engine(engine: str | None, calibration) -> None:
                    "measured profiles, planning.memory_utilization, and planning.calibration and planning.engine "
                    "where --calibration and --engine are not given (the entries its plan uses).")
 @click.option("--calibration", default=None, type=click.Path(dir_okay=False),
-              help="Calibration file from `pdfleet calibrate` [default: the shipped one].")
+              help="Calibration file from `pdfleet calibrate` [default: the --fleet's planning.calibration, else the shipped one].")
 @click.option("--engine", default=None, metavar="vllm|sglang|tensorrt-llm|any",
               help="Use the calibration entry of this engine where the file has one; the `fit` column says "
               "which entry served and whether it was borrowed from another sku or engine. Besides the engines "
