@@ -48,7 +48,9 @@ How each kind of measurement becomes a row:
     B = output tokens/s × TPOT (concurrent sequences each emit one token per TPOT), clipped to ≥ 1
     and to the client's max concurrency (or the server's max-num-seqs); ISL/OSL as run. The value
     before the ≥ 1 clip is kept as `concurrency`: below 1 the engine idles between requests, and only
-    that share of the interleaved prefills stalls a request's decode (roofline.online_itl_s). Where the
+    that share of the interleaved prefills stalls a request's decode (roofline.online_itl_s). A run whose
+    prefills are steps of their own, each followed by many decode steps (dstack-405b's MI300X runs), is kind
+    'decode' with its median ITL instead (read_dstack_405b). Where the
     lengths are not published (SGLang vs vLLM on ShareGPT) the row is kind 'decode' with unknown
     context instead (calibrate fits one mean input per source). Rows without a throughput are refused.
   - TTFT: kind 'prefill' batch 1 only where the request did not queue: concurrency 1 (NIM), or the
@@ -467,8 +469,10 @@ def read_trtllm_ep(path=None, skus=None, models=None):
     return out.reset_index(drop=True), _concat_refused(refused)
 
 
-def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
-    """'itl' rows of online serving (module docstring); returns (rows, refused)."""
+def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None, step_s=None):
+    """'itl' rows of online serving (module docstring); returns (rows, refused). Where `step_s` (one decode step,
+    s) is given and not NaN the row is kind 'decode' with that time instead, its batch still by Little's law from
+    tpot_s."""
     refused = []
     conc = out_tput * tpot_s
     if max_conc is not None:
@@ -477,12 +481,15 @@ def _online_rows(df, src, engine, tpot_s, out_tput, isl, osl, max_conc=None):
     missing = batch.isna() | tpot_s.isna() | isl.isna() | osl.isna()
     refused.append(_refuse(df, missing, src, "no throughput, TPOT or lengths to size the batch"))
     ok = ~missing
+    step = pd.Series(np.nan, index=df.index) if step_s is None else step_s
+    plain = step.notna()
     rows = {
         "model": df.loc[ok, "model"], "sku": df.loc[ok, "sku"], "tp": df.loc[ok, "tp"], "engine": engine[ok],
-        "kind": "itl", "batch": batch[ok], "input_tokens": isl[ok], "output_tokens": osl[ok],
-        "context_tokens": isl[ok] + 0.5 * osl[ok], "time_s": tpot_s[ok], "source": src,
+        "kind": np.where(plain[ok], "decode", "itl"), "batch": batch[ok], "input_tokens": isl[ok],
+        "output_tokens": osl[ok], "context_tokens": isl[ok] + 0.5 * osl[ok],
+        "time_s": step.where(plain, tpot_s)[ok], "source": src,
         "weight_dtype": df.loc[ok, "weight_dtype"], "kv_dtype": df.loc[ok, "kv_dtype"] if "kv_dtype" in df else "",
-        "concurrency": conc[ok],
+        "concurrency": conc.where(~plain)[ok],  # only an 'itl' row uses it
     }
     if "weight_bytes" in df:
         rows["weight_bytes"] = df.loc[ok, "weight_bytes"]
@@ -694,6 +701,12 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     --num-scheduler-steps 15 (vLLM streams each step's token, --multi-step-stream-outputs defaults on): were a
     gap 15 steps, the 4xMI300X median ITL of 199 ms would make a step 13 ms, less than the 19.7 ms that reading
     the 97.43 GiB of weights per GPU takes at 5.3 TB/s. TTFT refused (all rates saturate the server).
+    The MI300X runs (--num-scheduler-steps 15, chunked prefill off: every prefill is a step of its own, followed by
+    at least 15 decode steps, so more than half of all gaps are plain decode steps) are kind 'decode' with time =
+    the median ITL instead, the batch still by Little's law from the mean ITL: a multi-step engine stalls its
+    running sequences for prefills otherwise than roofline.online_itl_s describes (4xMI300X: mean 377 ms, median
+    199 ms; the model charged about a third of that difference). Held out (full run): source=dstack-405b decode
+    30.2 -> 28.7 %. The H100 runs (chunked prefill on, one scheduler step) keep the mean ITL as 'itl'.
     Offline: 'e2e' with batch = batch_size, refused beyond the KV capacity, sized with the weights vLLM
     reported loading (DSTACK_405B_LOADED_GIB_PER_GPU). tp = gpus. Source 'dstack-405b'.
     Every row carries those loaded bytes as `weight_bytes` (pdfleet.measured), which the fit reads instead of the
@@ -714,8 +727,10 @@ def read_dstack_405b(serving_path=None, offline_path=None, skus=None, models=Non
     isl = df["total_input_tokens"] / df["completed"]
     osl = df["total_output_tokens"] / df["completed"]
     eng = pd.Series("vllm", index=df.index)
+    separate = ~df["enable-chunked-prefill"].astype(bool) & (df["num-scheduler-step"] > 1)
     rows, ref = _online_rows(df, src, eng, df["mean_itl_ms"] / 1e3, df["output_throughput"], isl, osl,
-                             max_conc=df["max-num-seqs"].astype(float))
+                             max_conc=df["max-num-seqs"].astype(float),
+                             step_s=(df["median_itl_ms"] / 1e3).where(separate))
     refused += ref
     off = pd.read_csv(Path(offline_path) if offline_path else d / "dstack_llama31_405b_h100_mi300x_vllm_offline.csv")
     # raw_data/8xMi300x-throughput-quark-2fp8/README.md: "For 8xMi300x-throughput with 2fp8 aggregate
