@@ -28,7 +28,7 @@ sources, date); `load_calibration(sku, engine)` reads it back as an `Efficiency`
 falling back from (sku, engine) to (sku, '*') to ('*', '*'). The shipped file
 data/calibration/default.json is `python -m pdfleet.calibrate` on all shipped measured data as the readers of
 issue #8's sixth round read it; its `note` says why it has not been refitted since (a refit fails the MLPerf
-acceptance ranking: MI300X and B200 swap).
+acceptance check: MI300X and B200 swap in tokens/s per dollar, and since the ninth round H100 is 20 % low).
 """
 
 from __future__ import annotations
