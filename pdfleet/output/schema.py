@@ -38,7 +38,9 @@ PLAN = pa.schema([
     _f("engine", S, True, "serving engine of the chosen profile, when it names one"),
     _f("source", S, True, "where the profile came from: `profile` (measured) or `roofline` (predicted)"),
     _f("prediction_error", F, True, "roofline rows: cross-validated relative error (p90) of the calibration fit that "
-       "predicted this role; null for measured profiles"),
+       "predicted this role (where the fit has none for the role, the wider of its own e2e error and its sku's or "
+       "the pool's for the role; dp/ep rows at least the error measured on expert-parallel runs: "
+       "pdfleet.calibrate.role_error); null for measured profiles"),
     _f("instances", I, False, "planned whole instances of this role"),
     _f("instances_fractional", F, True, "demand / per-instance capacity, before rounding (the paper's eqs. 5-6)"),
     _f("gpus", I, False, "instances x gpus_per_instance"),
