@@ -629,15 +629,14 @@ def role_error(served: Served, role: str, path=None, expert_parallel: bool = Fal
     expert_parallel (a dp/ep > 1 shape): the larger of that and the file's EP_ERROR_KEY error, measured on
     expert-parallel runs the tensor-parallel fit never saw (ep_error_of); the EP roofline is optimistic there."""
     data = _read_calibration(str(Path(path) if path else DEFAULT_CALIBRATION))
-    sku = served.fit.split("/")[0]
     if role in served.error:
         err, fit = float(served.error[role]), served.fit
     else:
         wider = [(float(served.error["e2e"]), f"{served.fit} (e2e)")] if "e2e" in served.error else []
-        for name in (f"{sku}/{ALL}", f"{ALL}/{ALL}"):
-            cv = data["skus"].get(name.split("/")[0], {}).get(ALL, {}).get("cv_error", {})
+        for up in (served.fit.split("/")[0], ALL):
+            cv = data["skus"].get(up, {}).get(ALL, {}).get("cv_error", {})
             if role in cv:
-                wider.append((float(cv[role]), name))
+                wider.append((float(cv[role]), f"{up}/{ALL}"))
                 break
         err, fit = max(wider) if wider else (float("nan"), "")
     ep = data.get(EP_ERROR_KEY, {}).get("error") if expert_parallel else None

@@ -478,9 +478,9 @@ def estimate(model, sku, tp, precision, input_tokens, output_tokens, batch, dp, 
             _fail(f"missing {', '.join(missing)}; give all of {' '.join(_SINGLE_FLAGS)} or --queries FILE.csv")
         if precision is not None and precision not in est.PRECISIONS:
             _fail(f"--precision must be one of {', '.join(est.PRECISIONS)} (got {precision!r})")
-    _check_engine(engine, calibration)
     try:
         ctx = est.context(fleet_yaml, calibration, engine)
+        _check_engine(engine, ctx.calibration)  # the --fleet's file where --calibration is not given
         if queries is not None:
             qs = est.read_queries(queries, ctx)
         else:

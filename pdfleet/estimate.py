@@ -501,8 +501,7 @@ def estimate(queries: Sequence[Query], ctx: Context):
         "tpot_ms": tpot_ms,
         "tpot_source": np.where(prof_tpot, "profile", "roofline"),
         "decode_tokens_per_s": batch / (tpot_ms * 1e-3),
-        "max_batch_memory": pd.array(np.where(runs, np.maximum(b_mem, 0.0), np.nan), dtype="Int64")
-        if not all(runs) else np.maximum(b_mem, 0.0).astype(np.int64),
+        "max_batch_memory": pd.array(np.where(runs, np.maximum(b_mem, 0.0), np.nan), dtype="Int64"),
         "weights_gib": wb / memory.GIB,
         "kv_gib_per_request": kv * (L + out_tok) / memory.GIB,
         "fit": fits,

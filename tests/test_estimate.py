@@ -407,3 +407,17 @@ def test_with_a_fleet_its_engine_and_calibration_answer_unless_flags_say_otherwi
     one_line_error(run(["--fleet", str(fleet), *LLAMA_Q], ok=False), "cal.json")
     (d,) = records(["--fleet", str(fleet), *LLAMA_Q, "--calibration", str(calibrate.DEFAULT_CALIBRATION)])
     assert d["fit"] == "H100-SXM/vllm"
+
+
+def test_engine_flag_is_checked_against_the_fleets_calibration(tmp_path):
+    """--engine may name an engine the --fleet's calibration file was fitted for, though the shipped one lacks it."""
+    doc = yaml.safe_load((CONFIGS / "mixed-skus.yaml").read_text())
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    data["skus"]["H100-SXM"]["lmdeploy"] = data["skus"]["H100-SXM"]["vllm"]
+    (tmp_path / "cal.json").write_text(json.dumps(data))
+    doc["planning"]["calibration"] = "cal.json"
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump(doc))
+    one_line_error(run([*LLAMA_Q, "--engine", "lmdeploy"], ok=False), "--engine", "'lmdeploy'")
+    (r,) = records(["--fleet", str(fleet), *LLAMA_Q, "--engine", "lmdeploy"])
+    assert r["fit"] == "H100-SXM/lmdeploy"
