@@ -20,8 +20,10 @@ Per query (DESIGN.md "Performance model"; no formula is restated here, each live
     prediction_error    the error band of those numbers, as the plan's column and planning.prediction_margin
                         take it (calibrate.role_error): the worse of the roles it served, each the entry's
                         cross-validated error (cv_error) or, where the entry has none for the role, the pooled
-                        one; for a dp/ep > 1 shape at least the error measured on expert-parallel runs.
-                        NaN for profile numbers or files without cv_error
+                        one; for a dp/ep > 1 shape at least the error measured on expert-parallel runs; for
+                        a sku never measured (its fit moved from another) at least the file's transfer_error
+                        for that move and the model (dense or MoE). NaN for profile numbers or files without
+                        cv_error
 A query that cannot run (`cannot_run`: tp not dividing the heads, tp beyond a node, model not fitting)
 gets NaN prefill_s, tpot_ms, decode_tokens_per_s, max_batch_memory and prediction_error and a note; a batch above
 max_batch_memory gets NaN TPOT: no number is printed beside "does not fit".
@@ -248,11 +250,11 @@ def _peak_precision(sku: dict, precision: str) -> str | None:
     return roofline.peak_precision(sku, precision)
 
 
-def _worst_error(served, roles: list[str], calibration, expert_parallel: bool) -> float:
+def _worst_error(served, roles: list[str], calibration, expert_parallel: bool, moe: bool) -> float:
     """The largest calibrate.role_error over `roles` (NaN when none is known)."""
     from pdfleet import calibrate
 
-    errs = [calibrate.role_error(served, r, calibration, expert_parallel)[0] for r in roles]
+    errs = [calibrate.role_error(served, r, calibration, expert_parallel, moe)[0] for r in roles]
     errs = [e for e in errs if np.isfinite(e)]
     return max(errs) if errs else np.nan
 
@@ -479,7 +481,9 @@ def estimate(queries: Sequence[Query], ctx: Context):
         if uses_roofline and served is not None and not isinstance(served, str):
             fits.append(served.fit + (" (borrowed)" if served.borrowed else ""))
             roles = (["prefill"] if not has_pre[i] else []) + (["decode"] if not prof_tpot[i] else [])
-            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1) if runs[-1] else np.nan)
+            moe = int(ctx.models[q.model].get("experts") or 0) > 1
+            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1, moe)
+                          if runs[-1] else np.nan)
         else:
             fits.append("")
             errors.append(np.nan)

@@ -114,7 +114,9 @@ def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
     """`prediction_error` of every plan row: for rows a roofline profile serves, the cross-validated
     relative error of the calibration entry that predicted it, for the row's role
     (pdfleet.calibrate.lookup(sku, planning.engine) then role_error; the margin 'auto' plans with), for a dp/ep
-    shape at least the error measured on expert-parallel runs; NaN for measured profiles and unserved rows."""
+    shape at least the error measured on expert-parallel runs, for a sku never measured at least the error of
+    moving a fit to such a sku (for the row's model, dense or mixture-of-experts); NaN for measured profiles and
+    unserved rows."""
     out = np.full(len(frame), np.nan)
     roof = (frame["source"] == "roofline").to_numpy()
     if not roof.any():
@@ -125,10 +127,11 @@ def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
     cache: dict = {}
     ep_shape = (frame["dp"].to_numpy() > 1) | (frame["ep"].to_numpy() > 1)
     for i in np.flatnonzero(roof):
-        key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]), bool(ep_shape[i]))
+        key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]), bool(ep_shape[i]),
+               fleet.models[str(frame["model"].iat[i])].moe)
         if key not in cache:
             served = calibrate.lookup(key[0], fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
-            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration, key[2])[0]
+            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration, key[2], key[3])[0]
         out[i] = cache[key]
     return out
 

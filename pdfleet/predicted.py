@@ -160,7 +160,8 @@ def predict(fleet: S.Fleet) -> Prediction:
                 continue
             served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
             eff = served.efficiency
-            by_layout = {ep_shape: _margins(calibrate, served, fleet.planning, ep_shape) for ep_shape in (False, True)}
+            by_layout = {ep_shape: _margins(calibrate, served, fleet.planning, ep_shape, model.moe)
+                         for ep_shape in (False, True)}
             for gpus, dp, ep in shapes_of(model, sku, fleet.planning):
                 margins, label = by_layout[dp > 1 or ep > 1]
                 key = (m_name, s_name, gpus)
@@ -197,12 +198,13 @@ def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict, engine: 
                           f"sku {sku} ({exc}); fit one with `pdfleet calibrate --by sku`") from None
 
 
-def margin_of(calibrate, served, planning, role: str, expert_parallel: bool = False) -> float:
+def margin_of(calibrate, served, planning, role: str, expert_parallel: bool = False, moe: bool = False) -> float:
     """Relative margin a roofline candidate's `role` is planned with: planning.prediction_margin, or with
-    'auto' the cross-validated error of the calibration entry that served it, and for a dp/ep shape at least
-    the error measured on expert-parallel runs (calibrate.role_error)."""
+    'auto' the cross-validated error of the calibration entry that served it, for a dp/ep shape at least
+    the error measured on expert-parallel runs, and for a sku never measured at least the error of moving a fit
+    to such a sku, for a dense or mixture-of-experts (`moe`) model (calibrate.role_error)."""
     if planning.prediction_margin == "auto":
-        err = calibrate.role_error(served, role, planning.calibration, expert_parallel)[0]
+        err = calibrate.role_error(served, role, planning.calibration, expert_parallel, moe)[0]
         if not math.isfinite(err):
             raise S.SpecError("planning.prediction_margin", f"'auto' plans with the calibration's cross-validated "
                               f"errors, and {planning.calibration or 'the calibration file'} has none (no cv_error: "
@@ -212,9 +214,10 @@ def margin_of(calibrate, served, planning, role: str, expert_parallel: bool = Fa
     return float(planning.prediction_margin)
 
 
-def _margins(calibrate, served, planning, expert_parallel: bool = False) -> tuple[tuple[float, float], str]:
+def _margins(calibrate, served, planning, expert_parallel: bool = False,
+             moe: bool = False) -> tuple[tuple[float, float], str]:
     """((prefill margin, decode margin), text for the profile's source)."""
-    m = tuple(margin_of(calibrate, served, planning, role, expert_parallel) for role in ("prefill", "decode"))
+    m = tuple(margin_of(calibrate, served, planning, role, expert_parallel, moe) for role in ("prefill", "decode"))
     how = "auto" if planning.prediction_margin == "auto" else "fixed"
     label = (f"pdfleet roofline, calibrated (data/calibration): fit {served.fit}"
              f"{' (borrowed)' if served.borrowed else ''}; planned with margin prefill +{m[0]:.0%}, "

@@ -271,8 +271,8 @@ def test_cross_validated_error_is_small_on_exact_data_and_sees_a_slow_engine():
 
 
 def test_shipped_calibration_refits_deterministically(tmp_path):
-    """calibrate_shipped on the same rows gives the same file (up to its date): fixed start, fixed
-    steps, fixed folds. Small steps and a small real subset keep this fast; the procedure is the shipped one."""
+    """calibrate_shipped on the same rows gives the same file (up to its date), its error bands included: fixed
+    start, fixed steps, fixed folds. Small steps and a small real subset keep this fast; the procedure is the shipped one."""
     from pdfleet import measured_sources
 
     try:
@@ -285,6 +285,7 @@ def test_shipped_calibration_refits_deterministically(tmp_path):
     a.pop("created"), b.pop("created")
     assert a == b
     assert "cv_error" in a["skus"]["*"]["*"] and set(a["sources"]) == {"splitwise", "nim", "trtllm-online"}
+    assert set(a[calibrate.TRANSFER_ERROR_KEY]["by_sku"]) == set(sub["sku"]) - {calibrate.REFERENCE_SKU}
 
 
 def test_huber_of_log_ratio_by_hand():
@@ -388,15 +389,153 @@ def test_role_error_of_an_entry_measured_only_in_offline_batches_is_their_error(
 @pytest.mark.parametrize("field, value, named", [
     ("cv", "n/a", "skus.H100-SXM.vllm.cv_error.decode"), ("cv", -0.5, "skus.H100-SXM.vllm.cv_error.decode"),
     ("cv", [0.3], "skus.H100-SXM.vllm.cv_error"), ("ep", 0.85, "expert_parallel_error.error"),
-    ("ep", {"error": None}, "expert_parallel_error.error")])
+    ("ep", {"error": None}, "expert_parallel_error.error"),
+    ("transfer", {"by_group": {"same_family": {"decode": -1}}}, "transfer_error.by_group.same_family.decode"),
+    ("transfer", {"by_group_moe": {"other_vendor": {"e2e": "big"}}}, "transfer_error.by_group_moe.other_vendor.e2e"),
+    ("transfer", {"by_group": [0.3]}, "transfer_error.by_group"), ("transfer", 0.3, "transfer_error.by_group")])
 def test_a_malformed_error_band_is_a_value_error_naming_the_field(tmp_path, field, value, named):
     data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
     if field == "cv":
         entry = data["skus"]["H100-SXM"]["vllm"]
         entry["cv_error"] = value if isinstance(value, list) else dict(entry["cv_error"], decode=value)
+    elif field == "transfer":
+        data[calibrate.TRANSFER_ERROR_KEY] = value
     else:
         data[calibrate.EP_ERROR_KEY] = value
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=named.replace(".", r"\.").replace("*", r"\*")):
         calibrate.lookup("H100-SXM", "vllm", path=path)
+
+
+# --- the error band of a sku never measured (transfer_error) ------------------------------------------------------
+
+
+def test_sku_weighted_quantile_by_hand():
+    # a: 1, 2, 3 weigh 1/3 each; b: 10, 20 weigh 1/2 each (total 2): F = .33 .67 1.0 1.5 2.0 of 2
+    v, k = [1, 2, 3, 10, 20], ["a", "a", "a", "b", "b"]
+    assert calibrate.sku_weighted_quantile(v, k, 0.5) == 3  # F(3) = 1.0 / 2 = 0.5
+    assert calibrate.sku_weighted_quantile(v, k, 0.6) == 10
+    assert calibrate.sku_weighted_quantile(v, k, 0.9) == 20
+    assert np.quantile(v, 0.5) == 3 and np.quantile(v, 0.9) == pytest.approx(16.0)  # unweighted: b's rows count less
+    rng = np.random.default_rng(0)
+    for n, q in itertools.product((1, 7, 40), (0.1, 0.5, 0.9, 1.0)):  # one sku: numpy's inverted_cdf
+        x = rng.normal(size=n)
+        assert calibrate.sku_weighted_quantile(x, ["s"] * n, q) == np.quantile(x, q, method="inverted_cdf")
+
+
+def test_transfer_group_of_catalog_skus():
+    skus = catalog_skus()
+    h100 = skus[calibrate.REFERENCE_SKU]
+    assert calibrate.transfer_group(skus["H20"], h100) == "same_family"  # hopper
+    assert calibrate.transfer_group(skus["L4"], h100) == "same_vendor"  # ada
+    assert calibrate.transfer_group(skus["A100-SXM-40GB"], h100) == "same_vendor"
+    assert calibrate.transfer_group(skus["MI300X"], h100) == "other_vendor"
+    assert calibrate.transfer_group({"memory_gib": 80}, h100) == calibrate.UNKNOWN_GROUP  # no family
+    assert calibrate.transfer_group({"family": "tpu-v5"}, h100) == calibrate.UNKNOWN_GROUP
+    assert calibrate.transfer_group(None, h100) == calibrate.UNKNOWN_GROUP
+    # every catalog family has a vendor (a new family must be given one, else its skus get the widest band)
+    assert {str(r.get("family")) for r in skus.values()} <= set(calibrate.VENDOR_OF_FAMILY)
+
+
+TRANSFER_SKUS = {
+    "H100-SXM": {"memory_gib": 80, "tflops_bf16": 400.0, "hbm_tbps": 2.0, "link_gbps": 64.0, "family": "hopper"},
+    "GPU-H": {"memory_gib": 96, "tflops_bf16": 500.0, "hbm_tbps": 3.0, "link_gbps": 64.0, "family": "hopper"},
+    "GPU-A": {"memory_gib": 128, "tflops_bf16": 600.0, "hbm_tbps": 4.0, "link_gbps": 64.0, "family": "cdna3"},
+}
+
+
+def _transfer_table():
+    """Three skus: the reference and a same-family sku that run exactly as `transfer` moves TRUE to them, and
+    another vendor's sku whose every row takes 1.5x that."""
+    old = dict(SKUS)
+    SKUS.clear()
+    SKUS.update(TRANSFER_SKUS)  # synthetic_table predicts with the module's SKUS
+    try:
+        ref = TRANSFER_SKUS["H100-SXM"]
+        parts = [synthetic_table(TRUE, "H100-SXM")]
+        parts.append(synthetic_table(calibrate.transfer(TRUE, ref, TRANSFER_SKUS["GPU-H"]), "GPU-H"))
+        slow = synthetic_table(calibrate.transfer(TRUE, ref, TRANSFER_SKUS["GPU-A"]), "GPU-A")
+        parts.append(slow.assign(time_s=slow["time_s"] * 1.5))
+    finally:
+        SKUS.clear()
+        SKUS.update(old)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_transfer_error_measures_moving_the_reference_fit_to_a_left_out_sku():
+    """Leave-one-sku-out on synthetic skus: the same-family sku that runs exactly as the moved fit predicts has a
+    dense band of ~0; the other vendor's, 1.5x slower everywhere, a band of about 0.5 in every role; mixture-of-experts
+    rows are apart (by_group_moe), and on the same-family sku they miss, because a move carries no MoE fit (lookup)."""
+    df = _transfer_table()
+    errs = calibrate.transfer_errors(df, steps=1500, skus=TRANSFER_SKUS, models=MODELS)
+    assert set(errs["sku"]) == {"GPU-H", "GPU-A"}  # the reference sku is never left out
+    assert len(errs) == (df["sku"] != "H100-SXM").sum()
+    table = calibrate.transfer_error_table(errs)
+    assert table["group_of_sku"] == {"GPU-A": "other_vendor", "GPU-H": "same_family"}
+    dense, moe = table["by_group"], table["by_group_moe"]
+    assert set(dense["same_family"]) == {"prefill", "decode", "e2e"}
+    assert max(dense["same_family"].values()) < 0.06  # the reference fit is pulled a little towards the pool
+    for role, band in dense["other_vendor"].items():  # 0.5, plus what moving an approximate fit adds (decode 0.6)
+        assert 0.47 < band < 0.7, role
+    assert moe["same_family"]["decode"] > 0.1  # the MoE fit stays behind: eta_memory reads the routed experts
+    assert calibrate.transfer_errors(df, steps=1500, skus=TRANSFER_SKUS, models=MODELS).equals(errs)  # deterministic
+
+
+def _served(transfer=""):
+    return calibrate.Served(TRUE, "H100-SXM/*", bool(transfer), {"prefill": 0.2, "decode": 0.3, "e2e": 0.1}, transfer)
+
+
+def test_role_error_widens_a_moved_fit_to_the_transfer_band(tmp_path):
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    data[calibrate.TRANSFER_ERROR_KEY] = {
+        "by_group": {"same_family": {"decode": 0.25, "e2e": 0.1}, "same_vendor": {"decode": 0.5, "prefill": 0.4},
+                     "other_vendor": {"e2e": 3.0}},
+        "by_group_moe": {"same_family": {"decode": 2.9}}}
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(data))
+    err = lambda s, role, moe=False: calibrate.role_error(s, role, path, moe=moe)  # noqa: E731
+    assert err(_served(), "decode") == (0.3, "H100-SXM/*")  # a measured sku: its own band, the transfer unused
+    assert err(_served("same_family"), "decode") == (0.3, "H100-SXM/*")  # the wider of the two: its own
+    assert err(_served("same_vendor"), "decode") == (0.5, "transfer_error.by_group.same_vendor.decode")
+    assert err(_served("same_family"), "prefill") == (0.2, "H100-SXM/*")  # the group's e2e band (0.1) stands in
+    assert err(_served("other_vendor"), "prefill") == (3.0, "transfer_error.by_group.other_vendor.e2e")
+    assert err(_served("same_family"), "decode", moe=True) == (2.9, "transfer_error.by_group_moe.same_family.decode")
+    # a group without MoE bands of its own takes the widest other group's, by the same rule
+    assert err(_served("same_vendor"), "decode", moe=True)[0] == 2.9
+    assert err(_served(calibrate.UNKNOWN_GROUP), "prefill") == (3.0, "transfer_error.by_group.other_vendor.e2e")
+    assert err(_served(calibrate.UNKNOWN_GROUP), "decode") == (3.0, "transfer_error.by_group.other_vendor.e2e")
+    # expert-parallel shapes still take at least the EP band
+    ep = data[calibrate.EP_ERROR_KEY]["error"]
+    assert calibrate.role_error(_served("same_family"), "decode", path, expert_parallel=True) == (
+        ep, calibrate.EP_ERROR_KEY)
+    # a file without the entry: the entry's own band
+    del data[calibrate.TRANSFER_ERROR_KEY]
+    path.write_text(json.dumps(data))
+    assert err(_served("other_vendor"), "decode") == (0.3, "H100-SXM/*")
+
+
+def test_lookup_marks_a_sku_never_measured_as_moved():
+    skus = catalog_skus()
+    assert calibrate.lookup("H20", None, skus=skus).transfer == "same_family"
+    assert calibrate.lookup("L4", "vllm", skus=skus).transfer == "same_vendor"
+    for measured in ("H100-SXM", "H200-SXM", "MI300X"):  # measured: their own entries, not moved
+        assert calibrate.lookup(measured, "sglang", skus=skus).transfer == ""
+    custom = dict(skus, **{"GPU-NEW": {"memory_gib": 64, "tflops_bf16": 300.0, "hbm_tbps": 3.0}})
+    assert calibrate.lookup("GPU-NEW", None, skus=custom).transfer == calibrate.UNKNOWN_GROUP
+
+
+def test_shipped_file_carries_transfer_bands_wider_than_the_reference_entrys_own():
+    """The shipped transfer_error (python -m pdfleet.calibrate --transfer-error): every group measured, and a move
+    across vendors misses by more than one within an architecture."""
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    bands = data[calibrate.TRANSFER_ERROR_KEY]
+    assert set(bands["by_group"]) == set(calibrate.TRANSFER_GROUPS) == set(bands["by_group_moe"])
+    assert bands["group_of_sku"]["H200-SXM"] == "same_family" and bands["group_of_sku"]["MI300X"] == "other_vendor"
+    dense = bands["by_group"]
+    assert dense["same_family"]["e2e"] < dense["same_vendor"]["e2e"] < dense["other_vendor"]["e2e"]
+    own = data["skus"]["H100-SXM"]["*"]["cv_error"]
+    assert dense["same_vendor"]["decode"] > own["decode"]
+    served = calibrate.lookup("L4", None)
+    assert calibrate.role_error(served, "decode") == (dense["same_vendor"]["decode"],
+                                                       "transfer_error.by_group.same_vendor.decode")

@@ -300,6 +300,23 @@ def test_says_which_fit_served_and_whether_borrowed():
     assert h20["fit"].endswith("(borrowed)")  # H20 was never measured: moved from the reference sku
 
 
+def test_prediction_error_of_a_sku_never_measured_is_at_least_the_transfer_band():
+    """L4 was never measured: its numbers are H100-SXM/tensorrt-llm's fit moved to it, and its band is at least the
+    file's leave-one-sku-out error of moving a fit to another NVIDIA architecture (calibrate.transfer_band), the
+    band the plan would take too."""
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    own = data["skus"]["H100-SXM"]["tensorrt-llm"]["cv_error"]
+    moved = data[calibrate.TRANSFER_ERROR_KEY]["by_group"]["same_vendor"]
+    q = ["--model", "llama-3.1-8b", "--tp", "1", "--input-tokens", "512", "--output-tokens", "128", "--batch", "4",
+         "--engine", "tensorrt-llm"]
+    (l4,) = records(q + ["--sku", "L4"])
+    (h100,) = records(q + ["--sku", "H100-SXM"])
+    assert l4["fit"] == "H100-SXM/tensorrt-llm (borrowed)" and h100["fit"] == "H100-SXM/tensorrt-llm"
+    assert h100["prediction_error"] == pytest.approx(max(own["prefill"], own["decode"]))
+    assert l4["prediction_error"] == pytest.approx(max(own["prefill"], own["decode"], moved["prefill"], moved["decode"]))
+    assert l4["prediction_error"] > h100["prediction_error"]
+
+
 def test_prediction_error_is_the_serving_entrys_cross_validated_error():
     (r,) = records(LLAMA_Q)  # both numbers from the roofline, served by H100-SXM/*
     cv = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())["skus"]["H100-SXM"]["*"]["cv_error"]

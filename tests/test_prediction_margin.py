@@ -107,3 +107,49 @@ def test_auto_margin_refuses_a_calibration_without_cross_validated_errors(mixed_
         predicted.predict(fleet)
     assert err.value.path == "planning.prediction_margin" and "cv_error" in str(err.value)
     assert predicted.predict(_with(mixed_doc, prediction_margin=0.2, calibration=str(path))).profiles  # a fraction
+
+
+def test_a_sku_never_measured_is_planned_with_the_transfer_band():
+    """L4 and H100-PCIE were never measured: their roofline is H100-SXM's fit moved to them, and their band is at
+    least the file's leave-one-sku-out error of such a move (calibrate.transfer_band): for L4 (another NVIDIA
+    architecture) the dense band; for H100-PCIE (Hopper) serving a mixture-of-experts model, the MoE band, which a
+    move misses by far more (it carries no MoE fit). H100-SXM itself keeps its own cross-validated band. The plan's
+    prediction_error and the 'auto' margin agree."""
+    import json
+
+    from pdfleet import calibrate
+
+    doc = {"planning": {"prediction_margin": "auto", "engine": "tensorrt-llm"},
+           "skus": ["H100-SXM", "L4", "H100-PCIE"], "models": ["llama-3.1-8b", "qwen3-30b-a3b"],
+           "workloads": {
+               "chat": {"model": "llama-3.1-8b", "rate_rps": 5, "input_tokens": 1000, "output_tokens": 200,
+                        "slo": {"ttft_s": 2.0, "tpot_ms": 80}},
+               "moe": {"model": "qwen3-30b-a3b", "rate_rps": 5, "input_tokens": 1000, "output_tokens": 200,
+                       "slo": {"ttft_s": 2.0, "tpot_ms": 80}}}}
+    fleet = spec.from_dict(doc)
+    data = json.loads(calibrate.DEFAULT_CALIBRATION.read_text())
+    dense = data[calibrate.TRANSFER_ERROR_KEY]["by_group"]
+    moe = data[calibrate.TRANSFER_ERROR_KEY]["by_group_moe"]
+    own = data["skus"]["H100-SXM"]["tensorrt-llm"]["cv_error"]
+    assert own["decode"] < dense["same_vendor"]["decode"] < moe["same_family"]["decode"]  # else nothing is told apart
+    profiles = predicted.predict(fleet).profiles
+
+    def decode_margin(model, sku):
+        p = next(p for p in profiles if p.model == model and p.sku == sku and p.gpus_per_instance == 1)
+        return p.source.split("decode +")[1].split("%")[0]
+
+    assert decode_margin("llama-3.1-8b", "L4") == f"{dense['same_vendor']['decode']:.0%}"[:-1]
+    assert decode_margin("qwen3-30b-a3b", "H100-PCIE") == f"{moe['same_family']['decode']:.0%}"[:-1]
+    assert decode_margin("llama-3.1-8b", "H100-SXM") == f"{own['decode']:.0%}"[:-1]
+    plan = optimize.run(fleet).plan
+    group = {"L4": "same_vendor", "H100-PCIE": "same_family"}
+    moved = 0
+    for r in plan[plan["source"] == "roofline"].itertuples():
+        expect = own[r.role]
+        if r.sku in group:  # the band of the move (the e2e band where the group measured the role only in batches)
+            bands = (moe if r.model == "qwen3-30b-a3b" else dense)[group[r.sku]]
+            expect, moved = max(expect, bands.get(r.role, bands["e2e"])), moved + 1
+        assert r.prediction_error == pytest.approx(expect), (r.workload, r.role, r.sku)
+    assert moved >= 2
+    # the MoE model's decode goes to the measured H100-SXM: H100-PCIE would be planned 2.9x slower
+    assert plan.loc[(plan["workload"] == "moe") & (plan["role"] == "decode"), "sku"].item() == "H100-SXM"

@@ -39,7 +39,8 @@ PLAN = pa.schema([
     _f("source", S, True, "where the profile came from: `profile` (measured) or `roofline` (predicted)"),
     _f("prediction_error", F, True, "roofline rows: cross-validated relative error (p90) of the calibration fit that "
        "predicted this role (where the fit has none for the role, the wider of its own e2e error and its sku's or "
-       "the pool's for the role; dp/ep rows at least the error measured on expert-parallel runs: "
+       "the pool's for the role; dp/ep rows at least the error measured on expert-parallel runs; a sku never "
+       "measured at least the leave-one-sku-out error of moving a fit to such a sku, for a dense or MoE model: "
        "pdfleet.calibrate.role_error); null for measured profiles"),
     _f("instances", I, False, "planned whole instances of this role"),
     _f("instances_fractional", F, True, "demand / per-instance capacity, before rounding (the paper's eqs. 5-6)"),
