@@ -212,6 +212,7 @@ def finish(given: S.Fleet, prep: Prepared, outcome, search_s: float, rounding: s
         "profiles": len(fleet.profiles) - len(prediction.profiles),
         "roofline_profiles": len(prediction.profiles),
         "roofline_skipped": prediction.skipped,
+        "roofline_moved_skus": dict(sorted(prediction.moved.items())),
         "prediction_margin": fleet.planning.prediction_margin,
         "engine": fleet.planning.engine,
         "total_cost_usd_per_hour": {q: float(fleet_df.loc[fleet_df["quarter"] == q, "cost_usd_per_hour"].sum())

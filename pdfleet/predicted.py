@@ -49,6 +49,7 @@ MAX_BATCH = 4096
 class Prediction:
     profiles: list[S.Profile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why a combination was not predicted
+    moved: dict[str, str] = field(default_factory=dict)  # sku never measured -> "fit, transfer group" serving it
 
 
 def _prefill_points(values: list[int]) -> tuple[list[int], list[tuple[int, int]]]:
@@ -160,6 +161,8 @@ def predict(fleet: S.Fleet) -> Prediction:
                 continue
             served = _efficiency(calibrate, s_name, fleet.planning.calibration, sku_dicts, fleet.planning.engine)
             eff = served.efficiency
+            if served.transfer:
+                out.moved[s_name] = f"{served.fit}, {served.transfer}"
             by_layout = {ep_shape: _margins(calibrate, served, fleet.planning, ep_shape, model.moe)
                          for ep_shape in (False, True)}
             for gpus, dp, ep in shapes_of(model, sku, fleet.planning):

@@ -130,15 +130,21 @@ def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
     if margin == "auto":
         how = ("planned slower than predicted by each calibration entry's cross-validated error "
                "(90th percentile of measured/predicted - 1; for expert-parallel rows at least the error "
-               "measured on expert-parallel runs)")
+               "measured on expert-parallel runs; for a sku never measured at least the error of moving a fit to "
+               "such a sku)")
     elif float(margin) > 0:
         how = f"planned {float(margin):.0%} slower than predicted"
     else:
         how = "planned at the predictions, no margin (planning.prediction_margin: 0)"
     err = roof["prediction_error"].max()
+    moved = manifest.get("roofline_moved_skus") or {}
+    skus = set(roof["sku"].astype(str)) if "sku" in roof else set()
+    used = [f"{s} ({moved[s]})" for s in sorted(skus & set(moved))]
     return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}): {how}; "
             f"prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
-            "measured profiles carry no margin")
+            "measured profiles carry no margin"
+            + (f"; never measured, so served by another sku's fit moved to them (prediction_error at least the "
+               f"calibration's transfer_error): {', '.join(used)}" if used else ""))
 
 
 def _sku_line(r) -> str:

@@ -108,7 +108,7 @@ PER_SCENARIO = ("solver", "solver_requested", "cost_usd", "cost_usd_per_hour", "
                 "lower_bound_usd_per_hour", "gap", "unserved_penalty_usd", "switch_usd", "solver_costs_usd",
                 "solver_notes", "shared_limits_enforced", "breaks_limits", "binding_limits", "total_cost_usd_per_hour",
                 "status_counts", "status_counts_by_role", "rows", "over_inventory", "timings_s", "precision",
-                "roofline_profiles", "roofline_skipped", "resolved_spec")
+                "roofline_profiles", "roofline_skipped", "roofline_moved_skus", "resolved_spec")
 
 
 def run_all(fleet: S.Fleet, scenarios: dict[str, Scenario], rounding: str | None = None, source=None, progress=None,

@@ -141,8 +141,16 @@ def test_a_sku_never_measured_is_planned_with_the_transfer_band():
     assert decode_margin("llama-3.1-8b", "L4") == f"{dense['same_vendor']['decode']:.0%}"[:-1]
     assert decode_margin("qwen3-30b-a3b", "H100-PCIE") == f"{moe['same_family']['decode']:.0%}"[:-1]
     assert decode_margin("llama-3.1-8b", "H100-SXM") == f"{own['decode']:.0%}"[:-1]
-    plan = optimize.run(fleet).plan
+    res = optimize.run(fleet)
+    plan = res.plan
     group = {"L4": "same_vendor", "H100-PCIE": "same_family"}
+    assert res.manifest["roofline_moved_skus"] == {s: f"H100-SXM/tensorrt-llm, {g}" for s, g in sorted(group.items())}
+    from pdfleet import report
+
+    line = report._margin_line(plan, res.manifest)
+    assert "for a sku never measured at least the error of moving a fit" in line
+    used = sorted(set(plan.loc[plan["source"] == "roofline", "sku"]) & set(group))
+    assert line.endswith(", ".join(f"{s} (H100-SXM/tensorrt-llm, {group[s]})" for s in used))
     moved = 0
     for r in plan[plan["source"] == "roofline"].itertuples():
         expect = own[r.role]
