@@ -41,7 +41,7 @@ REASON_STATUS = {
     E.KV_MEMORY: "kv_memory",
     E.NO_FINITE_COST: "cost_overflow",
 }
-STRING_COLUMNS = ("quarter", "workload", "model", "role", "sku", "engine", "source", "decode_table",
+STRING_COLUMNS = ("quarter", "workload", "model", "role", "sku", "engine", "source", "calibration_fit", "decode_table",
                   "ttft_statistic", "pair_sku", "runner_up", "status")
 # Predicted latency may exceed the SLO by this relative slack before a row is flagged (float32 noise).
 _SLO_SLACK = 1e-4
@@ -106,8 +106,40 @@ def plan_frame(fleet: S.Fleet, fp, plan, pred: dict, runner: dict) -> pd.DataFra
                 rows.append(_row(fleet, fp, plan, pred, runner, per_gpu, sku_index, o, role, ri, qi, wi, quarter,
                                  name, w, q))
     frame = pd.DataFrame(rows, columns=list(rows[0].keys()))
-    frame.insert(frame.columns.get_loc("source") + 1, "prediction_error", prediction_errors(fleet, frame))
+    errors, fits, borrowed = roofline_provenance(fleet, frame)
+    at = frame.columns.get_loc("source") + 1
+    frame.insert(at, "prediction_error", errors)
+    frame.insert(at + 1, "calibration_fit", fits)
+    frame.insert(at + 2, "fit_borrowed", pd.array(borrowed, dtype="boolean"))
     return frame.astype({c: "string" for c in STRING_COLUMNS})  # typed even when every value is null
+
+
+def roofline_provenance(fleet: S.Fleet, frame: pd.DataFrame) -> tuple[np.ndarray, list, list]:
+    """(prediction_error, calibration_fit, fit_borrowed) of every plan row. For rows a roofline profile serves:
+    `prediction_errors`; the calibration entry that predicted the row ('sku/engine', '*' = pooled:
+    pdfleet.calibrate.lookup(sku, planning.engine)); whether that entry was fitted on another sku (the row's sku
+    never measured) or another engine than planning.engine. NaN / None / None for measured profiles and unserved
+    rows."""
+    errors = prediction_errors(fleet, frame)
+    fits: list = [None] * len(frame)
+    borrowed: list = [None] * len(frame)
+    roof = (frame["source"] == "roofline").to_numpy()
+    if roof.any():
+        cache: dict = {}
+        for i in np.flatnonzero(roof):
+            sku = str(frame["sku"].iat[i])
+            if sku not in cache:
+                cache[sku] = _served(fleet, sku)
+            fits[i], borrowed[i] = cache[sku].fit, bool(cache[sku].borrowed)
+    return errors, fits, borrowed
+
+
+def _served(fleet: S.Fleet, sku: str):
+    """calibrate.lookup(sku, planning.engine) on planning.calibration, with the fleet's skus beside the catalog's."""
+    from pdfleet import calibrate, catalog
+
+    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
+    return calibrate.lookup(sku, fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
 
 
 def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
@@ -121,17 +153,16 @@ def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
     roof = (frame["source"] == "roofline").to_numpy()
     if not roof.any():
         return out
-    from pdfleet import calibrate, catalog
+    from pdfleet import calibrate
 
-    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
     cache: dict = {}
     ep_shape = (frame["dp"].to_numpy() > 1) | (frame["ep"].to_numpy() > 1)
     for i in np.flatnonzero(roof):
         key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]), bool(ep_shape[i]),
                fleet.models[str(frame["model"].iat[i])].moe)
         if key not in cache:
-            served = calibrate.lookup(key[0], fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
-            cache[key] = calibrate.role_error(served, key[1], fleet.planning.calibration, key[2], key[3])[0]
+            cache[key] = calibrate.role_error(_served(fleet, key[0]), key[1], fleet.planning.calibration, key[2],
+                                              key[3])[0]
         out[i] = cache[key]
     return out
 

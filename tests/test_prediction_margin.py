@@ -58,6 +58,10 @@ def test_plan_rows_carry_prediction_error_and_margin_costs_capacity(mixed_doc):
         assert plan.loc[~roof, "prediction_error"].isna().all()
         served = roof & (plan["instances"] > 0)
         assert served.any() and (plan.loc[served, "prediction_error"] > 0).all()  # shipped file has cv_error
+        # engine 'any': each measured sku's own entry pooled over its engines, not borrowed; measured rows: null
+        assert (plan.loc[served, "calibration_fit"] == plan.loc[served, "sku"] + "/*").all()
+        assert not plan.loc[served, "fit_borrowed"].any()
+        assert plan.loc[~roof, "calibration_fit"].isna().all() and plan.loc[~roof, "fit_borrowed"].isna().all()
     # 50 % slower service times can only need as many or more GPUs for the same demand
     assert safe.plan["gpus"].sum() >= plain.plan["gpus"].sum()
     assert safe.manifest["prediction_margin"] == 0.5
@@ -158,6 +162,8 @@ def test_a_sku_never_measured_is_planned_with_the_transfer_band():
             bands = (moe if r.model == "qwen3-30b-a3b" else dense)[group[r.sku]]
             expect, moved = max(expect, bands.get(r.role, bands["e2e"])), moved + 1
         assert r.prediction_error == pytest.approx(expect), (r.workload, r.role, r.sku)
+        # the plan says which fit served the row, and that a moved or other-engine fit is borrowed
+        assert r.calibration_fit == "H100-SXM/tensorrt-llm" and r.fit_borrowed == (r.sku in group), r.sku
     assert moved >= 2
     # the MoE model's decode goes to the measured H100-SXM: H100-PCIE would be planned 2.9x slower
     assert plan.loc[(plan["workload"] == "moe") & (plan["role"] == "decode"), "sku"].item() == "H100-SXM"

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"  # 2: prediction_error, headroom, deployed; mean token lengths as float; simulate. 3: plan dp, ep
+SCHEMA_VERSION = "4"  # 2: prediction_error, headroom, deployed; mean token lengths as float; simulate. 3: plan dp, ep
+# 4: plan calibration_fit, fit_borrowed
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -42,6 +43,11 @@ PLAN = pa.schema([
        "the pool's for the role; dp/ep rows at least the error measured on expert-parallel runs; a sku never "
        "measured at least the leave-one-sku-out error of moving a fit to such a sku, for a dense or MoE model: "
        "pdfleet.calibrate.role_error); null for measured profiles"),
+    _f("calibration_fit", S, True, "roofline rows: the calibration entry that predicted this row, `sku/engine` (`*`: "
+       "pooled over skus or engines; pdfleet.calibrate.lookup of the row's sku and planning.engine); another sku "
+       "than the row's when the row's sku was never measured (its fit moved there); null for measured profiles"),
+    _f("fit_borrowed", B, True, "roofline rows: true when calibration_fit was fitted on another sku or another "
+       "engine than planning.engine asks for; null for measured profiles"),
     _f("instances", I, False, "planned whole instances of this role"),
     _f("instances_fractional", F, True, "demand / per-instance capacity, before rounding (the paper's eqs. 5-6)"),
     _f("gpus", I, False, "instances x gpus_per_instance"),
@@ -154,6 +160,8 @@ OK_NULLS = {
     "plan": {
         "engine": "the chosen profile names no engine",
         "prediction_error": "a measured profile (source `profile`) serves the row",
+        "calibration_fit": "a measured profile (source `profile`) serves the row",
+        "fit_borrowed": "a measured profile (source `profile`) serves the row",
         "decode_batch": "prefill rows",
         "decode_batch_max": "prefill rows",
         "decode_table": "prefill rows",
@@ -172,7 +180,9 @@ def ok_null_allowed(frame: pd.DataFrame, name: str, inventory_capped=None) -> di
     if name == "fleet":
         return {"inventory_gpus": ~frame["sku"].map(inventory_capped).astype(bool)}
     role, none = frame["role"], frame["runner_up"].isna()
-    return {"engine": pd.Series(True, index=frame.index), "prediction_error": frame["source"] == "profile",
+    measured = frame["source"] == "profile"
+    return {"engine": pd.Series(True, index=frame.index), "prediction_error": measured,
+            "calibration_fit": measured, "fit_borrowed": measured,
             **{c: role == "prefill" for c in ("decode_batch", "decode_batch_max", "decode_table", "predicted_tpot_ms")},
             "predicted_ttft_s": role == "decode", "runner_up": none, "runner_up_extra_usd_per_hour": none}
 
