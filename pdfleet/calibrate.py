@@ -559,9 +559,10 @@ def lookup(sku: str, engine: str | None = None, path=None, skus=None) -> Served:
     Lookup order: (sku, engine) → (sku, '*') → if the sku was never measured but the catalog knows it:
     the REFERENCE_SKU entry (engine, else '*') moved to it with `transfer` → ('*', '*'), the fit
     pooled over every sku and engine. `borrowed` is False only for an exact (sku, engine) entry (or
-    (sku, '*') when no engine was asked for). `transfer` is set (to `transfer_group`) only when the sku was
-    never measured, so the whole fit comes from another sku (the reference moved, or the pool): `role_error`
-    then widens the entry's band to the file's TRANSFER_ERROR_KEY, the error of such moves measured sku by sku. Parameters an entry's rows could not inform
+    (sku, '*') when no engine was asked for). `transfer` is set (to `transfer_group`) only when the file has no
+    entry of the sku (never measured; or, in a file without (sku, '*') entries, not with this engine), so the whole
+    fit comes from another sku (the reference moved, or the pool): `role_error` then widens the entry's band to the
+    file's TRANSFER_ERROR_KEY, the error of such moves measured sku by sku. Parameters an entry's rows could not inform
     ("not_identified") come from the reference sku's entry, moved to this sku. eta_expert and c_moe_layer_s
     (MOE_FIELDS) are the exception: they measure MoE kernels on one sku, so they are served only by an entry of
     the asked sku ((sku, engine), or (sku, '*') for an engine without its own entry) whose rows held a
@@ -903,8 +904,8 @@ def transfer_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: floa
     over the group's left-out skus weighted equally (sku_weighted_quantile), a sku counted where it has at least
     `min_rows` rows of the role; over dense models' rows (by_group) and mixture-of-experts models' rows
     (by_group_moe) apart, because a move carries no MoE fit (lookup): on H200, H100's fit misses dense decode
-    steps by 0.26 and DeepSeek's by 2.9 (0.9 quantiles, shipped file). The same per sku (by_sku, all rows) and the
-    rows behind each."""
+    steps by 0.26 and DeepSeek's by 2.9 (0.9 quantiles, shipped file). The same per sku (by_sku, by_sku_moe) and
+    the rows behind each (rows: all roles, dense and MoE)."""
     if errors.empty:
         return {}
     errors = errors[errors.groupby(["sku", "moe", "role"])["under"].transform("size") >= min_rows]
@@ -913,10 +914,13 @@ def transfer_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: floa
         return {g: {r: round(sku_weighted_quantile(x["under"], x["sku"], quantile), 4) for r, x in gg.groupby("role")}
                 for g, gg in rows.groupby("group")}
 
-    by_sku = {k: {r: round(float(np.quantile(x["under"], quantile)), 4) for r, x in g.groupby("role")}
-              for k, g in errors.groupby("sku")}
-    return {"by_group": bands(errors[~errors["moe"]]), "by_group_moe": bands(errors[errors["moe"]]),
-            "by_sku": by_sku, "quantile": quantile, "reference": REFERENCE_SKU,
+    def per_sku(rows):
+        return {k: {r: round(sku_weighted_quantile(x["under"], x["sku"], quantile), 4) for r, x in g.groupby("role")}
+                for k, g in rows.groupby("sku")}
+
+    dense, moe = errors[~errors["moe"]], errors[errors["moe"]]
+    return {"by_group": bands(dense), "by_group_moe": bands(moe), "by_sku": per_sku(dense),
+            "by_sku_moe": per_sku(moe), "quantile": quantile, "reference": REFERENCE_SKU,
             "group_of_sku": dict(errors.groupby("sku")["group"].first()),
             "rows": {k: int(n) for k, n in errors.groupby("sku").size().items()},
             "source": "leave-one-sku-out: fit_engine_aware without the sku's rows, its rows predicted through lookup "
@@ -924,27 +928,36 @@ def transfer_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: floa
 
 
 def transfer_band(data: dict, group: str, role: str, moe: bool = False) -> tuple[float, str]:
-    """(error, name) of a fit moved to an unmeasured sku by a move of kind `group` (transfer_group), for `role` of a
-    dense (moe False) or mixture-of-experts model, from a calibration file's TRANSFER_ERROR_KEY (by_group, or
-    by_group_moe where it has any band): the group's band for the role, else its 'e2e' band (its skus' offline
-    batches held the role), else the widest of the other groups' bands by the same rule; UNKNOWN_GROUP (or a group
-    no measured sku stands for) takes that widest band. (NaN, '') without the entry."""
+    """(error, name) of a fit moved to a sku without a fit of its own by a move of kind `group` (transfer_group), for
+    `role`, from a calibration file's TRANSFER_ERROR_KEY: in its dense-model bands (by_group) the group's band for the
+    role, else its 'e2e' band (its skus' offline batches held the role), else the widest of the other groups' bands
+    by the same rule; UNKNOWN_GROUP (or a group no measured sku stands for) takes that widest band. For a
+    mixture-of-experts model (`moe`) the larger of that and the same rule on by_group_moe: a move misses MoE models
+    by more where their rows say so, never by less than the dense band (the shipped MoE e2e bands of AMD are
+    below the dense ones: fewer, different rows). (NaN, '') without the entry."""
     entry = data.get(TRANSFER_ERROR_KEY) or {}
-    key = "by_group_moe" if moe and entry.get("by_group_moe") else "by_group"
+    found = [_band_in(entry, "by_group", group, role)]
+    if moe:
+        found.append(_band_in(entry, "by_group_moe", group, role))
+    found = [b for b in found if b is not None]
+    return max(found) if found else (float("nan"), "")
+
+
+def _band_in(entry: dict, key: str, group: str, role: str) -> tuple[float, str] | None:
+    """transfer_band's rule on one table of the entry (by_group or by_group_moe); None when it has no band."""
     by_group = entry.get(key) or {}
 
     def own(g):
         bands = by_group.get(g, {})
-        if role in bands:
-            return float(bands[role]), f"{TRANSFER_ERROR_KEY}.{key}.{g}.{role}"
-        if "e2e" in bands:
-            return float(bands["e2e"]), f"{TRANSFER_ERROR_KEY}.{key}.{g}.e2e"
+        for r in (role, "e2e"):
+            if r in bands:
+                return float(bands[r]), f"{TRANSFER_ERROR_KEY}.{key}.{g}.{r}"
         return None
 
     if own(group) is not None:
         return own(group)
     found = [b for b in (own(g) for g in sorted(by_group)) if b is not None]
-    return max(found) if found else (float("nan"), "")
+    return max(found) if found else None
 
 
 def calibrate_shipped(path=DEFAULT_CALIBRATION, perf_dir=None, steps: int = 3000, lr: float = 0.05,

@@ -49,7 +49,7 @@ MAX_BATCH = 4096
 class Prediction:
     profiles: list[S.Profile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why a combination was not predicted
-    moved: dict[str, str] = field(default_factory=dict)  # sku never measured -> "fit, transfer group" serving it
+    moved: dict[str, str] = field(default_factory=dict)  # sku without a fit of its own -> "fit, transfer group"
 
 
 def _prefill_points(values: list[int]) -> tuple[list[int], list[tuple[int, int]]]:

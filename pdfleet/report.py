@@ -130,8 +130,8 @@ def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
     if margin == "auto":
         how = ("planned slower than predicted by each calibration entry's cross-validated error "
                "(90th percentile of measured/predicted - 1; for expert-parallel rows at least the error "
-               "measured on expert-parallel runs; for a sku never measured at least the error of moving a fit to "
-               "such a sku)")
+               "measured on expert-parallel runs; for a sku without a fit of its own at least the error of moving a "
+               "fit to such a sku)")
     elif float(margin) > 0:
         how = f"planned {float(margin):.0%} slower than predicted"
     else:
@@ -143,8 +143,8 @@ def _margin_line(plan: pd.DataFrame, manifest: dict) -> str:
     return (f"{len(roof)} plan rows rest on roofline predictions (engine {manifest.get('engine', 'any')}): {how}; "
             f"prediction_error up to {'unknown' if err != err else format(err, '.0%')}; "
             "measured profiles carry no margin"
-            + (f"; never measured, so served by another sku's fit moved to them (prediction_error at least the "
-               f"calibration's transfer_error): {', '.join(used)}" if used else ""))
+            + (f"; skus without a fit of their own (never measured), served by a fit moved from another sku or the "
+               f"pool (prediction_error at least the calibration's transfer_error): {', '.join(used)}" if used else ""))
 
 
 def _sku_line(r) -> str:

@@ -491,7 +491,7 @@ def test_role_error_widens_a_moved_fit_to_the_transfer_band(tmp_path):
     data[calibrate.TRANSFER_ERROR_KEY] = {
         "by_group": {"same_family": {"decode": 0.25, "e2e": 0.1}, "same_vendor": {"decode": 0.5, "prefill": 0.4},
                      "other_vendor": {"e2e": 3.0}},
-        "by_group_moe": {"same_family": {"decode": 2.9}}}
+        "by_group_moe": {"same_family": {"decode": 2.9}, "other_vendor": {"e2e": 2.0}}}
     path = tmp_path / "cal.json"
     path.write_text(json.dumps(data))
     err = lambda s, role, moe=False: calibrate.role_error(s, role, path, moe=moe)  # noqa: E731
@@ -503,6 +503,11 @@ def test_role_error_widens_a_moved_fit_to_the_transfer_band(tmp_path):
     assert err(_served("same_family"), "decode", moe=True) == (2.9, "transfer_error.by_group_moe.same_family.decode")
     # a group without MoE bands of its own takes the widest other group's, by the same rule
     assert err(_served("same_vendor"), "decode", moe=True)[0] == 2.9
+    # an MoE model's band is never below the dense one (here AMD's MoE e2e rows missed by less)
+    assert err(_served("other_vendor"), "prefill", moe=True) == (3.0, "transfer_error.by_group.other_vendor.e2e")
+    # an entry without a band of its own: the transfer band alone
+    bare = calibrate.Served(TRUE, "*/*", True, {}, "same_vendor")
+    assert calibrate.role_error(bare, "decode", path) == (0.5, "transfer_error.by_group.same_vendor.decode")
     assert err(_served(calibrate.UNKNOWN_GROUP), "prefill") == (3.0, "transfer_error.by_group.other_vendor.e2e")
     assert err(_served(calibrate.UNKNOWN_GROUP), "decode") == (3.0, "transfer_error.by_group.other_vendor.e2e")
     # expert-parallel shapes still take at least the EP band
@@ -523,6 +528,12 @@ def test_lookup_marks_a_sku_never_measured_as_moved():
         assert calibrate.lookup(measured, "sglang", skus=skus).transfer == ""
     custom = dict(skus, **{"GPU-NEW": {"memory_gib": 64, "tflops_bf16": 300.0, "hbm_tbps": 3.0}})
     assert calibrate.lookup("GPU-NEW", None, skus=custom).transfer == calibrate.UNKNOWN_GROUP
+    # without hbm_tbps nothing can be moved to it: the pooled fit serves, and it is marked moved all the same
+    custom["GPU-ADA"] = {"memory_gib": 48, "tflops_bf16": 300.0, "family": "ada"}
+    pooled = calibrate.lookup("GPU-ADA", None, skus=custom)
+    assert pooled.fit == "*/*" and pooled.transfer == "same_vendor"
+    unknown = calibrate.lookup("GPU-NOWHERE", "vllm", skus=skus)  # not even in the catalog
+    assert unknown.fit == "*/*" and unknown.transfer == calibrate.UNKNOWN_GROUP
 
 
 def test_shipped_file_carries_transfer_bands_wider_than_the_reference_entrys_own():

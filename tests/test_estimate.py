@@ -315,6 +315,10 @@ def test_prediction_error_of_a_sku_never_measured_is_at_least_the_transfer_band(
     assert h100["prediction_error"] == pytest.approx(max(own["prefill"], own["decode"]))
     assert l4["prediction_error"] == pytest.approx(max(own["prefill"], own["decode"], moved["prefill"], moved["decode"]))
     assert l4["prediction_error"] > h100["prediction_error"]
+    # a mixture-of-experts model on a moved Hopper sku: the MoE band (the move carries no MoE fit)
+    moe = data[calibrate.TRANSFER_ERROR_KEY]["by_group_moe"]["same_family"]
+    (m,) = records(["--model", "qwen3-30b-a3b", "--sku", "H100-PCIE", *q[2:]])
+    assert m["prediction_error"] == pytest.approx(max(moe["decode"], moe["e2e"]))  # prefill: the group's e2e band
 
 
 def test_prediction_error_is_the_serving_entrys_cross_validated_error():

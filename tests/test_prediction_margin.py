@@ -152,7 +152,7 @@ def test_a_sku_never_measured_is_planned_with_the_transfer_band():
     from pdfleet import report
 
     line = report._margin_line(plan, res.manifest)
-    assert "for a sku never measured at least the error of moving a fit" in line
+    assert "for a sku without a fit of its own at least the error of moving a fit" in line
     used = sorted(set(plan.loc[plan["source"] == "roofline", "sku"]) & set(group))
     assert line.endswith(", ".join(f"{s} (H100-SXM/tensorrt-llm, {group[s]})" for s in used))
     moved = 0
