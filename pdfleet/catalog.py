@@ -31,7 +31,7 @@ SKU_REQUIRED = (
     "source",
     "source_date",
 )
-SKU_OPTIONAL = ("tflops_fp8", "tflops_fp4", "price_usd_per_gpu_hour", "price_source")
+SKU_OPTIONAL = ("tflops_fp8", "tflops_fp4", "price_usd_per_gpu_hour", "price_source", "link_topology")
 MODEL_REQUIRED = (
     "params_b",
     "active_params_b",

@@ -133,6 +133,7 @@ class Sku(Strict):
     tflops_fp4: Positive | None = None
     hbm_tbps: Positive | None = None
     link_gbps: Positive | None = None
+    link_topology: Literal["switch", "mesh"] = "switch"  # mesh: one link per peer (MI300X); roofline.hardware_from_sku
     inventory: PerQuarter | None = None  # cap on owned + bought + rented GPUs in use in a quarter
     # ---- fleet economics (README "Fleet economics"); prices in USD, counts in whole GPUs
     owned: PerQuarterGpus | None = None  # GPUs already owned (sunk); None: 0

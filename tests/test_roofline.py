@@ -103,6 +103,26 @@ def test_catalog_builders_match_hand_numbers():
     assert roofline.hardware_from_sku(catalog.load_skus()["A100-SXM-80GB"], 1, "fp8").peak_flops == 312e12
 
 
+def test_mesh_links_carry_a_tensor_parallel_group_on_k_minus_1_of_their_links():
+    """MI300X's board links every pair of its 8 GPUs by one 64 GB/s link (link_topology mesh): a TP group of k GPUs
+    all-reduces over k - 1 of them; NVSwitch parts (H100) reach any peers at the full link."""
+    skus = catalog.load_skus()
+    mi, h100 = skus["MI300X"], skus["H100-SXM"]
+    assert mi["link_topology"] == "mesh" and mi["link_gbps"] == 448 and mi["gpus_per_node"] == 8
+    for tp, gbs in ((1, 448.0), (2, 64.0), (4, 192.0), (8, 448.0)):
+        assert float(roofline.hardware_from_sku(mi, tp).link_bw) == pytest.approx(gbs * 1e9, rel=1e-12), tp
+        assert float(roofline.hardware_from_sku(h100, tp).link_bw) == pytest.approx(450e9, rel=1e-12), tp
+    # the all-reduce of a TP2 decode step of 64 sequences: bandwidth term 7x the switch's at the same link_gbps
+    m = roofline.model_shape_from_catalog(catalog.load_models()["llama-3.1-70b"], tp=2)
+    eff = roofline.Efficiency(*([1.0] * 3 + [0.0] * (len(roofline.Efficiency._fields) - 3)))  # alpha 0: bandwidth only
+    mesh = float(roofline.allreduce_time_s(64.0, m, roofline.hardware_from_sku(mi, 2), eff))
+    switch = float(roofline.allreduce_time_s(64.0, m, roofline.hardware_from_sku(dict(mi, link_topology="switch"), 2),
+                                             eff))
+    # by hand: 2 layers-worth per layer x 80 layers x 2(2-1)/2 x 64 x 8192 x 2 bytes / 64e9 B/s
+    assert mesh == pytest.approx(2 * 80 * 1.0 * 64 * 8192 * 2 / 64e9, rel=1e-5)
+    assert mesh == pytest.approx(7 * switch, rel=1e-5)
+
+
 def test_moe_split_and_touched_bytes():
     mix = roofline.model_shape_from_catalog(catalog.load_models()["mixtral-8x7b"])
     # one expert e = (46.7 − 12.9)/(8 − 2) B params; 8 experts in bf16

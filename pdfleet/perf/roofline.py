@@ -534,6 +534,24 @@ def peak_flops_of(sku: Mapping, precision: str = "bf16") -> float:
     return float(sku[PEAK_FIELD[used]]) * 1e12
 
 
+def mesh_link_share(sku: Mapping, gpus: int) -> float:
+    """Share of a GPU's link_gbps that the collectives of an instance of `gpus` GPUs run at.
+
+    link_topology 'switch' (default; NVSwitch): 1, any set of peers is reached at the full bandwidth. 'mesh'
+    (point-to-point, one link per peer: MI300X's 8-OAM board, 7 Infinity Fabric links of 64 GB/s, AMD CDNA 3 white
+    paper): a GPU of an instance of k GPUs on a node of n reaches its k − 1 peers over k − 1 of its n − 1 links, so
+        share = (k − 1) / (n − 1)        (TP2 on MI300X: 1/7, 64 GB/s; TP4: 3/7; TP8: 1)
+    for the ring / reduce-scatter all-reduce (allreduce_time_s: every GPU sends on all its peer links at once) and
+    the all-to-all (alltoall_time_s) alike. 1 at k = 1 (no collective). Evidence: held out (scripts/
+    validate_roofline.py, full run, issue #8 round 10), source=dstack-405b decode 28.7 -> 13.9 % (Llama-3.1-405B on
+    4 and 8 MI300X), model=llama-405b 20.6 -> 16.7 %; no split more than 0.2 worse but engine=tensorrt-llm prefill
+    12.6 -> 21.0 % (12 TTFTs of 17-62 ms whose fixed cost, pulled to the pooled fit, moved a few ms)."""
+    if sku.get("link_topology") != "mesh" or gpus <= 1:
+        return 1.0
+    n = int(sku.get("gpus_per_node") or 8)
+    return (min(int(gpus), n) - 1) / (n - 1) if n > 1 else 1.0
+
+
 def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardware:
     """Hardware of an instance of `tp` GPUs from a catalog sku record.
 
@@ -541,8 +559,9 @@ def hardware_from_sku(sku: Mapping, tp: int, precision: str = "bf16") -> Hardwar
     (1e9 B/s; data/catalog/skus.yaml). A missing link (single-GPU parts) gets 1e9 B/s, which only
     matters if such a part is used with tp > 1. peak_flops_bf16 / peak_flops_fp8 (the fp8 peak falling back to
     bf16's) price attention at the KV cache's precision (attention_flop_scale), whatever `precision` is.
+    link_bw is what the instance's collectives run at (`mesh_link_share`).
     """
-    link = sku.get("link_gbps") or 1.0
+    link = float(sku.get("link_gbps") or 1.0) * mesh_link_share(sku, tp)
     return Hardware(
         peak_flops=peak_flops_of(sku, precision),
         hbm_bw=float(sku["hbm_tbps"]) * 1e12,
