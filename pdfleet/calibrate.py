@@ -671,8 +671,8 @@ def role_error(served: Served, role: str, path=None, expert_parallel: bool = Fal
         err, fit = max(wider) if wider else (float("nan"), "")
     if served.transfer:
         moved, name = transfer_band(data, served.transfer, role, moe)
-        if not moved <= err:  # NaN err: the transfer band alone (NaN too without one)
-            err, fit = (moved, name) if math.isfinite(moved) else (err, fit)
+        if math.isfinite(moved) and not moved <= err:  # NaN err: the transfer band alone
+            err, fit = moved, name
     ep = data.get(EP_ERROR_KEY, {}).get("error") if expert_parallel else None
     if ep is not None and not float(ep) <= err:  # NaN err: the EP error alone
         return float(ep), EP_ERROR_KEY
@@ -801,26 +801,34 @@ def cross_validated_errors(df: pd.DataFrame, folds: int = CV_FOLDS, steps: int =
     (prefill | decode | e2e), under = max(0, measured / predicted − 1) (how much slower reality was
     than the prediction: the side that breaks an SLO), abs = |predicted / measured − 1|.
     """
-    import tempfile
-
     fold = cv_folds(df, folds)
     out = []
     for k in range(folds):
-        train, test = df[fold != k], df[fold == k].reset_index(drop=True)
+        train, test = df[fold != k], df[fold == k]
         if train.empty or test.empty:
             continue
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "cv.json"
-            write_calibration(path, fit_engine_aware(train, steps=steps, lr=lr, skus=skus, models=models))
-            pred = predict(test, lambda r: lookup(str(r["sku"]), str(r["engine"]), path=path, skus=skus).efficiency,
-                           skus=skus, models=models, inputs=learned_inputs(path))
-        meas = test["time_s"].to_numpy()
-        ok = np.isfinite(pred)
-        out.append(pd.DataFrame({"sku": test["sku"][ok], "engine": test["engine"][ok],
-                                 "role": test["kind"][ok].map(ROLE_OF_KIND),
-                                 "under": np.maximum(0.0, meas[ok] / pred[ok] - 1.0),
-                                 "abs": np.abs(pred[ok] / meas[ok] - 1.0)}))
+        out.append(held_out_errors(train, test, steps, lr, skus, models)[["sku", "engine", "role", "under", "abs"]])
     return pd.concat(out, ignore_index=True)
+
+
+def held_out_errors(train: pd.DataFrame, test: pd.DataFrame, steps: int, lr: float, skus=None,
+                    models=None) -> pd.DataFrame:
+    """`fit_engine_aware` on `train`, written to a temporary file, and `test` predicted through `lookup` of each row's
+    (sku, engine) exactly as at planning time. The test rows it could predict, with role (ROLE_OF_KIND),
+    under = max(0, measured / predicted − 1) (how much slower reality was than the prediction: the side that breaks
+    an SLO) and abs = |predicted / measured − 1| added; index reset."""
+    import tempfile
+
+    test = test.reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "held_out.json"
+        write_calibration(path, fit_engine_aware(train, steps=steps, lr=lr, skus=skus, models=models))
+        pred = predict(test, lambda r: lookup(str(r["sku"]), str(r["engine"]), path=path, skus=skus).efficiency,
+                       skus=skus, models=models, inputs=learned_inputs(path))
+    meas = test["time_s"].to_numpy()
+    ok = np.isfinite(pred)
+    return test[ok].assign(role=test["kind"][ok].map(ROLE_OF_KIND), under=np.maximum(0.0, meas[ok] / pred[ok] - 1.0),
+                           abs=np.abs(pred[ok] / meas[ok] - 1.0)).reset_index(drop=True)
 
 
 def cv_error_table(errors: pd.DataFrame, min_rows: int = 3, quantile: float = CV_QUANTILE) -> dict:
@@ -863,7 +871,7 @@ def transfer_errors(df: pd.DataFrame, steps: int = 1000, lr: float = 0.05, skus=
     reference sku's fit is moved to it with `transfer`). Columns: sku, group (transfer_group from the reference),
     moe (a mixture-of-experts model's row: lookup moves no MoE fit, MOE_FIELDS), role, under = max(0, measured /
     predicted − 1), abs = |predicted / measured − 1| (cross_validated_errors')."""
-    import tempfile
+    from pdfleet import catalog
 
     skus, models = _catalogs(skus, models)
     out = []
@@ -871,19 +879,10 @@ def transfer_errors(df: pd.DataFrame, steps: int = 1000, lr: float = 0.05, skus=
         if sku not in skus:
             continue
         left_out = (df["sku"] == sku).to_numpy()
-        train, test = df[~left_out], df[left_out].reset_index(drop=True)
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "loso.json"
-            write_calibration(path, fit_engine_aware(train, steps=steps, lr=lr, skus=skus, models=models))
-            pred = predict(test, lambda r: lookup(sku, str(r["engine"]), path=path, skus=skus).efficiency,
-                           skus=skus, models=models, inputs=learned_inputs(path))
-        meas = test["time_s"].to_numpy()
-        ok = np.isfinite(pred)
-        moe = test["model"][ok].map(lambda m: int(models[m].get("experts") or 0) > 1).to_numpy(bool)
-        out.append(pd.DataFrame({"sku": sku, "group": transfer_group(skus[sku], skus.get(REFERENCE_SKU)), "moe": moe,
-                                 "role": test["kind"][ok].map(ROLE_OF_KIND).to_numpy(),
-                                 "under": np.maximum(0.0, meas[ok] / pred[ok] - 1.0),
-                                 "abs": np.abs(pred[ok] / meas[ok] - 1.0)}))
+        e = held_out_errors(df[~left_out], df[left_out], steps, lr, skus, models)  # the sku is unmeasured there
+        out.append(e.assign(group=transfer_group(skus[sku], skus.get(REFERENCE_SKU)),
+                            moe=e["model"].map(lambda m: catalog.is_moe(models[m])).to_numpy(bool))
+                   [["sku", "group", "moe", "role", "under", "abs"]])
     cols = ["sku", "group", "moe", "role", "under", "abs"]
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
 

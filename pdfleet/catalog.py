@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import Mapping
 
 import yaml
 
@@ -47,6 +48,11 @@ MODEL_REQUIRED = (
     "source_date",
 )
 MODEL_OPTIONAL = ("kv_lora_rank", "qk_rope_head_dim", "experts", "experts_per_token")
+
+
+def is_moe(model: Mapping) -> bool:
+    """A mixture-of-experts model record: more than one routed expert per layer (spec.Model.moe for a fleet's)."""
+    return int(model.get("experts") or 0) > 1
 
 
 @functools.lru_cache(maxsize=None)

@@ -55,6 +55,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pdfleet import catalog
 from pdfleet.perf import memory
 
 PRECISIONS = ("bf16", "fp8", "fp4")
@@ -115,8 +116,6 @@ def context(fleet_path: str | None = None, calibration: str | None = None, engin
     """Catalog skus/models, overridden and extended by a fleet file's (spec.SpecError if it is bad). With a
     fleet, its planning.calibration and planning.engine stand where `calibration` and `engine` are None, so a
     query is answered by the calibration entry the fleet's plan uses."""
-    from pdfleet import catalog
-
     table = _check_calibration(calibration) if calibration is not None else {}
     skus, models = catalog.load_skus(), catalog.load_models()
     profiles, util = [], DEFAULT_MEMORY_UTILIZATION
@@ -481,8 +480,8 @@ def estimate(queries: Sequence[Query], ctx: Context):
         if uses_roofline and served is not None and not isinstance(served, str):
             fits.append(served.fit + (" (borrowed)" if served.borrowed else ""))
             roles = (["prefill"] if not has_pre[i] else []) + (["decode"] if not prof_tpot[i] else [])
-            moe = int(ctx.models[q.model].get("experts") or 0) > 1
-            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1, moe)
+            errors.append(_worst_error(served, roles, ctx.calibration, q.dp > 1 or q.ep > 1,
+                                       catalog.is_moe(ctx.models[q.model]))
                           if runs[-1] else np.nan)
         else:
             fits.append("")

@@ -120,35 +120,31 @@ def roofline_provenance(fleet: S.Fleet, frame: pd.DataFrame) -> tuple[np.ndarray
     pdfleet.calibrate.lookup(sku, planning.engine)); whether that entry was fitted on another sku (the row's sku
     never measured) or another engine than planning.engine. NaN / None / None for measured profiles and unserved
     rows."""
-    errors = prediction_errors(fleet, frame)
+    roof = (frame["source"] == "roofline").to_numpy()
+    served = _served_by_sku(fleet, frame["sku"][roof].astype(str).unique()) if roof.any() else {}
     fits: list = [None] * len(frame)
     borrowed: list = [None] * len(frame)
-    roof = (frame["source"] == "roofline").to_numpy()
-    if roof.any():
-        cache: dict = {}
-        for i in np.flatnonzero(roof):
-            sku = str(frame["sku"].iat[i])
-            if sku not in cache:
-                cache[sku] = _served(fleet, sku)
-            fits[i], borrowed[i] = cache[sku].fit, bool(cache[sku].borrowed)
-    return errors, fits, borrowed
+    for i in np.flatnonzero(roof):
+        s = served[str(frame["sku"].iat[i])]
+        fits[i], borrowed[i] = s.fit, bool(s.borrowed)
+    return prediction_errors(fleet, frame, served), fits, borrowed
 
 
-def _served(fleet: S.Fleet, sku: str):
-    """calibrate.lookup(sku, planning.engine) on planning.calibration, with the fleet's skus beside the catalog's."""
-    from pdfleet import calibrate, catalog
+def _served_by_sku(fleet: S.Fleet, skus) -> dict:
+    """{sku: calibrate.lookup(sku, planning.engine) on planning.calibration}, the fleet's skus beside the catalog's."""
+    from pdfleet import calibrate, predicted
 
-    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
-    return calibrate.lookup(sku, fleet.planning.engine, path=fleet.planning.calibration, skus=sku_dicts)
+    records = predicted.sku_records(fleet)
+    return {s: calibrate.lookup(s, fleet.planning.engine, path=fleet.planning.calibration, skus=records) for s in skus}
 
 
-def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
+def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame, served: dict) -> np.ndarray:
     """`prediction_error` of every plan row: for rows a roofline profile serves, the cross-validated
     relative error of the calibration entry that predicted it, for the row's role
     (pdfleet.calibrate.lookup(sku, planning.engine) then role_error; the margin 'auto' plans with), for a dp/ep
     shape at least the error measured on expert-parallel runs, for a sku never measured at least the error of
     moving a fit to such a sku (for the row's model, dense or mixture-of-experts); NaN for measured profiles and
-    unserved rows."""
+    unserved rows. `served`: what lookup served each roofline row's sku (_served_by_sku)."""
     out = np.full(len(frame), np.nan)
     roof = (frame["source"] == "roofline").to_numpy()
     if not roof.any():
@@ -161,8 +157,7 @@ def prediction_errors(fleet: S.Fleet, frame: pd.DataFrame) -> np.ndarray:
         key = (str(frame["sku"].iat[i]), str(frame["role"].iat[i]), bool(ep_shape[i]),
                fleet.models[str(frame["model"].iat[i])].moe)
         if key not in cache:
-            cache[key] = calibrate.role_error(_served(fleet, key[0]), key[1], fleet.planning.calibration, key[2],
-                                              key[3])[0]
+            cache[key] = calibrate.role_error(served[key[0]], key[1], fleet.planning.calibration, key[2], key[3])[0]
         out[i] = cache[key]
     return out
 

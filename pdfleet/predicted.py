@@ -139,13 +139,13 @@ def predict(fleet: S.Fleet) -> Prediction:
     out = Prediction()
     if not fleet.planning.roofline:
         return out
-    from pdfleet import calibrate, catalog
+    from pdfleet import calibrate
     from pdfleet.perf import roofline
 
     # a measured instance of g GPUs, whatever its shape, stands for every predicted shape of g GPUs (per role)
     measured_prefill = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.prefill}
     measured_decode = {(p.model, p.sku, p.gpus_per_instance) for p in fleet.profiles if p.decode}
-    sku_dicts = {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
+    sku_dicts = sku_records(fleet)
     util = fleet.planning.memory_utilization
     jobs = []
     by_model: dict[str, list[S.Workload]] = {}
@@ -187,6 +187,13 @@ def predict(fleet: S.Fleet) -> Prediction:
     if jobs:
         out.profiles = _tables(jobs, util)
     return out
+
+
+def sku_records(fleet: S.Fleet) -> dict:
+    """Every sku record calibrate.lookup may need: the catalog's, overridden and extended by the fleet's."""
+    from pdfleet import catalog
+
+    return {**catalog.load_skus(), **{n: s.model_dump() for n, s in fleet.skus.items()}}
 
 
 def _efficiency(calibrate, sku: str, path: str | None, sku_dicts: dict, engine: str = "any"):
@@ -431,8 +438,6 @@ def ep_throughput_check(calibration=None, path=None, skus=None, models=None):
     (ms): step_ms, alltoall_ms (roofline.alltoall_time_s of the step's B/gpus tokens per GPU), compute_ms and
     memory_ms (the step's compute and memory roofline terms each alone, without all-to-all and fixed overheads),
     overhead_ms (c1 + c_seq·B/dp + c_layer·layers)."""
-    import pandas as pd
-
     from pdfleet import calibrate, catalog, measured_sources
     from pdfleet.perf import roofline
 
